@@ -1,0 +1,153 @@
+"""The public functional API: log_partition, log_likelihood, viterbi, marginals.
+
+Inputs are validated once (``problem.make_problem``), handed to a backend as a
+float64 :class:`~semicrf.problem.Problem`, and gradients reach every floating
+input through :mod:`torch.autograd`. The backward pass never differentiates
+through a loop: a backend returns the marginals of the model, which *are* the
+gradients of log Z (forward-backward), and they are saved in the forward pass
+when any input needs a gradient.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from . import backends
+from .problem import make_problem
+from .types import Marginals, ViterbiResult
+
+__all__ = ["log_partition", "log_likelihood", "viterbi", "marginals"]
+
+# Order of the differentiable inputs, matching the fields of Marginals.
+_GRAD_FIELDS = ("emissions", "transitions", "durations", "initial", "final", "start_scores", "end_scores")
+
+
+def _batched_grad(field: str, m: Marginals, go: Tensor, like: Tensor) -> Tensor:
+    """Weight per-sequence marginals by the incoming gradient and reduce over the batch."""
+    value = getattr(m, field)
+    if field in ("emissions", "start_scores", "end_scores"):
+        out = value * go[:, None, None]
+    else:
+        out = (value * go.view(-1, *([1] * (value.dim() - 1)))).sum(dim=0)
+    return out.to(dtype=like.dtype, device=like.device)
+
+
+class _ScoreFunction(torch.autograd.Function):
+    """log Z, or log P(labels) = log Z(labels) - log Z, with marginals as gradients."""
+
+    @staticmethod
+    def forward(ctx, backend_name, problem, with_labels, *inputs):
+        backend = backends.get(backend_name, problem)
+        need = any(ctx.needs_input_grad[3:])
+        full = backend.forward_backward(problem, constrained=False, need_marginals=need)
+        value = full.log_z
+        grads = full.marginals
+        if with_labels:
+            gold = backend.forward_backward(problem, constrained=True, need_marginals=need)
+            value = gold.log_z - full.log_z
+            if need:
+                grads = Marginals(**{f: getattr(gold.marginals, f) - getattr(full.marginals, f)
+                                     for f in Marginals.__dataclass_fields__})
+        ctx.grads = grads
+        ctx.inputs_meta = [(x.dtype, x.device) if x is not None else None for x in inputs]
+        return value.to(inputs[0].device)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        m = ctx.grads
+        go = grad_out.to(torch.float64)
+        out = []
+        for field, meta, needed in zip(_GRAD_FIELDS, ctx.inputs_meta, ctx.needs_input_grad[3:]):
+            if meta is None or not needed:
+                out.append(None)
+                continue
+            dtype, device = meta
+            like = torch.empty((), dtype=dtype, device=device)
+            out.append(_batched_grad(field, m, go.to(getattr(m, field).device), like))
+        ctx.grads = None
+        return (None, None, None, *out)
+
+
+def _inputs(emissions, transitions, durations, initial, final, start_scores, end_scores):
+    return (emissions, transitions, durations, initial, final, start_scores, end_scores)
+
+
+def log_partition(emissions: Tensor, transitions: Tensor, durations: Tensor, lengths: Tensor | None = None,
+                  initial: Tensor | None = None, final: Tensor | None = None,
+                  start_scores: Tensor | None = None, end_scores: Tensor | None = None,
+                  backend: str = "auto") -> Tensor:
+    """log Z: the log-sum of the scores of all segmentations of each sequence.
+
+    Args:
+        emissions: (B, T, C) score of label c at position t.
+        transitions: (C, C); ``transitions[i, j]`` scores a segment of label j after one of label i.
+        durations: (K, C); ``durations[d - 1, c]`` scores a segment of label c and length d. K is the
+            longest segment.
+        lengths: (B,) integer lengths in [1, T] (default: all T). Padding past a length is ignored.
+        initial, final: (C,) scores of the first / last segment's label (default 0).
+        start_scores, end_scores: (B, T, C) added to a segment of label c that starts at t / whose
+            last position is t (default: none).
+        backend: "auto", "reference", "cpu" or "triton" (see :func:`semicrf.backends.available`).
+
+    Returns:
+        (B,) float64 log Z. Differentiable with respect to every floating input; the gradient of
+        log Z is the vector of marginals.
+    """
+    p = make_problem(emissions, transitions, durations, lengths, initial, final, start_scores, end_scores)
+    return _ScoreFunction.apply(backend, p, False,
+                                *_inputs(emissions, transitions, durations, initial, final, start_scores, end_scores))
+
+
+def log_likelihood(emissions: Tensor, labels: Tensor, transitions: Tensor, durations: Tensor,
+                   lengths: Tensor | None = None, initial: Tensor | None = None, final: Tensor | None = None,
+                   start_scores: Tensor | None = None, end_scores: Tensor | None = None,
+                   backend: str = "auto") -> Tensor:
+    """log P(labels): the probability of each per-position label sequence.
+
+    It sums over every segmentation consistent with ``labels`` (a run longer than K is several
+    segments of the same label), so it is a normalised probability over all C^L label sequences and
+    ``-log_likelihood`` is a loss >= 0 for every input.
+
+    Args:
+        labels: (B, T) integer labels in [0, C) (any value past each length).
+        Other arguments: as :func:`log_partition`.
+
+    Returns:
+        (B,) float64 log-likelihoods, differentiable with respect to every floating input.
+    """
+    p = make_problem(emissions, transitions, durations, lengths, initial, final, start_scores, end_scores, labels)
+    return _ScoreFunction.apply(backend, p, True,
+                                *_inputs(emissions, transitions, durations, initial, final, start_scores, end_scores))
+
+
+def marginals(emissions: Tensor, transitions: Tensor, durations: Tensor, lengths: Tensor | None = None,
+              initial: Tensor | None = None, final: Tensor | None = None,
+              start_scores: Tensor | None = None, end_scores: Tensor | None = None,
+              backend: str = "auto") -> Tensor:
+    """(B, T, C) float64: P(label at position t is c), zero past each length.
+
+    Arguments as :func:`log_partition`. Not differentiable (differentiate :func:`log_partition`).
+    """
+    p = make_problem(emissions, transitions, durations, lengths, initial, final, start_scores, end_scores)
+    return backends.get(backend, p).forward_backward(p, constrained=False, need_marginals=True) \
+        .marginals.emissions.to(emissions.device)
+
+
+def viterbi(emissions: Tensor, transitions: Tensor, durations: Tensor, lengths: Tensor | None = None,
+            initial: Tensor | None = None, final: Tensor | None = None,
+            start_scores: Tensor | None = None, end_scores: Tensor | None = None,
+            backend: str = "auto") -> ViterbiResult:
+    """The highest-scoring segmentation of each sequence, of any length.
+
+    Arguments as :func:`log_partition`. Returns a :class:`~semicrf.types.ViterbiResult` with
+    ``score`` (B,), ``labels`` (B, T) int64 (-1 past each length) and ``segments`` (per sequence a
+    list of ``(start, end, label)``, ``end`` exclusive). Ties go to the shorter last segment.
+    """
+    p = make_problem(emissions, transitions, durations, lengths, initial, final, start_scores, end_scores)
+    with torch.no_grad():
+        result = backends.get(backend, p).viterbi(p)
+    result.labels = result.labels.to(emissions.device)
+    result.score = result.score.to(emissions.device)
+    return result
+
