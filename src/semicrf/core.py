@@ -65,7 +65,6 @@ class _ScoreFunction(torch.autograd.Function):
             dtype, device = meta
             like = torch.empty((), dtype=dtype, device=device)
             out.append(_batched_grad(field, m, go.to(getattr(m, field).device), like))
-        ctx.grads = None
         return (None, None, None, *out)
 
 

@@ -149,7 +149,17 @@ def _assemble(L, K, C, linear, constrained, log_z, cum, start, trans, dur, dur_m
               alpha, u, gl, blk, bstart, bref, nblk,
               alpha_r, u_r, gl_r, blk_r, bstart_r, bref_r, nblk_r,
               occ, smass, emass, tgrad, dgrad, h_lin):
-    """Marginals of one sequence from its forward sweep and the sweep of its reversal."""
+    """Marginals of one sequence from its forward sweep and the sweep of its reversal.
+
+    A sequence with no possible path (log Z = -inf) has all marginals zero.
+    """
+    if log_z == NEG_INF:
+        occ[:, :] = 0.0
+        smass[:, :] = 0.0
+        emass[:, :] = 0.0
+        tgrad[:, :] = 0.0
+        dgrad[:, :] = 0.0
+        return
     # Segment starts: P(label-c segment starts at s) = exp(u[s] + beta[s] - log Z), beta[s] = alpha_r[L - s].
     for s in range(L):
         for c in range(C):

@@ -1,0 +1,148 @@
+"""The compiled CPU backend against the reference at sizes brute force cannot reach, and K = 1 against pytorch-crf."""
+
+import math
+
+import pytest
+import torch
+
+import semicrf
+from semicrf.backends import cpu as cpu_backend
+
+
+def inputs(B, T, C, K, scale=1.0, dur_scale=1.0, seed=0, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+
+    def r(*shape, s=1.0):
+        return (torch.randn(*shape, generator=g, dtype=torch.float64) * s).to(dtype)
+
+    lengths = torch.randint(max(1, T // 2), T + 1, (B,), generator=g)
+    lengths[0] = T
+    return dict(emissions=r(B, T, C, s=scale), transitions=r(C, C), durations=r(K, C, s=dur_scale),
+                initial=r(C), final=r(C), start_scores=r(B, T, C), end_scores=r(B, T, C), lengths=lengths)
+
+
+def run_all(kw, labels, backend):
+    leaves = {k: v.clone().requires_grad_() for k, v in kw.items() if k != "lengths"}
+    ll = semicrf.log_likelihood(labels=labels, lengths=kw["lengths"], **leaves, backend=backend)
+    ll.sum().backward()
+    grads = {k: v.grad for k, v in leaves.items()}
+    lz = semicrf.log_partition(**kw, backend=backend)
+    vit = semicrf.viterbi(**kw, backend=backend)
+    return ll.detach(), grads, lz, vit
+
+
+def runs_labels(B, T, C, run, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    n = T // run + 1
+    return torch.randint(0, C, (B, n), generator=g).repeat_interleave(run, dim=1)[:, :T]
+
+
+def assert_backends_agree(kw, labels, rtol=1e-9):
+    ref = run_all(kw, labels, "reference")
+    got = run_all(kw, labels, "cpu")
+    torch.testing.assert_close(got[0], ref[0], rtol=rtol, atol=1e-8)
+    torch.testing.assert_close(got[2], ref[2], rtol=rtol, atol=1e-8)
+    for k in ref[1]:
+        torch.testing.assert_close(got[1][k], ref[1][k], rtol=1e-7, atol=1e-8, msg=k)
+    torch.testing.assert_close(got[3].score, ref[3].score, rtol=rtol, atol=1e-8)
+
+
+@pytest.mark.parametrize("B,T,C,K,run", [(3, 200, 3, 40, 25), (2, 300, 5, 300, 60), (2, 257, 2, 129, 7),
+                                          (2, 150, 8, 3, 4), (1, 400, 1, 50, 400)])
+def test_cpu_matches_reference(B, T, C, K, run):
+    kw = inputs(B, T, C, K, seed=B + T + C + K)
+    assert_backends_agree(kw, runs_labels(B, T, C, run))
+
+
+def test_cpu_exact_when_duration_scores_spread_widely():
+    # Durations spread over more than the linear path's range: the exact log-space path takes over.
+    kw = inputs(2, 120, 3, 30, dur_scale=1.0, seed=4)
+    kw["durations"][0, 1] = 500.0
+    kw["durations"][5, 2] = -400.0
+    assert not cpu_backend._duration_tables(kw["durations"].numpy())[0]
+    assert_backends_agree(kw, runs_labels(2, 120, 3, 10))
+
+
+def test_cpu_exact_when_scores_jump_by_hundreds_of_nats():
+    # Emissions of +-400 per position force the linear blocks to split at every step.
+    kw = inputs(2, 100, 3, 20, scale=400.0, seed=6)
+    assert_backends_agree(kw, runs_labels(2, 100, 3, 5), rtol=1e-10)
+
+
+def test_cpu_minus_inf_durations_inside_blocks():
+    # Exon-like duration support: lengths below 10 impossible.
+    kw = inputs(2, 300, 3, 120, seed=8)
+    kw["durations"][:9, 1] = -math.inf
+    kw["transitions"][2, 0] = -math.inf
+    assert_backends_agree(kw, runs_labels(2, 300, 3, 30))
+
+
+def test_float32_inputs_give_float64_exact_results():
+    kw = inputs(2, 500, 3, 60, seed=2, dtype=torch.float32)
+    kw64 = {k: (v.double() if v.is_floating_point() else v) for k, v in kw.items()}
+    lz32 = semicrf.log_partition(**kw, backend="cpu")
+    lz64 = semicrf.log_partition(**kw64, backend="reference")
+    assert lz32.dtype == torch.float64
+    torch.testing.assert_close(lz32, lz64, rtol=1e-12, atol=0)
+
+
+def test_long_sequence_against_an_independent_float64_computation():
+    # Long enough that float32 prefix sums would lose digits; the reference is the independent computation.
+    T, K, C = 6000, 300, 3
+    g = torch.Generator().manual_seed(0)
+    em = torch.randn(1, T, C, generator=g) * 2 + 3.0  # a drift makes the prefix sums large
+    tr = torch.randn(C, C, generator=g)
+    du = torch.randn(K, C, generator=g)
+    got = semicrf.log_partition(em, tr, du, backend="cpu")
+    ref = semicrf.log_partition(em, tr, du, backend="reference")
+    assert abs(got.item() - ref.item()) / abs(ref.item()) < 1e-12
+    labels = (torch.arange(T) // 1700 % C)[None]
+    ll = semicrf.log_likelihood(em, labels, tr, du, backend="cpu")
+    assert ll.item() <= 0
+    v = semicrf.viterbi(em, tr, du, backend="cpu")
+    assert v.segments[0][0][0] == 0 and v.segments[0][-1][1] == T
+    m = semicrf.marginals(em, tr, du, backend="cpu")
+    torch.testing.assert_close(m.sum(-1), torch.ones(1, T, dtype=torch.float64), rtol=0, atol=1e-9)
+
+
+def test_viterbi_decodes_sequences_longer_than_ten_thousand():
+    T = 30_001
+    em = torch.zeros(1, T, 2)
+    em[0, 10_000:, 1] = 1.0
+    v = semicrf.viterbi(em, torch.zeros(2, 2), torch.zeros(50, 2), backend="cpu")
+    assert v.segments[0][0][0] == 0 and v.segments[0][-1][1] == T
+    assert torch.all(v.labels[0, :10_000] == 0) and torch.all(v.labels[0, 10_000:] == 1)
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpu"])
+def test_k1_is_pytorch_crf(backend):
+    torchcrf = pytest.importorskip("torchcrf")
+    B, T, C = 4, 30, 5
+    g = torch.Generator().manual_seed(0)
+    em = torch.randn(B, T, C, generator=g, dtype=torch.float64)
+    tags = torch.randint(0, C, (B, T), generator=g)
+    lengths = torch.tensor([30, 17, 1, 25])
+    mask = torch.arange(T)[None] < lengths[:, None]
+    crf = torchcrf.CRF(C, batch_first=True).double()
+    with torch.no_grad():
+        crf.transitions.normal_(generator=g)
+        crf.start_transitions.normal_(generator=g)
+        crf.end_transitions.normal_(generator=g)
+    ref = crf(em, tags, mask, reduction="none")
+    ours = semicrf.log_likelihood(em, tags, crf.transitions.detach(), torch.zeros(1, C, dtype=torch.float64),
+                                  lengths, crf.start_transitions.detach(), crf.end_transitions.detach(),
+                                  backend=backend)
+    torch.testing.assert_close(ours, ref.detach(), rtol=1e-10, atol=1e-10)
+    best = crf.decode(em, mask)
+    vit = semicrf.viterbi(em, crf.transitions.detach(), torch.zeros(1, C, dtype=torch.float64), lengths,
+                          crf.start_transitions.detach(), crf.end_transitions.detach(), backend=backend)
+    for b in range(B):
+        assert vit.labels[b, : lengths[b]].tolist() == best[b]
+
+
+def test_auto_backend_on_cpu_is_the_compiled_one():
+    from semicrf import backends
+    assert backends.resolve("auto", torch.device("cpu")) == "cpu"
+    assert backends.resolve("streaming", torch.device("cpu")) == "cpu"
+    with pytest.raises(ValueError, match="backend"):
+        backends.resolve("fast", torch.device("cpu"))

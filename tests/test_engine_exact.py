@@ -1,0 +1,165 @@
+"""The engine against brute-force enumeration of every segmentation (both backends)."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import semicrf
+from brute import enumerate_all
+
+BACKENDS = ["reference", "cpu"]
+CASES = [  # (T, C, K)
+    (1, 1, 1), (4, 1, 2), (5, 2, 1), (5, 2, 2), (6, 3, 3), (6, 2, 7), (5, 3, 4), (6, 3, 1),
+]
+
+
+def make_inputs(T, C, K, B=3, optional=True, seed=0):
+    g = torch.Generator().manual_seed(seed)
+
+    def r(*shape):
+        return torch.randn(*shape, generator=g, dtype=torch.float64)
+
+    kw = dict(emissions=r(B, T, C), transitions=r(C, C), durations=r(K, C))
+    if optional:
+        kw.update(initial=r(C), final=r(C), start_scores=r(B, T, C), end_scores=r(B, T, C))
+    lengths = torch.randint(1, T + 1, (B,), generator=g)
+    lengths[0] = T
+    kw["lengths"] = lengths
+    return kw
+
+
+def truth(kw, b):
+    L = int(kw["lengths"][b])
+    C = kw["emissions"].shape[2]
+    z = np.zeros((L, C))
+    args = [kw["emissions"][b, :L].numpy(), kw["transitions"].numpy(), kw["durations"].numpy(),
+            kw.get("initial", torch.zeros(C)).numpy(), kw.get("final", torch.zeros(C)).numpy(),
+            kw["start_scores"][b, :L].numpy() if "start_scores" in kw else z,
+            kw["end_scores"][b, :L].numpy() if "end_scores" in kw else z]
+    return enumerate_all(*args)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("T,C,K", CASES)
+@pytest.mark.parametrize("optional", [False, True])
+def test_partition_marginals_viterbi(backend, T, C, K, optional):
+    kw = make_inputs(T, C, K, optional=optional, seed=T * 100 + C * 10 + K)
+    log_z = semicrf.log_partition(**kw, backend=backend)
+    marg = semicrf.marginals(**kw, backend=backend)
+    vit = semicrf.viterbi(**kw, backend=backend)
+    for b in range(3):
+        L = int(kw["lengths"][b])
+        ref = truth(kw, b)
+        assert log_z[b].item() == pytest.approx(ref["log_z"], abs=1e-10)
+        np.testing.assert_allclose(marg[b, :L].numpy(), ref["occupancy"], atol=1e-10)
+        assert torch.all(marg[b, L:] == 0)
+        np.testing.assert_allclose(marg[b, :L].sum(-1).numpy(), 1.0, atol=1e-12)
+        assert vit.score[b].item() == pytest.approx(ref["best_score"], abs=1e-10)
+        segs = vit.segments[b]
+        # The segments tile [0, L), match the labels, and score exactly the best score (ties may differ).
+        assert segs[0][0] == 0 and segs[-1][1] == L
+        assert all(a[1] == b_[0] for a, b_ in zip(segs, segs[1:]))
+        assert all(1 <= e - s <= K for s, e, _ in segs)
+        lab = vit.labels[b]
+        assert torch.all(lab[L:] == -1)
+        for s, e, c in segs:
+            assert torch.all(lab[s:e] == c)
+        from brute import path_score
+        C_ = kw["emissions"].shape[2]
+        z = np.zeros((L, C_))
+        sc = path_score(segs, kw["emissions"][b, :L].numpy(), kw["transitions"].numpy(), kw["durations"].numpy(),
+                        kw.get("initial", torch.zeros(C_)).numpy(), kw.get("final", torch.zeros(C_)).numpy(),
+                        kw["start_scores"][b, :L].numpy() if "start_scores" in kw else z,
+                        kw["end_scores"][b, :L].numpy() if "end_scores" in kw else z)
+        assert sc == pytest.approx(ref["best_score"], abs=1e-10)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("T,C,K", [(4, 2, 2), (5, 3, 3), (6, 2, 1), (5, 2, 9), (6, 3, 2)])
+def test_log_likelihood_matches_enumeration_and_normalises(backend, T, C, K):
+    kw = make_inputs(T, C, K, B=1, seed=7 + T + K)
+    kw["lengths"] = torch.tensor([T])
+    ref = truth(kw, 0)
+    all_labels = torch.tensor(list(itertools.product(range(C), repeat=T)))  # (C^T, T)
+    n = all_labels.shape[0]
+    big = {k: (v.expand(n, *v.shape[1:]) if k in ("emissions", "start_scores", "end_scores") else v)
+           for k, v in kw.items() if k != "lengths"}
+    ll = semicrf.log_likelihood(labels=all_labels, lengths=torch.full((n,), T), **big, backend=backend)
+    assert torch.all(ll <= 1e-12)
+    assert torch.logsumexp(ll, 0).item() == pytest.approx(0.0, abs=1e-10)
+    for i in range(n):
+        key = tuple(all_labels[i].tolist())
+        assert ll[i].item() == pytest.approx(ref["label_log_likelihood"][key], abs=1e-10)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_gradients_are_the_expected_counts(backend):
+    kw = make_inputs(6, 3, 3, B=3, seed=11)
+    leaves = {k: v.clone().requires_grad_() for k, v in kw.items() if k != "lengths"}
+    semicrf.log_partition(lengths=kw["lengths"], **leaves, backend=backend).sum().backward()
+    for b in range(3):
+        L = int(kw["lengths"][b])
+        ref = truth(kw, b)
+        np.testing.assert_allclose(leaves["emissions"].grad[b, :L].numpy(), ref["occupancy"], atol=1e-10)
+        assert torch.all(leaves["emissions"].grad[b, L:] == 0)
+    tot_dur = sum(truth(kw, b)["durations"] for b in range(3))
+    tot_tr = sum(truth(kw, b)["transitions"] for b in range(3))
+    np.testing.assert_allclose(leaves["durations"].grad.numpy(), tot_dur, atol=1e-10)
+    np.testing.assert_allclose(leaves["transitions"].grad.numpy(), tot_tr, atol=1e-10)
+    # The duration gradient counts segments: its sum is the expected number of segments.
+    assert leaves["initial"].grad.sum().item() == pytest.approx(3.0, abs=1e-10)
+    assert leaves["final"].grad.sum().item() == pytest.approx(3.0, abs=1e-10)
+    assert leaves["start_scores"].grad.sum().item() == pytest.approx(leaves["durations"].grad.sum().item(), abs=1e-10)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("fn", ["log_partition", "log_likelihood"])
+def test_gradcheck_against_finite_differences(backend, fn):
+    kw = make_inputs(6, 3, 3, B=2, seed=5)
+    lengths = kw.pop("lengths")
+    labels = torch.tensor([[0, 0, 1, 1, 1, 2], [2, 2, 2, 2, 0, 1]])
+    names = list(kw)
+
+    def f(*xs):
+        args = dict(zip(names, xs))
+        if fn == "log_partition":
+            return semicrf.log_partition(lengths=lengths, backend=backend, **args)
+        return semicrf.log_likelihood(labels=labels, lengths=lengths, backend=backend, **args)
+
+    xs = tuple(kw[n].clone().requires_grad_() for n in names)
+    assert torch.autograd.gradcheck(f, xs, eps=1e-6, atol=1e-7, rtol=1e-5)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_impossible_paths_are_minus_inf_not_nan(backend):
+    kw = make_inputs(6, 3, 3, B=2, optional=True, seed=3)
+    kw["transitions"][0, 1] = -math.inf
+    kw["durations"][0, :] = -math.inf  # no segment of length 1
+    kw["end_scores"][:, :, 2] = -math.inf  # label 2 can never end
+    leaves = {k: v.clone().requires_grad_() for k, v in kw.items() if k != "lengths"}
+    lz = semicrf.log_partition(lengths=kw["lengths"], **leaves, backend=backend)
+    for b in range(2):
+        assert lz[b].item() == pytest.approx(truth(kw, b)["log_z"], abs=1e-10)
+    lz.sum().backward()
+    for v in leaves.values():
+        assert not torch.isnan(v.grad).any()
+    # A sequence whose only possible paths are impossible has log Z = -inf, without NaN.
+    lz1 = semicrf.log_partition(torch.zeros(1, 1, 2, dtype=torch.float64), torch.zeros(2, 2),
+                                torch.full((3, 2), -math.inf), backend=backend)
+    assert lz1.item() == -math.inf
+    v = semicrf.viterbi(torch.zeros(1, 1, 2), torch.zeros(2, 2), torch.full((3, 2), -math.inf), backend=backend)
+    assert v.score.item() == -math.inf and v.segments == [[]] and torch.all(v.labels == -1)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_padding_is_ignored_whatever_it_holds(backend):
+    kw = make_inputs(6, 2, 3, B=2, seed=9)
+    kw["lengths"] = torch.tensor([6, 3])
+    base = semicrf.log_partition(**kw, backend=backend)
+    for name in ("emissions", "start_scores", "end_scores"):
+        kw[name] = kw[name].clone()
+        kw[name][1, 3:] = float("nan")
+    assert torch.equal(semicrf.log_partition(**kw, backend=backend), base)
