@@ -1,0 +1,228 @@
+"""The Triton backend: the semi-CRF sweeps as GPU kernels (see :mod:`.triton_kernels`).
+
+It runs on CUDA tensors, or on CPU tensors under ``TRITON_INTERPRET=1`` (slow;
+for tests). The forward sweep and the sweep of the reversed problem run in one
+launch, one program per (sequence, direction), and store their messages at
+every position; the marginals are then assembled from them with O(B·T·C)
+tensor operations and one lagged-correlation kernel for the durations. All
+arithmetic is float64. Nothing uses float atomics, so results are bitwise
+reproducible.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from ..problem import Problem, reverse_problem
+from ..types import ForwardBackward, Marginals, ViterbiResult
+
+try:  # Triton is optional: without it this backend reports itself unusable.
+    import triton
+
+    from . import triton_kernels as _k
+    _IMPORT_ERROR = None
+except Exception as exc:  # pragma: no cover - depends on the installation
+    triton = None
+    _k = None
+    _IMPORT_ERROR = exc
+
+NEG_INF = float("-inf")
+
+#: Positions per tile of the duration-gradient kernel (``--checkpoint-interval`` of the gradient check).
+DEFAULT_CHUNK = 64
+
+
+def interpreted() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def usable() -> bool:
+    """True when Triton imports and there is a CUDA GPU, or the interpreter is on."""
+    if triton is None:
+        return False
+    return interpreted() or torch.cuda.is_available()
+
+
+def check_problem(p: Problem) -> None:
+    """Refuse what the kernels cannot run, with a message saying what to change."""
+    if triton is None:
+        raise ValueError(f"`backend`: 'triton' needs the triton package, which failed to import "
+                         f"({_IMPORT_ERROR}); install it (pip install triton) or use backend='cpu'")
+    dev = p.emissions.device
+    if dev.type == "cuda":
+        if interpreted():
+            raise ValueError("`backend`: TRITON_INTERPRET=1 runs the Triton kernels on CPU tensors; "
+                             "move the inputs to the CPU or unset TRITON_INTERPRET")
+    elif dev.type == "cpu":
+        if not interpreted():
+            raise ValueError("`backend`: 'triton' needs CUDA tensors (or TRITON_INTERPRET=1 for CPU tensors); "
+                             "move the inputs with .cuda() or use backend='cpu'")
+    else:
+        raise ValueError(f"`backend`: 'triton' runs on CUDA tensors, got tensors on {dev}; "
+                         "use backend='reference' there")
+    for name in ("transitions", "durations", "initial", "final", "lengths"):
+        if getattr(p, name).device != dev:
+            raise ValueError(f"`{name}`: is on {getattr(p, name).device} but emissions are on {dev}")
+
+
+def _pow2(n: int) -> int:
+    return triton.next_power_of_2(max(int(n), 1))
+
+
+def _prefix(em: torch.Tensor) -> torch.Tensor:
+    B, T, C = em.shape
+    cum = torch.zeros((B, T + 1, C), dtype=torch.float64, device=em.device)
+    torch.cumsum(em, dim=1, out=cum[:, 1:])
+    return cum
+
+
+def run_lengths(labels: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """(B, T) length of the run of equal labels ending at each position (vectorised, any device)."""
+    B, T = labels.shape
+    t = torch.arange(T, device=labels.device).expand(B, T)
+    change = torch.ones_like(labels, dtype=torch.bool)
+    change[:, 1:] = labels[:, 1:] != labels[:, :-1]
+    first = torch.where(change, t, torch.zeros_like(t))
+    run_start = torch.cummax(first, dim=1).values
+    return t - run_start + 1
+
+
+def _limits(p: Problem) -> torch.Tensor:
+    """(B, T, C) int32: the longest allowed segment of label c ending at t under ``p.labels``."""
+    C = p.num_classes
+    run = run_lengths(p.labels, p.lengths).clamp(max=p.max_duration)
+    onehot = torch.nn.functional.one_hot(p.labels, C).bool()
+    return torch.where(onehot, run[:, :, None], torch.zeros((), dtype=run.dtype, device=run.device)) \
+        .to(torch.int32).contiguous()
+
+
+class _Sweep:
+    """Messages of the stacked sweeps: rows [0, B) forward, [B, 2B) reversed (when present)."""
+
+    def __init__(self, problems, constrained: bool, semiring: str = "log"):
+        p = problems[0]
+        B, T, C = p.emissions.shape
+        K = p.max_duration
+        dev = p.emissions.device
+        N = B * len(problems)
+        f64 = dict(dtype=torch.float64, device=dev)
+        cat = lambda xs: torch.cat(xs).contiguous()  # noqa: E731
+        self.cum = cat([_prefix(q.emissions) for q in problems])
+        has_start = p.start_scores is not None
+        has_end = p.end_scores is not None
+        # In a reversed problem start and end swap, so present-ness is shared by both directions when
+        # both are given; otherwise fill zeros for the missing one.
+        if len(problems) == 2 and has_start != has_end:
+            has_start = has_end = True
+        zeros = torch.zeros((B, T, C), **f64)
+        start = cat([q.start_scores if q.start_scores is not None else zeros for q in problems]) \
+            if has_start else self.cum
+        end = cat([q.end_scores if q.end_scores is not None else zeros for q in problems]) \
+            if has_end else self.cum
+        lim = cat([_limits(q) for q in problems]) if constrained else torch.zeros(1, dtype=torch.int32, device=dev)
+        trans = torch.stack([q.transitions for q in problems] + [p.transitions] * (2 - len(problems))).contiguous()
+        init = torch.stack([q.initial for q in problems] + [p.initial] * (2 - len(problems))).contiguous()
+        lengths = torch.cat([p.lengths] * len(problems)).contiguous()
+        self.alpha = torch.full((N, T + 1, C), NEG_INF, **f64)
+        self.u = torch.full((N, T, C), NEG_INF, **f64)
+        self.g = torch.full((N, T, C), NEG_INF, **f64)
+        mx = semiring == "max"
+        if mx:
+            self.best_d = torch.zeros((N, T + 1, C), dtype=torch.int32, device=dev)
+            self.best_prev = torch.full((N, T, C), -1, dtype=torch.int32, device=dev)
+        else:
+            self.best_d = self.best_prev = torch.zeros(1, dtype=torch.int32, device=dev)
+        self.lim = lim
+        _k.sweep_kernel[(N,)](
+            self.cum, start, end, lim, trans, init, p.durations.contiguous(), lengths,
+            self.alpha, self.u, self.g, self.best_d, self.best_prev,
+            T, C, K, B,
+            HAS_START=has_start, HAS_END=has_end, CONSTRAINED=constrained, MAX=mx,
+            BLOCK_C=_pow2(C), BLOCK_K=_pow2(K),
+            num_warps=4 if K * C <= 2048 else 8,
+        )
+
+
+def _exp_or_zero(x: torch.Tensor) -> torch.Tensor:
+    return torch.where(torch.isfinite(x), torch.exp(x), torch.zeros((), dtype=x.dtype, device=x.device))
+
+
+def forward_backward(p: Problem, constrained: bool = False, need_marginals: bool = True,
+                     chunk: int = DEFAULT_CHUNK) -> ForwardBackward:
+    """log Z (or the constrained log Z of ``p.labels``) and, optionally, all marginals (float64).
+
+    ``chunk`` is the number of positions per tile of the duration-gradient kernel (a power of two).
+    """
+    B, T, C = p.emissions.shape
+    K = p.max_duration
+    dev = p.emissions.device
+    problems = [p, reverse_problem(p)] if need_marginals else [p]
+    sw = _Sweep(problems, constrained)
+    b = torch.arange(B, device=dev)
+    L = p.lengths
+    log_z = torch.logsumexp(sw.alpha[b, L] + p.final[None], dim=1)
+    if not need_marginals:
+        return ForwardBackward(log_z)
+
+    alpha, alpha_r = sw.alpha[:B], sw.alpha[B:]
+    u, u_r = sw.u[:B], sw.u[B:]
+    lz = log_z[:, None, None]
+    t = torch.arange(T, device=dev)
+    inside = (t[None, :] < L[:, None])[:, :, None]
+    # beta[s] = alpha_r[L - s]: everything from s on, first segment starting at s.
+    idx_s = (L[:, None] - t[None, :]).clamp(min=0)[:, :, None].expand(-1, -1, C)
+    beta = torch.gather(alpha_r, 1, idx_s)
+    start_mass = torch.where(inside, _exp_or_zero(u + beta - lz), 0.0)
+    # Outgoing score after a segment ending at e = t + 1: u_r[L - e] (final when e = L).
+    idx_e = (L[:, None] - t[None, :] - 1).clamp(min=0)[:, :, None].expand(-1, -1, C)
+    out_score = torch.gather(u_r, 1, idx_e)
+    end_mass = torch.where(inside, _exp_or_zero(alpha[:, 1:] + out_score - lz), 0.0)
+    occupancy = torch.cumsum(start_mass, dim=1) - (torch.cumsum(end_mass, dim=1) - end_mass)
+    occupancy = torch.where(inside, occupancy, 0.0)
+
+    # Transitions at inner boundaries s = 1 .. L - 1, one source label at a time (O(B·T·C) memory).
+    inner = ((t[None, :] >= 1) & (t[None, :] < L[:, None]))[:, :, None]
+    trans_grad = torch.empty((B, C, C), dtype=torch.float64, device=dev)
+    for cp in range(C):
+        x = alpha[:, :T, cp, None] + p.transitions[cp][None, None] + beta - lz
+        trans_grad[:, cp] = torch.where(inner, _exp_or_zero(x), 0.0).sum(dim=1)
+
+    dur_grad = torch.empty((B, K, C), dtype=torch.float64, device=dev)
+    block_d = min(64, _pow2(K))
+    chunk = _pow2(chunk)
+    _k.duration_grad_kernel[(B, C, triton.cdiv(K, block_d))](
+        sw.g, sw.lim, p.durations.contiguous(), sw.cum, log_z.contiguous(), p.lengths.contiguous(), dur_grad,
+        T, C, K, B,
+        CONSTRAINED=constrained, BLOCK_S=chunk, BLOCK_D=block_d,
+    )
+    marg = Marginals(
+        emissions=occupancy,
+        start_scores=start_mass,
+        end_scores=end_mass,
+        transitions=trans_grad,
+        durations=dur_grad,
+        initial=start_mass[:, 0].clone(),
+        final=end_mass[b, L - 1].clone(),
+    )
+    return ForwardBackward(log_z, marg)
+
+
+def viterbi(p: Problem) -> ViterbiResult:
+    """The best segmentation: max-plus sweep, traceback on the device. Ties go to the shorter segment."""
+    B, T, C = p.emissions.shape
+    K = p.max_duration
+    dev = p.emissions.device
+    sw = _Sweep([p], constrained=False, semiring="max")
+    b = torch.arange(B, device=dev)
+    score, last = torch.max(sw.alpha[b, p.lengths] + p.final[None], dim=1)
+    ok = torch.isfinite(score).to(torch.int32)
+    labels = torch.full((B, T), -1, dtype=torch.int64, device=dev)
+    segs = torch.zeros((B, T, 3), dtype=torch.int32, device=dev)
+    nseg = torch.zeros(B, dtype=torch.int32, device=dev)
+    _k.traceback_kernel[(B,)](sw.best_d, sw.best_prev, last.to(torch.int32).contiguous(), p.lengths.contiguous(),
+                              ok, labels, segs, nseg, T, C, BLOCK_K=_pow2(K), num_warps=1)
+    segs_h, nseg_h = segs.cpu(), nseg.cpu().tolist()
+    segments = [[tuple(row) for row in segs_h[i, :nseg_h[i]].flip(0).tolist()] for i in range(B)]
+    return ViterbiResult(score=score, labels=labels, segments=segments)

@@ -1,0 +1,219 @@
+"""The Triton backend against the reference backend.
+
+Without a GPU the kernels run on CPU tensors under Triton's interpreter
+(``TRITON_INTERPRET=1``, set here before Triton is imported); with one they run on
+CUDA tensors. Tests marked ``gpu`` need CUDA and are skipped elsewhere.
+"""
+
+import importlib
+import os
+import sys
+
+import torch
+
+if not torch.cuda.is_available():
+    os.environ["TRITON_INTERPRET"] = "1"
+
+import pytest  # noqa: E402
+
+triton = pytest.importorskip("triton")
+
+import semicrf  # noqa: E402
+from semicrf.backends import reference  # noqa: E402
+from semicrf.problem import make_problem  # noqa: E402
+
+# Kernels decorated before the variable was set would be compiled ones: reload them.
+if "semicrf.backends.triton_kernels" in sys.modules:
+    importlib.reload(sys.modules["semicrf.backends.triton_kernels"])
+    importlib.reload(sys.modules["semicrf.backends.triton"])
+from semicrf.backends import triton as tb  # noqa: E402
+
+DEV = "cuda" if torch.cuda.is_available() else "cpu"
+gpu = pytest.mark.gpu
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def inputs(B, T, C, K, seed=0, optional=True):
+    g = torch.Generator().manual_seed(seed)
+
+    def r(*shape):
+        return torch.randn(*shape, generator=g, dtype=torch.float64).to(DEV)
+
+    lengths = torch.randint(1, T + 1, (B,), generator=g)
+    lengths[0] = T
+    lengths[-1] = 1 if B > 2 else lengths[-1]
+    kw = dict(emissions=r(B, T, C), transitions=r(C, C), durations=r(K, C), lengths=lengths.to(DEV))
+    if optional:
+        kw.update(initial=r(C), final=r(C), start_scores=r(B, T, C), end_scores=r(B, T, C))
+    return kw
+
+
+def labels_in_runs(B, T, C, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    run = torch.randint(1, 4, (T,), generator=g)
+    lab = torch.randint(0, C, (B, T), generator=g)
+    idx = torch.repeat_interleave(torch.arange(T), run)[:T]
+    return lab[:, idx].to(DEV)
+
+
+def ll_and_grads(kw, labels, backend):
+    leaves = {k: v.clone().requires_grad_() for k, v in kw.items() if k != "lengths"}
+    ll = semicrf.log_likelihood(labels=labels, lengths=kw["lengths"], **leaves, backend=backend)
+    ll.sum().backward()
+    return ll.detach(), {k: v.grad for k, v in leaves.items()}
+
+
+def assert_close(a, b, tol=1e-9, what=""):
+    assert a.shape == b.shape, what
+    both_inf = torch.isneginf(a) & torch.isneginf(b)
+    diff = torch.where(both_inf, 0.0, (a - b).abs())
+    assert not torch.isnan(diff).any(), what
+    assert diff.max().item() <= tol * (1 + b.abs().max().item()), f"{what}: {diff.max().item()}"
+
+
+# C in {1, 2, 3, 5, 8} and K in {1, 2, 3, > T}, with mixed lengths (one of them 1).
+CASES = [(1, 1), (1, 9), (2, 2), (2, 3), (3, 1), (3, 3), (3, 9), (5, 2), (8, 3), (8, 9)]
+
+
+@pytest.mark.parametrize("C,K", CASES)
+def test_likelihood_gradients_and_viterbi_match_reference(C, K):
+    kw = inputs(3, 7, C, K, seed=C * 10 + K)
+    labels = labels_in_runs(3, 7, C, seed=K)
+    ll_t, g_t = ll_and_grads(kw, labels, "triton")
+    ll_r, g_r = ll_and_grads(kw, labels, "reference")
+    assert_close(ll_t, ll_r, what="log_likelihood")
+    for name in g_r:
+        assert_close(g_t[name], g_r[name], what=f"grad {name}")
+    vt = semicrf.viterbi(**kw, backend="triton")
+    vr = semicrf.viterbi(**kw, backend="reference")
+    assert_close(vt.score, vr.score, what="viterbi score")
+    assert torch.equal(vt.labels.cpu(), vr.labels.cpu())
+    assert vt.segments == vr.segments
+
+
+@pytest.mark.parametrize("which", ["none", "start_only", "end_only", "initial_only"])
+def test_optional_inputs_each_alone(which):
+    kw = inputs(2, 6, 3, 3, seed=5, optional=False)
+    g = torch.Generator().manual_seed(9)
+    extra = {"start_only": "start_scores", "end_only": "end_scores", "initial_only": "initial"}.get(which)
+    if extra:
+        shape = (3,) if extra == "initial" else (2, 6, 3)
+        kw[extra] = torch.randn(*shape, generator=g, dtype=torch.float64).to(DEV)
+    p = make_problem(**kw)
+    a = tb.forward_backward(p, False, True)
+    r = reference.forward_backward(p, False, True)
+    assert_close(a.log_z, r.log_z)
+    for f in r.marginals.__dataclass_fields__:
+        assert_close(getattr(a.marginals, f), getattr(r.marginals, f), what=f)
+
+
+def test_forbidden_choices_and_impossible_sequences():
+    """-inf scores forbid choices; a sequence with no path gets log Z = -inf, never NaN."""
+    kw = inputs(3, 6, 3, 2, seed=3)
+    kw["transitions"][0, 1] = float("-inf")
+    kw["transitions"][1, 1] = float("-inf")
+    kw["durations"][0, 2] = float("-inf")
+    kw["start_scores"][1, 2, :] = float("-inf")
+    p = make_problem(**kw)
+    a, r = tb.forward_backward(p, False, True), reference.forward_backward(p, False, True)
+    assert_close(a.log_z, r.log_z)
+    for f in r.marginals.__dataclass_fields__:
+        assert_close(getattr(a.marginals, f), getattr(r.marginals, f), what=f)
+    # K = 1 and all self-transitions and cross-transitions forbidden: only length-1 sequences decode.
+    kw = inputs(2, 4, 2, 1, seed=4)
+    kw["transitions"][:] = float("-inf")
+    lz = semicrf.log_partition(**kw, backend="triton")
+    lz_ref = semicrf.log_partition(**kw, backend="reference")
+    assert_close(lz, lz_ref)
+    assert torch.isneginf(lz[0])
+    v = semicrf.viterbi(**kw, backend="triton")
+    assert torch.isneginf(v.score[0]) and v.segments[0] == [] and (v.labels[0] == -1).all()
+
+
+def test_marginal_invariants():
+    kw = inputs(2, 12, 4, 5, seed=11)
+    p = make_problem(**kw)
+    m = tb.forward_backward(p, False, True).marginals
+    inside = p.padding_mask()
+    occ_sum = m.emissions.sum(-1)
+    assert torch.allclose(occ_sum[inside], torch.ones_like(occ_sum[inside]), atol=1e-12)
+    assert (occ_sum[~inside] == 0).all()
+    # Expected segments = expected starts = expected transitions + 1.
+    n_seg = m.durations.sum(dim=(1, 2))
+    assert torch.allclose(n_seg, m.start_scores.sum(dim=(1, 2)), atol=1e-12)
+    assert torch.allclose(n_seg, m.transitions.sum(dim=(1, 2)) + 1, atol=1e-12)
+
+
+def test_non_contiguous_and_mixed_dtype_inputs():
+    kw = inputs(2, 6, 3, 3, seed=7)
+    em_t = kw["emissions"].transpose(0, 1).contiguous().transpose(0, 1)  # a non-contiguous view
+    assert not em_t.is_contiguous()
+    kw2 = dict(kw, emissions=em_t, transitions=kw["transitions"].float())
+    assert_close(semicrf.log_partition(**kw2, backend="triton"), semicrf.log_partition(**kw2, backend="reference"))
+
+
+def test_results_are_bitwise_reproducible():
+    kw = inputs(2, 8, 3, 4, seed=8)
+    labels = labels_in_runs(2, 8, 3)
+    a = ll_and_grads(kw, labels, "triton")
+    b = ll_and_grads(kw, labels, "triton")
+    assert torch.equal(a[0], b[0])
+    for k in a[1]:
+        assert torch.equal(a[1][k], b[1][k]), k
+
+
+def test_chunk_length_does_not_change_results():
+    p = make_problem(**inputs(2, 20, 3, 7, seed=2))
+    a = tb.forward_backward(p, False, True, chunk=4).marginals.durations
+    b = tb.forward_backward(p, False, True, chunk=64).marginals.durations
+    assert_close(a, b, tol=1e-12)
+
+
+def test_refuses_what_it_cannot_run(monkeypatch):
+    p = make_problem(**inputs(1, 4, 2, 2))
+    if DEV == "cpu":
+        monkeypatch.setenv("TRITON_INTERPRET", "0")
+        with pytest.raises(ValueError, match="CUDA tensors"):
+            tb.check_problem(p)
+    else:
+        monkeypatch.setenv("TRITON_INTERPRET", "1")
+        with pytest.raises(ValueError, match="TRITON_INTERPRET"):
+            tb.check_problem(p)
+    monkeypatch.setattr(tb, "triton", None)
+    with pytest.raises(ValueError, match="triton"):
+        tb.check_problem(p)
+    assert tb.usable() is False
+
+
+# ----------------------------------------------------------------------------------------- GPU only
+@gpu
+@needs_cuda
+def test_gpu_medium_size_matches_reference():
+    kw = inputs(2, 600, 3, 50, seed=21)
+    labels = labels_in_runs(2, 600, 3)
+    ll_t, g_t = ll_and_grads(kw, labels, "triton")
+    ll_r, g_r = ll_and_grads(kw, labels, "reference")
+    assert_close(ll_t, ll_r, tol=1e-10, what="log_likelihood")
+    for name in g_r:
+        assert_close(g_t[name], g_r[name], tol=1e-10, what=name)
+    vt, vr = semicrf.viterbi(**kw, backend="triton"), semicrf.viterbi(**kw, backend="reference")
+    assert torch.equal(vt.labels, vr.labels)
+
+
+@gpu
+@needs_cuda
+def test_gpu_long_sequence_log_z_and_invariants():
+    """T = 100 000, K = 1000: log Z within 1e-9 relative of the float64 reference sweep."""
+    T, K, C = 100_000, 1000, 3
+    kw = inputs(1, T, C, K, seed=31, optional=False)
+    p = make_problem(**kw)
+    lz = tb.forward_backward(p, False, False).log_z
+    alpha, _ = reference._forward(p, reference.duration_limits(p, False))
+    lz_ref = reference._log_z(p, alpha)
+    assert ((lz - lz_ref).abs() / lz_ref.abs()).max().item() < 1e-9
+    fb = tb.forward_backward(p, False, True)
+    occ = fb.marginals.emissions.sum(-1)
+    assert torch.allclose(occ, torch.ones_like(occ), atol=1e-9)
+    v = semicrf.viterbi(**kw, backend="triton")
+    assert v.segments[0][0][0] == 0 and v.segments[0][-1][1] == T
+    assert (v.labels >= 0).all()
