@@ -217,3 +217,33 @@ def test_gpu_long_sequence_log_z_and_invariants():
     v = semicrf.viterbi(**kw, backend="triton")
     assert v.segments[0][0][0] == 0 and v.segments[0][-1][1] == T
     assert (v.labels >= 0).all()
+
+
+# ----------------------------------------------------------------------------------------- gradient check
+def test_gradient_check_report_passes(capsys):
+    from semicrf import gradcheck
+    rc = gradcheck.main(["--seq-length", "12", "--max-duration", "5", "--checkpoint-interval", "4",
+                         "--device", DEV])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "PASS: All criteria met" in out and "[FAIL]" not in out
+    assert out.count("[PASS]") == 1 + 3 + 4
+
+
+def test_gradient_check_report_fails_on_disagreement(capsys, monkeypatch):
+    from semicrf import gradcheck
+    real = tb.forward_backward
+
+    def off_by_a_bit(p, constrained=False, need_marginals=True, chunk=None):
+        fb = real(p, constrained, need_marginals, chunk)
+        fb.log_z = fb.log_z * (1 + 1e-3)
+        if fb.marginals is not None:
+            fb.marginals.durations = fb.marginals.durations * 1.05
+        return fb
+
+    monkeypatch.setattr(tb, "forward_backward", off_by_a_bit)
+    rc = gradcheck.main(["--seq-length", "10", "--max-duration", "4", "--device", DEV])
+    out = capsys.readouterr().out
+    assert rc == 1
+    assert "FAIL: some criteria not met" in out
+    assert "Rel diff" in out and out.count("[FAIL]") == 2

@@ -150,10 +150,11 @@ def _exp_or_zero(x: torch.Tensor) -> torch.Tensor:
 
 
 def forward_backward(p: Problem, constrained: bool = False, need_marginals: bool = True,
-                     chunk: int = DEFAULT_CHUNK) -> ForwardBackward:
+                     chunk: int | None = None) -> ForwardBackward:
     """log Z (or the constrained log Z of ``p.labels``) and, optionally, all marginals (float64).
 
-    ``chunk`` is the number of positions per tile of the duration-gradient kernel (a power of two).
+    ``chunk`` is the number of positions per tile of the duration-gradient kernel (rounded up to a
+    power of two; default :data:`DEFAULT_CHUNK`, read at call time).
     """
     B, T, C = p.emissions.shape
     K = p.max_duration
@@ -191,7 +192,7 @@ def forward_backward(p: Problem, constrained: bool = False, need_marginals: bool
 
     dur_grad = torch.empty((B, K, C), dtype=torch.float64, device=dev)
     block_d = min(64, _pow2(K))
-    chunk = _pow2(chunk)
+    chunk = _pow2(chunk if chunk is not None else DEFAULT_CHUNK)
     _k.duration_grad_kernel[(B, C, triton.cdiv(K, block_d))](
         sw.g, sw.lim, p.durations.contiguous(), sw.cum, log_z.contiguous(), p.lengths.contiguous(), dur_grad,
         T, C, K, B,

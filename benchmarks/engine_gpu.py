@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+"""GPU timing table of the semi-CRF engine (Triton backend), with flash-semicrf 0.2.0 side by side.
+
+    python benchmarks/engine_gpu.py [--sizes small,spec,long,wide] [--repeat 5] [--no-peer] [--json out.json]
+
+Rows (B, T, K, C): small = 16, 2000, 100, 3; spec = 16, 20 000, 1000, 3; long = 4, 100 000, 1000, 3;
+wide = 16, 20 000, 1000, 24. For each: ``log_likelihood`` forward + backward and ``viterbi`` with
+full traceback (median of ``--repeat`` runs after a warm-up), the peak GPU memory beyond the inputs,
+and, with ``--check-logz``, log Z against the float64 reference sweep. flash-semicrf is timed only if
+it imports (it is never a dependency: install its wheel beside ours to compare) and only on the small
+row, where it finishes in seconds; its head gets hidden states of width 64 and labels in runs of 200.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+try:
+    import semicrf
+except ImportError:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+    import semicrf
+
+SIZES = {
+    "small": (16, 2000, 100, 3),
+    "spec": (16, 20_000, 1000, 3),
+    "long": (4, 100_000, 1000, 3),
+    "wide": (16, 20_000, 1000, 24),
+}
+
+
+def timed(fn, repeat: int) -> float:
+    """Median wall time in seconds of ``fn()`` (synchronised), after one warm-up call."""
+    fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def labels_in_runs(B, T, C, run=200, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    n = T // run + 1
+    return torch.randint(0, C, (B, n), generator=g).repeat_interleave(run, dim=1)[:, :T]
+
+
+def ours(B, T, K, C, repeat, check_logz):
+    dev = "cuda"
+    g = torch.Generator(device=dev).manual_seed(0)
+    em = torch.randn(B, T, C, device=dev, generator=g).requires_grad_()
+    tr = (0.1 * torch.randn(C, C, device=dev, generator=g)).requires_grad_()
+    du = (0.1 * torch.randn(K, C, device=dev, generator=g)).requires_grad_()
+    labels = labels_in_runs(B, T, C).to(dev)
+    lengths = torch.full((B,), T, device=dev)
+
+    def step():
+        ll = semicrf.log_likelihood(em, labels, tr, du, lengths, backend="triton")
+        (-ll.sum()).backward()
+        return ll
+
+    def decode():
+        return semicrf.viterbi(em.detach(), tr.detach(), du.detach(), lengths, backend="triton")
+
+    row = {}
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    row["ll_fwd_bwd_s"] = timed(step, repeat)
+    row["peak_extra_gib"] = (torch.cuda.max_memory_allocated() - base) / 2**30
+    row["viterbi_s"] = timed(decode, repeat)
+    # Bitwise reproducibility of the gradients across two runs.
+    grads = []
+    for _ in range(2):
+        for x in (em, tr, du):
+            x.grad = None
+        step()
+        grads.append([x.grad.clone() for x in (em, tr, du)])
+    row["grads_bitwise_equal"] = all(torch.equal(a, b) for a, b in zip(*grads))
+    if check_logz:
+        from semicrf.backends import reference
+        from semicrf.problem import make_problem
+        p = make_problem(em.detach(), tr.detach(), du.detach(), lengths)
+        lz = semicrf.log_partition(em.detach(), tr.detach(), du.detach(), lengths, backend="triton")
+        alpha, _ = reference._forward(p, reference.duration_limits(p, False))
+        ref = reference._log_z(p, alpha)
+        row["logz_rel_err"] = ((lz - ref).abs() / ref.abs()).max().item()
+    return row
+
+
+def peer(B, T, K, C, repeat):
+    try:
+        from flash_semicrf import SemiMarkovCRFHead
+    except ImportError:
+        return None
+    dev = "cuda"
+    head = SemiMarkovCRFHead(num_classes=C, max_duration=K, hidden_dim=64).to(dev)
+    hidden = torch.randn(B, T, 64, device=dev).requires_grad_()
+    labels = labels_in_runs(B, T, C).to(dev)
+    lengths = torch.full((B,), T, device=dev)
+
+    def step():
+        loss = head.compute_loss(hidden, lengths, labels, backend="streaming")
+        loss.backward()
+
+    def decode():
+        with torch.no_grad():
+            head.decode_with_traceback(hidden.detach(), lengths, backend="streaming", max_traceback_length=10**7)
+
+    return {"ll_fwd_bwd_s": timed(step, repeat), "viterbi_s": timed(decode, max(1, repeat // 3))}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="small,spec,long,wide")
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--no-peer", action="store_true")
+    ap.add_argument("--check-logz", action="store_true", help="compare log Z with the float64 reference sweep")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args(argv)
+    if not torch.cuda.is_available():
+        raise SystemExit("engine_gpu.py needs a CUDA GPU")
+    card = torch.cuda.get_device_name()
+    rows = []
+    for name in args.sizes.split(","):
+        if name not in SIZES:
+            raise SystemExit(f"--sizes: unknown size {name!r}; choose from {', '.join(SIZES)}")
+        B, T, K, C = SIZES[name]
+        r = {"size": name, "B": B, "T": T, "K": K, "C": C, "card": card}
+        r["ours"] = ours(B, T, K, C, args.repeat, args.check_logz)
+        r["peer"] = None if args.no_peer or name != "small" else peer(B, T, K, C, args.repeat)
+        rows.append(r)
+        print(json.dumps(r), flush=True)
+    print(f"\n| B, T, K, C | call | ours | flash-semicrf 0.2.0 | ratio | card |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        for key, label in (("ll_fwd_bwd_s", "log_likelihood fwd+bwd"), ("viterbi_s", "viterbi + traceback")):
+            o = r["ours"][key]
+            pv = r["peer"][key] if r["peer"] else None
+            ratio = f"{pv / o:.0f}x" if pv else "-"
+            pv_s = f"{pv:.3f} s" if pv else "-"
+            print(f"| {r['B']}, {r['T']}, {r['K']}, {r['C']} | {label} | {o * 1e3:.1f} ms | {pv_s} | {ratio} | {card} |")
+        extra = f"peak extra {r['ours']['peak_extra_gib']:.3f} GiB, grads bitwise equal: {r['ours']['grads_bitwise_equal']}"
+        if "logz_rel_err" in r["ours"]:
+            extra += f", log Z rel err {r['ours']['logz_rel_err']:.2e}"
+        print(f"|   |   | {extra} | | | |")
+    if args.json:
+        tmp = args.json.with_suffix(args.json.suffix + ".tmp")
+        tmp.write_text(json.dumps(rows, indent=1))
+        tmp.replace(args.json)
+
+
+if __name__ == "__main__":
+    main()
