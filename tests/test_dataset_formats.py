@@ -213,6 +213,11 @@ def test_generate_dataset_refuses_non_empty_dir_and_bad_counts(tmp_path):
         with pytest.raises(ValueError, match=flag):
             generate_dataset(tmp_path / "y", cfg, **kw)
     assert not (tmp_path / "y").exists()
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match="is a file"):
+        generate_dataset(tmp_path / "file", cfg)
+    with pytest.raises(ValueError, match="cannot be created"):
+        generate_dataset(tmp_path / "file" / "sub", cfg)
     # Empty val / test splits are allowed and load as empty.
     generate_dataset(tmp_path / "z", cfg, num_train=1, num_val=0, num_test=0)
     assert len(load_split(tmp_path / "z", "val")) == 0

@@ -243,7 +243,10 @@ def generate_dataset(
         raise ValueError(f"config must be a GeneratorConfig, got {type(config).__name__}")
     output_dir = check_output_dir(output_dir, overwrite)
 
-    output_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"output_dir (--output-dir) {str(output_dir)!r} cannot be created ({e.strerror})") from None
     (output_dir / METADATA_FILE).unlink(missing_ok=True)
     names = config.class_names
     stats, lengths = {}, {}
