@@ -353,10 +353,15 @@ def _viterbi_task(b, lengths, K, C, cum, start, end, trans, init, final, dur_rev
 _POOL: ThreadPoolExecutor | None = None
 
 
-def _parallel(fn, n: int) -> None:
+_SERIAL_WORK = 2_000_000  # below this many look-back terms a thread hand-off costs more than it saves
+
+
+def _parallel(fn, n: int, work: int) -> None:
     """Run fn(0), ..., fn(n - 1) on up to torch.get_num_threads() threads."""
     global _POOL
     workers = max(1, min(n, torch.get_num_threads()))
+    if work < _SERIAL_WORK:
+        workers = 1
     if workers == 1:
         for i in range(n):
             fn(i)
@@ -437,7 +442,8 @@ def forward_backward(p: Problem, constrained: bool = False, need_marginals: bool
         _sweep(all_len[i], K, C, linear, cum[i], start[i], end[i], lim[i], trans[i], init[i], dur, w_rev, dmax,
                alpha[i], u[i], gl[i], blk[i], bstart[i], bref[i], nblk[i])
 
-    _parallel(sweep, n)
+    work = int(lengths.sum()) * K * C
+    _parallel(sweep, n, work)
     final = _np(p.final)
     at_len = alpha[np.arange(B), lengths] + final[None, :]
     m = at_len.max(axis=1, keepdims=True)
@@ -455,7 +461,7 @@ def forward_backward(p: Problem, constrained: bool = False, need_marginals: bool
     dgrad = np.zeros((B, K, C))
     trans_f = _np(p.transitions)
     _parallel(lambda b: _assemble_task(b, B, lengths, K, C, linear, constrained, log_z, cum, start, trans_f, dur, dmax,
-                                       lim, alpha, u, gl, blk, bstart, bref, nblk, occ, smass, emass, tgrad, dgrad), B)
+                                       lim, alpha, u, gl, blk, bstart, bref, nblk, occ, smass, emass, tgrad, dgrad), B, work)
 
     def t(x):
         return torch.from_numpy(x).to(out_dev)
@@ -480,6 +486,6 @@ def viterbi(p: Problem) -> ViterbiResult:
     args = (lengths, K, C, _prefix(p.emissions), _seq_or_zeros(p.start_scores, (B, T, C)),
             _seq_or_zeros(p.end_scores, (B, T, C)), _np(p.transitions), _np(p.initial), _np(p.final), dur_rev,
             scores, labels, segs, nseg)
-    _parallel(lambda b: _viterbi_task(b, *args), B)
+    _parallel(lambda b: _viterbi_task(b, *args), B, int(lengths.sum()) * K * C)
     segments = [[tuple(int(v) for v in row) for row in segs[b, :nseg[b]][::-1]] for b in range(B)]
     return ViterbiResult(score=torch.from_numpy(scores), labels=torch.from_numpy(labels), segments=segments)
