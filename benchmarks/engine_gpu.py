@@ -79,6 +79,10 @@ def ours(B, T, K, C, repeat, check_logz):
     row["ll_fwd_bwd_s"] = timed(step, repeat)
     row["peak_extra_gib"] = (torch.cuda.max_memory_allocated() - base) / 2**30
     row["viterbi_s"] = timed(decode, repeat)
+    from semicrf.backends import triton as tb
+    from semicrf.problem import make_problem as _mk
+    pv = _mk(em.detach(), tr.detach(), du.detach(), lengths)
+    row["viterbi_sweep_only_s"] = timed(lambda: tb._Sweep([pv], False, "max"), repeat)
     # Bitwise reproducibility of the gradients across two runs.
     grads = []
     for _ in range(2):
@@ -127,10 +131,14 @@ def main(argv=None):
     ap.add_argument("--no-peer", action="store_true")
     ap.add_argument("--check-logz", action="store_true", help="compare log Z with the float64 reference sweep")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--fast-lookback", action="store_true", help="float32 exponentials in the look-back")
     args = ap.parse_args(argv)
     if not torch.cuda.is_available():
         raise SystemExit("engine_gpu.py needs a CUDA GPU")
     card = torch.cuda.get_device_name()
+    from semicrf.backends import triton as tb
+    tb.FAST_LOOKBACK = args.fast_lookback
+    print(f"fast look-back: {tb.FAST_LOOKBACK}")
     rows = []
     for name in args.sizes.split(","):
         if name not in SIZES:
