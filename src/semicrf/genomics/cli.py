@@ -13,7 +13,9 @@ import argparse
 import sys
 import time
 
+from .compare import add_compare_parser
 from .synthetic import CONTENT_KINDS, GeneratorConfig
+from .train import add_run_parser
 
 
 def add_generate_parser(subparsers) -> argparse.ArgumentParser:
@@ -88,7 +90,7 @@ def run_generate(args) -> int:
 
 
 # A new subcommand: write its add_<name>_parser and list it here.
-SUBCOMMANDS = (add_generate_parser,)
+SUBCOMMANDS = (add_generate_parser, add_run_parser, add_compare_parser)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,334 @@
+"""Sequence encoders shared by every benchmark model.
+
+An encoder maps per-position features to per-position hidden states:
+``(B, T, input_dim) -> (B, T, hidden_dim)``; ``lengths`` (B,) says how much of
+each padded row is real. Every encoder here is bidirectional and padding
+invariant: the states of a sequence do not depend on how much padding its batch
+adds (the backward direction reverses each sequence within its own length).
+
+Kinds (``build_encoder``):
+
+``bilstm``
+    A stack of bidirectional LSTM layers (``hidden_dim / 2`` units per
+    direction, outputs concatenated) over a linear input projection.
+``mamba_stub``
+    A pure-PyTorch selective state-space encoder of the Mamba family (the
+    scalar-decay-per-head form of Mamba2). Each layer is
+    ``h + fwd(norm(h)) + rev(bwd(rev(norm(h))))`` where ``fwd`` and ``bwd`` are
+    :class:`SelectiveSSM` mixers (input projection, causal depthwise
+    convolution, input-dependent step size Δ and projections B, C, a diagonal
+    decay per head, a skip term D, gating by SiLU(z), RMS normalisation, output
+    projection) and ``rev`` reverses each sequence within its length. The scan
+    is chunked (:func:`ssd_scan`): inside a chunk of ``chunk_length`` positions
+    the recurrence is evaluated as masked matrix products, and only the small
+    per-chunk state is carried from chunk to chunk, so memory is linear in T
+    and it trains on CPU at T = 20 000.
+``mamba``
+    The same layer structure with ``mamba_ssm``'s Mamba2 mixers (GPU only).
+    Needs the optional ``mamba-ssm`` package; without it
+    :class:`EncoderUnavailable` is raised.
+
+The selective scan (per head, state ``S_t`` of shape (P, N))::
+
+    S_t = exp(Δ_t · A) · S_{t-1} + Δ_t · x_t ⊗ B_t
+    y_t = S_t · C_t + D · x_t
+
+with ``A < 0`` a scalar per head, ``Δ_t > 0`` per head and position, ``x_t``
+(P,) the head's input, ``B_t``, ``C_t`` (N,) shared by all heads.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ENCODER_KINDS = ("mamba", "mamba_stub", "bilstm")
+
+
+class EncoderUnavailable(ValueError):
+    """The requested encoder cannot be built in this environment."""
+
+
+# ---------------------------------------------------------------------------
+# The selective scan: a step-by-step reference and the chunked form.
+# ---------------------------------------------------------------------------
+
+
+def _check_scan_inputs(x, dt, A, B, C):
+    if x.dim() != 4:
+        raise ValueError(f"x must be (batch, T, heads, head_dim), got shape {tuple(x.shape)}")
+    b, t, h, _ = x.shape
+    if dt.shape != (b, t, h):
+        raise ValueError(f"dt must be {(b, t, h)}, got {tuple(dt.shape)}")
+    if A.shape != (h,):
+        raise ValueError(f"A must be ({h},), got {tuple(A.shape)}")
+    if B.dim() != 3 or B.shape[:2] != (b, t) or C.shape != B.shape:
+        raise ValueError(f"B and C must both be ({b}, {t}, state_dim), got {tuple(B.shape)} and {tuple(C.shape)}")
+
+
+def ssd_scan_reference(x, dt, A, B, C):
+    """The selective scan evaluated one position at a time (the test oracle).
+
+    x (b, T, h, p), dt (b, T, h), A (h,), B and C (b, T, n) -> y (b, T, h, p),
+    without the D skip term.
+    """
+    _check_scan_inputs(x, dt, A, B, C)
+    b, t, h, p = x.shape
+    n = B.shape[-1]
+    state = x.new_zeros(b, h, p, n)
+    out = []
+    for i in range(t):
+        decay = torch.exp(dt[:, i] * A)  # (b, h)
+        state = decay[:, :, None, None] * state + (dt[:, i, :, None] * x[:, i])[..., None] * B[:, i, None, None, :]
+        out.append(torch.einsum("bhpn,bn->bhp", state, C[:, i]))
+    return torch.stack(out, dim=1)
+
+
+def ssd_scan(x, dt, A, B, C, chunk_length: int = 64):
+    """The selective scan, chunked: exactly :func:`ssd_scan_reference`'s math.
+
+    x (b, T, h, p), dt (b, T, h), A (h,), B and C (b, T, n) -> y (b, T, h, p).
+
+    Within a chunk the output is ``y_i = Σ_{j<=i} (C_i·B_j) exp(a_i - a_j) Δ_j x_j``
+    (``a`` the in-chunk cumulative sum of Δ·A) plus the contribution of the
+    state entering the chunk, ``exp(a_i) C_i · S_in``. Memory is
+    O(b·T·h·chunk_length + b·(T/chunk_length)·h·p·n).
+    """
+    _check_scan_inputs(x, dt, A, B, C)
+    if chunk_length < 1:
+        raise ValueError(f"chunk_length must be >= 1, got {chunk_length}")
+    b, t, h, p = x.shape
+    n = B.shape[-1]
+    q = min(chunk_length, t)
+    nc = -(-t // q)
+    pad = nc * q - t
+    if pad:
+        # Zero step size past the end: no decay and no input, and the scan is
+        # causal, so the padded tail cannot reach the real positions.
+        x = F.pad(x, (0, 0, 0, 0, 0, pad))
+        dt = F.pad(dt, (0, 0, 0, pad))
+        B = F.pad(B, (0, 0, 0, pad))
+        C = F.pad(C, (0, 0, 0, pad))
+    # Layout (b, h, c, q, .): every product below is a batched matmul.
+    xdt = (x * dt[..., None]).reshape(b, nc, q, h, p).permute(0, 3, 1, 2, 4)  # (b, h, c, q, p)
+    Bs = B.reshape(b, 1, nc, q, n)
+    Cs = C.reshape(b, 1, nc, q, n)
+    cum = torch.cumsum((dt * A).reshape(b, nc, q, h).permute(0, 3, 1, 2), dim=-1)  # (b, h, c, q)
+
+    # exp of the decay between positions j <= i of a chunk; the upper triangle
+    # is masked before the exp so it can neither overflow nor poison gradients.
+    causal = torch.ones(q, q, dtype=torch.bool, device=x.device).tril()
+    seg = (cum[..., :, None] - cum[..., None, :]).masked_fill(~causal, float("-inf"))
+    y = (torch.exp(seg) * (Cs @ Bs.transpose(-1, -2))) @ xdt  # (b, h, c, q, p)
+
+    # State each chunk adds, then the sequential carry over chunks (small tensors).
+    to_end = torch.exp(cum[..., -1:] - cum)  # (b, h, c, q)
+    added = (xdt * to_end[..., None]).transpose(-1, -2) @ Bs  # (b, h, c, p, n)
+    chunk_decay = torch.exp(cum[..., -1])  # (b, h, c)
+    state = x.new_zeros(b, h, p, n)
+    entering = []
+    for k in range(nc):
+        entering.append(state)
+        state = chunk_decay[:, :, k, None, None] * state + added[:, :, k]
+    entering = torch.stack(entering, dim=2)  # (b, h, c, p, n)
+    y = y + torch.exp(cum)[..., None] * (Cs @ entering.transpose(-1, -2))
+    return y.permute(0, 2, 3, 1, 4).reshape(b, nc * q, h, p)[:, :t]
+
+
+# ---------------------------------------------------------------------------
+# Building blocks
+# ---------------------------------------------------------------------------
+
+
+def reverse_within_lengths(x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+    """Reverse each row of ``x`` (B, T, ...) within its own length; padding stays put.
+
+    An involution: applying it twice gives ``x`` back.
+    """
+    if lengths is None:
+        return x.flip(1)
+    b, t = x.shape[:2]
+    pos = torch.arange(t, device=x.device)[None, :]
+    lengths = lengths.to(x.device)[:, None]
+    index = torch.where(pos < lengths, lengths - 1 - pos, pos)  # (B, T)
+    index = index.reshape(b, t, *([1] * (x.dim() - 2))).expand_as(x)
+    return torch.gather(x, 1, index)
+
+
+class GatedRMSNorm(nn.Module):
+    """RMS normalisation of ``y * silu(z)``: the mixer's output gate."""
+
+    def __init__(self, dim: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, y, z):
+        y = y * F.silu(z)
+        return y * torch.rsqrt(y.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+class SelectiveSSM(nn.Module):
+    """One direction of a Mamba-style mixer: (B, T, d_model) -> (B, T, d_model), causal.
+
+    ``d_inner = expand * d_model`` channels split into ``d_inner / head_dim``
+    heads; B and C have ``state_dim`` entries.
+    """
+
+    def __init__(self, d_model: int, state_dim: int = 16, head_dim: int = 16, expand: int = 2,
+                 conv_width: int = 4, chunk_length: int = 64,
+                 dt_min: float = 1e-3, dt_max: float = 1e-1):
+        super().__init__()
+        d_inner = expand * d_model
+        if d_inner % head_dim:
+            raise ValueError(
+                f"expand * hidden_dim = {d_inner} must be a multiple of head_dim = {head_dim}; "
+                "choose a hidden_dim that is a multiple of 8"
+            )
+        self.d_inner, self.state_dim, self.head_dim = d_inner, state_dim, head_dim
+        self.num_heads = d_inner // head_dim
+        self.chunk_length = chunk_length
+        conv_dim = d_inner + 2 * state_dim
+        self.in_proj = nn.Linear(d_model, d_inner + conv_dim + self.num_heads)
+        self.conv = nn.Conv1d(conv_dim, conv_dim, conv_width, groups=conv_dim, padding=conv_width - 1)
+        # Step sizes start log-uniform in [dt_min, dt_max], so heads begin with
+        # memories from ~10 to ~1000 positions (segments here are 30 to 20 000 long).
+        dt = torch.exp(torch.rand(self.num_heads) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
+        self.dt_bias = nn.Parameter(dt + torch.log(-torch.expm1(-dt)))  # inverse softplus
+        self.A_log = nn.Parameter(torch.log(torch.empty(self.num_heads).uniform_(1.0, 16.0)))
+        self.D = nn.Parameter(torch.ones(self.num_heads))
+        self.norm = GatedRMSNorm(d_inner)
+        self.out_proj = nn.Linear(d_inner, d_model)
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        b, t, _ = u.shape
+        z, xbc, dt = torch.split(
+            self.in_proj(u), [self.d_inner, self.d_inner + 2 * self.state_dim, self.num_heads], dim=-1
+        )
+        xbc = F.silu(self.conv(xbc.transpose(1, 2))[..., :t].transpose(1, 2))
+        x, Bm, Cm = torch.split(xbc, [self.d_inner, self.state_dim, self.state_dim], dim=-1)
+        # The scan's exps and cumulative sums run in the parameters' precision
+        # (float32), not in bfloat16, even under autocast.
+        dtype = self.A_log.dtype
+        with torch.autocast(device_type=u.device.type, enabled=False):
+            x = x.to(dtype).reshape(b, t, self.num_heads, self.head_dim)
+            dt = F.softplus(dt.to(dtype) + self.dt_bias)
+            A = -torch.exp(self.A_log)
+            y = ssd_scan(x, dt, A, Bm.to(dtype), Cm.to(dtype), self.chunk_length)
+            y = y + self.D[:, None] * x
+            y = self.norm(y.reshape(b, t, self.d_inner), z.to(dtype))
+        return self.out_proj(y)
+
+
+class BidirectionalLayer(nn.Module):
+    """``h + fwd(norm(h)) + rev(bwd(rev(norm(h))))`` with ``rev`` reversing within lengths."""
+
+    def __init__(self, d_model: int, make_mixer):
+        super().__init__()
+        self.norm = nn.RMSNorm(d_model)
+        self.forward_mixer = make_mixer()
+        self.backward_mixer = make_mixer()
+
+    def forward(self, h, lengths=None):
+        u = self.norm(h)
+        back = reverse_within_lengths(self.backward_mixer(reverse_within_lengths(u, lengths)), lengths)
+        # The residual stream keeps the parameters' precision under autocast.
+        return h + self.forward_mixer(u).to(h.dtype) + back.to(h.dtype)
+
+
+class SSMEncoder(nn.Module):
+    """Input projection, ``num_layers`` bidirectional layers, final RMS norm.
+
+    forward(features (B, T, input_dim), lengths (B,) | None) -> (B, T, hidden_dim).
+    """
+
+    def __init__(self, input_dim: int, hidden_dim: int, num_layers: int, make_mixer):
+        super().__init__()
+        self.input_proj = nn.Linear(input_dim, hidden_dim)
+        self.layers = nn.ModuleList([BidirectionalLayer(hidden_dim, make_mixer) for _ in range(num_layers)])
+        self.final_norm = nn.RMSNorm(hidden_dim)
+
+    def forward(self, features, lengths=None):
+        h = self.input_proj(features).to(self.input_proj.weight.dtype)
+        for layer in self.layers:
+            h = layer(h, lengths)
+        return self.final_norm(h)
+
+
+class BiLSTMEncoder(nn.Module):
+    """Input projection and ``num_layers`` bidirectional LSTM layers (hidden_dim / 2 units per direction).
+
+    forward(features (B, T, input_dim), lengths (B,) | None) -> (B, T, hidden_dim).
+    Each layer runs a forward LSTM on the padded batch (padding sits after the
+    real positions, so it cannot reach them) and a second LSTM on the sequences
+    reversed within their lengths; this avoids packed sequences, whose CPU
+    backward pass grows quadratically with T.
+    """
+
+    def __init__(self, input_dim: int, hidden_dim: int, num_layers: int):
+        super().__init__()
+        if hidden_dim % 2:
+            raise ValueError(f"hidden_dim must be even for the bilstm encoder (two directions), got {hidden_dim}")
+        self.input_proj = nn.Linear(input_dim, hidden_dim)
+        half = hidden_dim // 2
+        self.forward_lstms = nn.ModuleList([nn.LSTM(hidden_dim, half, batch_first=True) for _ in range(num_layers)])
+        self.backward_lstms = nn.ModuleList([nn.LSTM(hidden_dim, half, batch_first=True) for _ in range(num_layers)])
+
+    def forward(self, features, lengths=None):
+        h = self.input_proj(features)
+        for fwd, bwd in zip(self.forward_lstms, self.backward_lstms):
+            back = reverse_within_lengths(bwd(reverse_within_lengths(h, lengths))[0], lengths)
+            h = torch.cat([fwd(h)[0], back], dim=-1)
+        return h
+
+
+def _mamba2_mixer_factory(hidden_dim: int):
+    try:
+        from mamba_ssm.modules.mamba2 import Mamba2
+    except Exception as exc:  # ImportError, or a broken CUDA extension
+        raise EncoderUnavailable(
+            "--encoder mamba needs the mamba-ssm package (GPU only), which is not available here "
+            f"({type(exc).__name__}: {exc}). Use --encoder mamba_stub (the same architecture in pure "
+            "PyTorch, runs anywhere) or --encoder bilstm."
+        ) from exc
+    if not torch.cuda.is_available():
+        raise EncoderUnavailable("--encoder mamba runs only on a CUDA GPU; use --encoder mamba_stub or bilstm")
+    head_dim = 64 if (2 * hidden_dim) % 64 == 0 else 16
+    return lambda: Mamba2(d_model=hidden_dim, d_state=64, headdim=head_dim, use_mem_eff_path=False)
+
+
+def build_encoder(kind: str, input_dim: int, hidden_dim: int, num_layers: int, **options) -> nn.Module:
+    """Build an encoder mapping (B, T, input_dim) -> (B, T, hidden_dim).
+
+    ``options`` go to :class:`SelectiveSSM` for ``mamba_stub`` (state_dim,
+    head_dim, expand, conv_width, chunk_length). Raises ValueError for bad
+    sizes or an unknown kind, :class:`EncoderUnavailable` for ``mamba``
+    without mamba-ssm.
+    """
+    for name, value in (("input_dim", input_dim), ("hidden_dim", hidden_dim), ("num_layers", num_layers)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if kind == "bilstm":
+        if options:
+            raise ValueError(f"the bilstm encoder takes no options, got {sorted(options)}")
+        return BiLSTMEncoder(input_dim, hidden_dim, num_layers)
+    if kind == "mamba_stub":
+        if "head_dim" not in options:
+            # Mamba2's 64-wide heads at full size; narrower ones keep small CPU models multi-headed.
+            d_inner = options.get("expand", 2) * hidden_dim
+            options["head_dim"] = 64 if d_inner >= 512 and d_inner % 64 == 0 else 16 if d_inner % 16 == 0 else d_inner
+        return SSMEncoder(input_dim, hidden_dim, num_layers, lambda: SelectiveSSM(hidden_dim, **options))
+    if kind == "mamba":
+        return SSMEncoder(input_dim, hidden_dim, num_layers, _mamba2_mixer_factory(hidden_dim))
+    raise ValueError(f"unknown encoder {kind!r}; choose one of {', '.join(ENCODER_KINDS)}")
+
+
+def encoder_available(kind: str) -> None:
+    """Raise :class:`EncoderUnavailable` (or ValueError) if ``kind`` cannot be built here."""
+    if kind == "mamba":
+        _mamba2_mixer_factory(8)
+    elif kind not in ENCODER_KINDS:
+        raise ValueError(f"unknown encoder {kind!r}; choose one of {', '.join(ENCODER_KINDS)}")

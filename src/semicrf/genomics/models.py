@@ -1,0 +1,283 @@
+"""The benchmark's models: one shared encoder architecture, five output layers.
+
+Every model is a fresh encoder (:func:`semicrf.genomics.encoders.build_encoder`,
+the same hyper-parameters for all) followed by its head:
+
+============== ===== ========== ================================================
+model          K     durations  head
+============== ===== ========== ================================================
+softmax        --    --         per-position logits, cross-entropy
+pytorch-crf    1     --         emissions + ``torchcrf.CRF`` (transitions and
+                                start/end transitions), the external linear CRF
+linear         1     --         emissions + :class:`semicrf.SemiCRF` with K = 1
+                                (transitions, initial/final scores, and the
+                                K = 1 duration row, a per-class bias)
+semicrf        K     learned    emissions + segment start/end scores +
+                                ``SemiCRF(C, K, "learned")``
+semicrf_uniform K    uniform    the same as semicrf with the duration table
+                                fixed at zero (every length 1..K scores alike)
+============== ===== ========== ================================================
+
+Both semi-CRF models have the same boundary heads (a linear map of the encoder
+state to ``start_scores`` and ``end_scores``, (B, T, C), initialised to zero), so
+``semicrf`` vs ``semicrf_uniform`` differs only in the learned duration table.
+``linear`` has no boundary heads: with K = 1 every position is a segment and
+they would only add a second copy of the emissions.
+
+Losses are the mean negative log-likelihood per position (the sum over the
+batch divided by the number of real positions), so curves of different
+models and batch compositions share one scale.
+
+New models are added with :func:`register_model`; a model that needs no
+training sets ``trainable = False`` and the runner only evaluates it.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .encoders import build_encoder
+
+MODEL_NAMES = ("softmax", "pytorch-crf", "linear", "semicrf", "semicrf_uniform")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What every model is built from.
+
+    input_dim: feature dimensions D. num_classes: C. encoder, hidden_dim,
+    num_layers: the shared encoder. max_duration: K of the semi-CRF models.
+    backend: the semi-CRF engine backend. mixed_precision: run the encoder
+    under bfloat16 autocast on CUDA (the output layers stay in float32).
+    """
+
+    input_dim: int
+    num_classes: int
+    encoder: str = "mamba_stub"
+    hidden_dim: int = 256
+    num_layers: int = 4
+    max_duration: int = 1000
+    backend: str = "auto"
+    mixed_precision: bool = True
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def position_mask(lengths: torch.Tensor, total: int) -> torch.Tensor:
+    """(B, total) bool, True at the real positions of each row."""
+    return torch.arange(total, device=lengths.device)[None, :] < lengths[:, None]
+
+
+class SequenceLabeler(nn.Module):
+    """An encoder and an output layer; the runner's common interface.
+
+    features (B, T, D) float32, labels (B, T) int64 (any valid class id past each
+    length), lengths (B,) int64.
+    """
+
+    trainable = True
+    #: K for the duration histograms of a model whose segments are bounded, else None.
+    max_duration: int | None = None
+    description = ""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.encoder = build_encoder(config.encoder, config.input_dim, config.hidden_dim, config.num_layers)
+
+    def encode(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(B, T, hidden_dim) encoder states in full precision (float32 under autocast)."""
+        use_bf16 = self.config.mixed_precision and features.is_cuda
+        with torch.autocast(device_type=features.device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            hidden = self.encoder(features, lengths)
+        # The output layers run in full precision.
+        return hidden.float() if hidden.dtype in (torch.bfloat16, torch.float16) else hidden
+
+    def loss(self, features, labels, lengths) -> torch.Tensor:
+        """Scalar mean negative log-likelihood per position."""
+        raise NotImplementedError
+
+    def predict(self, features, lengths) -> list[np.ndarray]:
+        """The predicted labels of each sequence, (L_i,) int64 arrays."""
+        raise NotImplementedError
+
+    def duration_scores(self) -> torch.Tensor | None:
+        """(K, C) learned duration log-scores, or None for a model without them."""
+        return None
+
+
+class SoftmaxTagger(SequenceLabeler):
+    description = "per-position softmax over the encoder state (cross-entropy)"
+
+    def __init__(self, config: ModelConfig):
+        super().__init__(config)
+        self.classifier = nn.Linear(config.hidden_dim, config.num_classes)
+
+    def _logits(self, features, lengths):
+        return self.classifier(self.encode(features, lengths))
+
+    def loss(self, features, labels, lengths):
+        logits = self._logits(features, lengths)
+        mask = position_mask(lengths, logits.shape[1])
+        return F.cross_entropy(logits[mask], labels[mask])
+
+    def predict(self, features, lengths):
+        best = self._logits(features, lengths).argmax(-1).cpu().numpy()
+        return [best[i, :n] for i, n in enumerate(lengths.tolist())]
+
+
+class TorchCRFTagger(SequenceLabeler):
+    description = "emissions + pytorch-crf linear-chain CRF (transitions, start/end transitions)"
+    max_duration = 1
+
+    def __init__(self, config: ModelConfig):
+        super().__init__(config)
+        try:
+            from torchcrf import CRF
+        except ImportError as exc:
+            raise ValueError(
+                "the pytorch-crf model needs the pytorch-crf package: pip install pytorch-crf==0.7.2 "
+                "(or leave pytorch-crf out of --models)"
+            ) from exc
+        self.emission = nn.Linear(config.hidden_dim, config.num_classes)
+        self.crf = CRF(config.num_classes, batch_first=True)
+
+    def loss(self, features, labels, lengths):
+        emissions = self.emission(self.encode(features, lengths))
+        mask = position_mask(lengths, emissions.shape[1])
+        return -self.crf(emissions, labels, mask, reduction="sum") / lengths.sum()
+
+    def predict(self, features, lengths):
+        emissions = self.emission(self.encode(features, lengths))
+        mask = position_mask(lengths, emissions.shape[1])
+        crf = self.crf
+        if emissions.is_cuda:
+            # Its traceback reads one element per step: far cheaper from host memory.
+            crf = copy.deepcopy(self.crf).cpu()
+            emissions, mask = emissions.cpu(), mask.cpu()
+        return [np.asarray(p, dtype=np.int64) for p in crf.decode(emissions, mask)]
+
+
+class SemiCRFTagger(SequenceLabeler):
+    """Emissions (and optionally segment start/end scores) + :class:`semicrf.SemiCRF`."""
+
+    def __init__(self, config: ModelConfig, max_duration: int, duration: str, boundary_heads: bool):
+        super().__init__(config)
+        from .. import SemiCRF
+
+        self.max_duration = max_duration
+        self.emission = nn.Linear(config.hidden_dim, config.num_classes)
+        self.boundary_heads = boundary_heads
+        if boundary_heads:
+            self.boundary_head = nn.Linear(config.hidden_dim, 2 * config.num_classes)
+            # Zero start: the boundary scores begin neutral and are learned from there.
+            nn.init.zeros_(self.boundary_head.weight)
+            nn.init.zeros_(self.boundary_head.bias)
+        self.crf = SemiCRF(config.num_classes, max_duration, duration=duration, backend=config.backend)
+        self.description = (
+            f"emissions{' + segment start/end scores' if boundary_heads else ''} + semicrf.SemiCRF"
+            f"(K={max_duration}, durations {duration})"
+        )
+
+    def _scores(self, features, lengths):
+        hidden = self.encode(features, lengths)
+        emissions = self.emission(hidden)
+        if not self.boundary_heads:
+            return emissions, None, None
+        start, end = self.boundary_head(hidden).chunk(2, dim=-1)
+        return emissions, start, end
+
+    def loss(self, features, labels, lengths):
+        emissions, start, end = self._scores(features, lengths)
+        nll = self.crf.nll(emissions, labels, lengths, start_scores=start, end_scores=end)
+        return nll.sum() / lengths.sum()
+
+    def predict(self, features, lengths):
+        emissions, start, end = self._scores(features, lengths)
+        best = self.crf.decode(emissions, lengths, start_scores=start, end_scores=end).labels.cpu().numpy()
+        return [best[i, :n] for i, n in enumerate(lengths.tolist())]
+
+    def duration_scores(self):
+        return self.crf.durations.detach() if self.crf.duration == "learned" else None
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered model: ``build(config, metadata)`` returns a :class:`SequenceLabeler`.
+
+    metadata is the data set's metadata (``dataset.load_metadata``), for models
+    that are built from the data's known generating process.
+    """
+
+    name: str
+    build: Callable[[ModelConfig, dict | None], SequenceLabeler]
+    summary: str
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register_model(name: str, build: Callable[[ModelConfig, dict | None], SequenceLabeler], summary: str = "",
+                   *, replace: bool = False) -> None:
+    """Add a model to the registry (``replace=True`` to redefine an existing name)."""
+    if not isinstance(name, str) or not name or "," in name or any(ch.isspace() for ch in name):
+        raise ValueError(f"model name must be a non-empty string without commas or spaces, got {name!r}")
+    if name in _REGISTRY and not replace:
+        raise ValueError(f"model {name!r} is already registered; pass replace=True to redefine it")
+    _REGISTRY[name] = ModelSpec(name, build, summary)
+
+
+def available_models() -> tuple[str, ...]:
+    """Registered model names, in registration order."""
+    return tuple(_REGISTRY)
+
+
+def model_summary(name: str) -> str:
+    return _get(name).summary
+
+
+def _get(name: str) -> ModelSpec:
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; choose from {', '.join(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+def build_model(name: str, config: ModelConfig, metadata: dict | None = None) -> SequenceLabeler:
+    """A new, untrained model ``name`` (see the module docstring)."""
+    model = _get(name).build(config, metadata)
+    model.model_name = name
+    return model
+
+
+def parse_model_list(text: str) -> list[str]:
+    """``"all"`` or a comma-separated list of model names -> names in the order given."""
+    if text is None or text.strip() in ("", "all"):
+        return list(MODEL_NAMES)
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in _REGISTRY]
+    if unknown:
+        raise ValueError(f"--models: unknown model(s) {unknown}; choose from {', '.join(_REGISTRY)} or 'all'")
+    if len(set(names)) != len(names):
+        raise ValueError(f"--models: each model may appear once, got {names}")
+    if not names:
+        raise ValueError("--models: give at least one model name, or 'all'")
+    return names
+
+
+register_model("softmax", lambda cfg, meta: SoftmaxTagger(cfg), "position-wise baseline, no structure")
+register_model("pytorch-crf", lambda cfg, meta: TorchCRFTagger(cfg), "external linear CRF (pytorch-crf 0.7.2)")
+register_model("linear", lambda cfg, meta: SemiCRFTagger(cfg, 1, "learned", boundary_heads=False),
+               "linear CRF from this engine (K = 1)")
+register_model("semicrf", lambda cfg, meta: SemiCRFTagger(cfg, cfg.max_duration, "learned", boundary_heads=True),
+               "semi-CRF, learned durations")
+register_model("semicrf_uniform",
+               lambda cfg, meta: SemiCRFTagger(cfg, cfg.max_duration, "uniform", boundary_heads=True),
+               "semi-CRF, durations fixed uniform (ablation)")

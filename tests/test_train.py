@@ -1,0 +1,228 @@
+"""The run command end to end on a tiny data set: outputs, resume, overwrite, refusals."""
+
+import importlib.util
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from semicrf.genomics import formats, metrics
+from semicrf.genomics.cli import main
+from semicrf.genomics.dataset import generate_dataset, load_split
+from semicrf.genomics.models import MODEL_NAMES, ModelConfig, build_model
+from semicrf.genomics.synthetic import GeneratorConfig
+
+TINY = ["--encoder", "bilstm", "--hidden-dim", "8", "--num-layers", "1", "--batch-size", "3", "--max-duration", "60",
+        "--device", "cpu", "--lr", "0.01", "--log-every", "1", "--no-progress"]
+# Everything metrics.json reports that depends on the clock or the process, not on the math.
+TIMING = {"training_time_s", "time_per_epoch_s", "inference_time_s", "inference_throughput", "peak_memory_mb"}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Small tensors: one thread is faster and immune to other processes on the machine.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "tiny"
+    generate_dataset(path, GeneratorConfig(seq_length=2000), num_train=6, num_val=2, num_test=2, seed=3)
+    return path
+
+
+@pytest.fixture(scope="module")
+def full_run(data_dir, tmp_path_factory, capsys_module):
+    out = tmp_path_factory.mktemp("results") / "all"
+    status = main(["run", "--data-dir", str(data_dir), "--output-dir", str(out), "--epochs", "2", *TINY])
+    return status, out, capsys_module.readouterr()
+
+
+@pytest.fixture(scope="module")
+def capsys_module():
+    # A module-scoped stand-in for capsys: collects what the fixtures print.
+    import contextlib
+    import io
+
+    class Capture:
+        def __init__(self):
+            self.out, self.err = io.StringIO(), io.StringIO()
+
+        def readouterr(self):
+            out, err = self.out.getvalue(), self.err.getvalue()
+            self.out.seek(0), self.out.truncate(), self.err.seek(0), self.err.truncate()
+            return out, err
+
+    cap = Capture()
+    with contextlib.redirect_stdout(cap.out), contextlib.redirect_stderr(cap.err):
+        yield cap
+
+
+def _run(data_dir, out, *extra):
+    return main(["run", "--data-dir", str(data_dir), "--output-dir", str(out), *TINY, *extra])
+
+
+def test_run_writes_the_whole_tree(full_run):
+    status, out, (stdout, _) = full_run
+    assert status == 0
+    for name in ("metrics.json", "duration_comparison.png", "training_curves.png"):
+        assert (out / name).is_file()
+        if name.endswith(".png"):
+            assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for m in MODEL_NAMES:
+        assert (out / "checkpoints" / f"{m}_best.pt").is_file()
+        assert (out / "checkpoints" / f"{m}_last.pt").is_file()
+        assert (out / "predictions" / f"{m}.gff3").is_file()
+        assert (out / "predictions" / f"{m}.bed").is_file()
+    assert not [p for p in out.rglob("*.tmp")]  # no temporary files left behind
+    assert "Boundary F1" in stdout  # the comparison table is printed at the end
+
+
+def test_metrics_json_has_every_model_and_key(full_run, data_dir):
+    _, out, _ = full_run
+    doc = json.loads((out / "metrics.json").read_text())
+    assert list(doc["models"]) == list(MODEL_NAMES)
+    classes = ["intergenic", "exon", "intron"]
+    assert doc["class_names"] == classes
+    for m, r in doc["models"].items():
+        for key in ("boundary_f1", "boundary_precision", "boundary_recall", "segment_f1", "position_f1_macro",
+                    "duration_kl_mean", "training_time_s", "inference_throughput", "peak_memory_mb",
+                    "epochs_trained", "best_epoch", "num_parameters"):
+            assert key in r, (m, key)
+        assert set(r["boundary_f1_tolerance"]) == {"1", "2", "5", "10"}
+        assert set(r["position_f1"]) == set(classes) and set(r["duration_kl"]) == set(classes)
+        assert r["epochs_trained"] == 2 and r["best_epoch"] in (1, 2)
+        assert 0 <= r["boundary_f1"] <= 1 and r["num_parameters"] > 0
+    assert doc["config"]["encoder"] == "bilstm" and doc["config"]["max_duration"] == 60
+    assert doc["versions"]["torch"] == torch.__version__
+    assert set(doc["true_duration_stats"]) == set(classes)
+    assert doc["data"]["sequences"] == {"train": 6, "val": 2, "test": 2}
+
+
+def test_exported_predictions_are_the_best_checkpoint_predictions(full_run, data_dir):
+    # Independent of the runner: reload the best weights, predict the test split,
+    # and compare with the GFF3 file and with the metrics recorded.
+    _, out, _ = full_run
+    test = load_split(data_dir, "test")
+    doc = json.loads((out / "metrics.json").read_text())
+    for name in ("softmax", "semicrf"):
+        ckpt = torch.load(out / "checkpoints" / f"{name}_best.pt", weights_only=True)
+        model = build_model(name, ModelConfig(**ckpt["model_config"]))
+        model.load_state_dict(ckpt["state_dict"])
+        model.eval()
+        from semicrf.genomics.features import encode
+
+        preds = []
+        with torch.no_grad():
+            for seq in test.sequences:
+                x = torch.from_numpy(encode(seq, "onehot"))[None]
+                preds.append(model.predict(x, torch.tensor([len(seq)]))[0])
+        exported = formats.read_gff3(out / "predictions" / f"{name}.gff3", doc["class_names"])
+        for seq_name, p in zip(test.names, preds):
+            assert np.array_equal(exported[seq_name], p)
+        expected = metrics.evaluate(test.labels, preds, doc["class_names"], 60)
+        assert doc["models"][name]["boundary_f1"] == pytest.approx(expected["boundary_f1"])
+        assert doc["models"][name]["segment_f1"] == pytest.approx(expected["segment_f1"])
+        assert ckpt["epoch"] == doc["models"][name]["best_epoch"]
+
+
+def test_history_and_best_checkpoint_agree(full_run):
+    _, out, _ = full_run
+    last = torch.load(out / "checkpoints" / "semicrf_last.pt", weights_only=True)
+    history = last["history"]
+    assert [h["epoch"] for h in history] == [1, 2]
+    f1s = [h["val_boundary_f1"] for h in history]
+    assert last["best_epoch"] == 1 + int(np.argmax(f1s))  # earliest best on ties
+    assert all(math.isfinite(h["train_loss"]) and h["train_loss"] >= 0 for h in history)
+
+
+def _model_metrics(out):
+    doc = json.loads((out / "metrics.json").read_text())
+    return {m: {k: v for k, v in r.items() if k not in TIMING} for m, r in doc["models"].items()}
+
+
+def test_resume_repeats_an_uninterrupted_run(data_dir, tmp_path, capsys):
+    models = ["--models", "softmax,semicrf"]
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert _run(data_dir, straight, "--epochs", "2", *models) == 0
+    assert _run(data_dir, resumed, "--epochs", "1", *models) == 0
+    assert _run(data_dir, resumed, "--epochs", "2", "--resume", *models) == 0
+    assert _model_metrics(straight) == _model_metrics(resumed)
+    for m in ("softmax", "semicrf"):
+        a = torch.load(straight / "checkpoints" / f"{m}_best.pt", weights_only=True)["state_dict"]
+        b = torch.load(resumed / "checkpoints" / f"{m}_best.pt", weights_only=True)["state_dict"]
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    # A finished run resumed again trains nothing and leaves the checkpoints alone.
+    before = (resumed / "checkpoints" / "semicrf_last.pt").stat().st_mtime_ns
+    capsys.readouterr()
+    assert _run(data_dir, resumed, "--epochs", "2", "--resume", *models) == 0
+    assert "not retrained" in capsys.readouterr().out
+    assert (resumed / "checkpoints" / "semicrf_last.pt").stat().st_mtime_ns == before
+    # Other settings on --resume are refused, naming the difference.
+    assert _run(data_dir, resumed, "--epochs", "2", "--resume", "--lr", "0.5", *models) == 2
+    assert "lr" in capsys.readouterr().err
+
+
+def test_non_empty_output_is_refused_unless_overwrite(data_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    assert _run(data_dir, out, "--epochs", "1", "--models", "softmax") == 2
+    err = capsys.readouterr().err
+    assert "--overwrite" in err and "--resume" in err
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    assert _run(data_dir, out, "--epochs", "1", "--models", "softmax", "--overwrite") == 0
+    assert (out / "metrics.json").is_file() and (out / "notes.txt").read_text() == "mine"
+    assert _run(data_dir, out, "--epochs", "1", "--models", "linear", "--overwrite") == 0
+    # The earlier run's files are gone, the user's file stays.
+    assert not (out / "checkpoints" / "softmax_best.pt").exists()
+    assert list(json.loads((out / "metrics.json").read_text())["models"]) == ["linear"]
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"--data-dir": "missing"}, "does not exist"),
+        ({"--encoder": "mamba"}, "mamba_stub"),
+        ({"--hidden-dim": "7"}, "even"),
+        ({"--models": "softmax,hmm"}, "unknown model"),
+        ({"--epochs": "0"}, "--epochs"),
+        ({"--resume": None, "--overwrite": None}, "contradict"),
+        ({"--backend": "triton"}, "GPU"),
+    ],
+)
+def test_bad_input_is_refused_before_anything_is_written(data_dir, tmp_path, capsys, change, message):
+    if change.get("--encoder") == "mamba" and importlib.util.find_spec("mamba_ssm") is not None:
+        pytest.skip("mamba-ssm is installed here")
+    args = {"--data-dir": str(data_dir), "--output-dir": str(tmp_path / "never"), **dict(zip(TINY[::2], TINY[1::2]))}
+    args.pop("--no-progress", None)
+    for k, v in change.items():
+        args[k] = str(tmp_path / v) if k == "--data-dir" else v
+    argv = ["run"]
+    for k, v in args.items():
+        argv += [k] if v is None else [k, v]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "never").exists()
+
+
+def test_corrupt_data_dir_is_refused(data_dir, tmp_path, capsys):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "metadata.json").write_text("{not json")
+    assert _run(broken, tmp_path / "never", "--epochs", "1") == 2
+    assert "generate" in capsys.readouterr().err
+    assert not (tmp_path / "never").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")
+def test_cuda_without_a_gpu_suggests_cpu(data_dir, tmp_path, capsys):
+    argv = ["run", "--data-dir", str(data_dir), "--output-dir", str(tmp_path / "never"), "--encoder", "bilstm"]
+    assert main(argv) == 2
+    assert "--device cpu" in capsys.readouterr().err
+    assert not (tmp_path / "never").exists()
