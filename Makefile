@@ -11,10 +11,10 @@ install:
 	$(PY) -m pip install -q -e '.[test]'
 
 demo: install
-	$(PY) -m semicrf.genomics.cli generate --output-dir $(DEMO_DATA) --num-train 48 --num-val 12 --num-test 12 \
-		--seq-length 4000 --overwrite
-	$(PY) -m semicrf.genomics.cli run --data-dir $(DEMO_DATA) --output-dir $(DEMO_RESULTS) --encoder mamba_stub \
-		--device cpu --epochs 4 --log-every 1 --hidden-dim 32 --num-layers 1 --batch-size 8 --max-duration 300 \
+	$(PY) -m semicrf.genomics.cli generate --output-dir $(DEMO_DATA) --num-train 16 --num-val 4 --num-test 4 \
+		--seq-length 2000 --content realistic --overwrite
+	$(PY) -m semicrf.genomics.cli run --data-dir $(DEMO_DATA) --output-dir $(DEMO_RESULTS) --encoder bilstm \
+		--device cpu --epochs 3 --log-every 1 --hidden-dim 16 --num-layers 1 --batch-size 8 --max-duration 200 \
 		--overwrite
 	$(PY) -m semicrf.genomics.cli compare --results-dir $(DEMO_RESULTS)
 
