@@ -171,3 +171,20 @@ def test_mamba_without_mamba_ssm_says_what_to_use():
     with pytest.raises(EncoderUnavailable, match="mamba_stub") as info:
         build_encoder("mamba", 5, 16, 1)
     assert isinstance(info.value, ValueError)
+
+
+def test_recomputed_activations_give_the_same_outputs_and_gradients():
+    torch.manual_seed(0)
+    enc = build_encoder("mamba_stub", 5, 8, 2, recompute=False).double()
+    x = torch.randn(2, 30, 5, dtype=torch.float64)
+    lengths = torch.tensor([30, 17])
+    results = []
+    for recompute in (False, True):
+        enc.recompute = recompute
+        enc.zero_grad()
+        h = enc(x, lengths)
+        (h * torch.linspace(-1, 1, 8, dtype=torch.float64)).sum().backward()
+        results.append((h.detach(), [p.grad.clone() for p in enc.parameters()]))
+    assert torch.equal(results[0][0], results[1][0])
+    for a, b in zip(results[0][1], results[1][1]):
+        assert torch.allclose(a, b, rtol=1e-12, atol=1e-12)

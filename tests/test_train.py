@@ -139,6 +139,11 @@ def test_history_and_best_checkpoint_agree(full_run):
     f1s = [h["val_boundary_f1"] for h in history]
     assert last["best_epoch"] == 1 + int(np.argmax(f1s))  # earliest best on ties
     assert all(math.isfinite(h["train_loss"]) and h["train_loss"] >= 0 for h in history)
+    # The last checkpoint holds the last epoch's weights, the best one the best epoch's.
+    best = torch.load(out / "checkpoints" / "semicrf_best.pt", weights_only=True)
+    same = all(torch.equal(best["state_dict"][k], last["state_dict"][k]) for k in best["state_dict"])
+    assert best["epoch"] == last["best_epoch"]
+    assert same == (last["best_epoch"] == last["epoch"] == 2)
 
 
 def _model_metrics(out):
@@ -149,22 +154,23 @@ def _model_metrics(out):
 def test_resume_repeats_an_uninterrupted_run(data_dir, tmp_path, capsys):
     models = ["--models", "softmax,semicrf"]
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    assert _run(data_dir, straight, "--epochs", "2", *models) == 0
-    assert _run(data_dir, resumed, "--epochs", "1", *models) == 0
-    assert _run(data_dir, resumed, "--epochs", "2", "--resume", *models) == 0
+    assert _run(data_dir, straight, "--epochs", "3", *models) == 0
+    assert _run(data_dir, resumed, "--epochs", "2", *models) == 0
+    assert _run(data_dir, resumed, "--epochs", "3", "--resume", *models) == 0
     assert _model_metrics(straight) == _model_metrics(resumed)
     for m in ("softmax", "semicrf"):
-        a = torch.load(straight / "checkpoints" / f"{m}_best.pt", weights_only=True)["state_dict"]
-        b = torch.load(resumed / "checkpoints" / f"{m}_best.pt", weights_only=True)["state_dict"]
-        assert all(torch.equal(a[k], b[k]) for k in a)
+        for kind in ("best", "last"):
+            a = torch.load(straight / "checkpoints" / f"{m}_{kind}.pt", weights_only=True)["state_dict"]
+            b = torch.load(resumed / "checkpoints" / f"{m}_{kind}.pt", weights_only=True)["state_dict"]
+            assert all(torch.equal(a[k], b[k]) for k in a)
     # A finished run resumed again trains nothing and leaves the checkpoints alone.
     before = (resumed / "checkpoints" / "semicrf_last.pt").stat().st_mtime_ns
     capsys.readouterr()
-    assert _run(data_dir, resumed, "--epochs", "2", "--resume", *models) == 0
+    assert _run(data_dir, resumed, "--epochs", "3", "--resume", *models) == 0
     assert "not retrained" in capsys.readouterr().out
     assert (resumed / "checkpoints" / "semicrf_last.pt").stat().st_mtime_ns == before
     # Other settings on --resume are refused, naming the difference.
-    assert _run(data_dir, resumed, "--epochs", "2", "--resume", "--lr", "0.5", *models) == 2
+    assert _run(data_dir, resumed, "--epochs", "3", "--resume", "--lr", "0.5", *models) == 2
     assert "lr" in capsys.readouterr().err
 
 
@@ -226,3 +232,23 @@ def test_cuda_without_a_gpu_suggests_cpu(data_dir, tmp_path, capsys):
     assert main(argv) == 2
     assert "--device cpu" in capsys.readouterr().err
     assert not (tmp_path / "never").exists()
+
+
+def test_prefetched_keeps_order_and_passes_errors_on():
+    from semicrf.genomics.train import _prefetched
+
+    assert list(_prefetched(iter(range(20)), depth=3)) == list(range(20))
+
+    def failing():
+        yield 1
+        raise KeyError("boom")
+
+    got = []
+    with pytest.raises(KeyError, match="boom"):
+        for item in _prefetched(failing()):
+            got.append(item)
+    assert got == [1]
+    # Leaving early does not hang.
+    for item in _prefetched(iter(range(1000)), depth=1):
+        if item == 2:
+            break

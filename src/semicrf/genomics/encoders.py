@@ -44,6 +44,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 ENCODER_KINDS = ("mamba", "mamba_stub", "bilstm")
 
@@ -224,7 +225,11 @@ class SelectiveSSM(nn.Module):
 
 
 class BidirectionalLayer(nn.Module):
-    """``h + fwd(norm(h)) + rev(bwd(rev(norm(h))))`` with ``rev`` reversing within lengths."""
+    """``h + fwd(norm(h)) + rev(bwd(rev(norm(h))))`` with ``rev`` reversing within lengths.
+
+    With ``recompute`` each mixer keeps only its input for the backward pass
+    and recomputes its activations there (activation checkpointing).
+    """
 
     def __init__(self, d_model: int, make_mixer):
         super().__init__()
@@ -232,29 +237,46 @@ class BidirectionalLayer(nn.Module):
         self.forward_mixer = make_mixer()
         self.backward_mixer = make_mixer()
 
-    def forward(self, h, lengths=None):
+    @staticmethod
+    def _mix(mixer, u, recompute: bool):
+        if recompute and torch.is_grad_enabled():
+            return checkpoint(mixer, u, use_reentrant=False)
+        return mixer(u)
+
+    def forward(self, h, lengths=None, recompute: bool = False):
         u = self.norm(h)
-        back = reverse_within_lengths(self.backward_mixer(reverse_within_lengths(u, lengths)), lengths)
+        back = self._mix(self.backward_mixer, reverse_within_lengths(u, lengths), recompute)
+        back = reverse_within_lengths(back, lengths)
         # The residual stream keeps the parameters' precision under autocast.
-        return h + self.forward_mixer(u).to(h.dtype) + back.to(h.dtype)
+        return h + self._mix(self.forward_mixer, u, recompute).to(h.dtype) + back.to(h.dtype)
 
 
 class SSMEncoder(nn.Module):
     """Input projection, ``num_layers`` bidirectional layers, final RMS norm.
 
     forward(features (B, T, input_dim), lengths (B,) | None) -> (B, T, hidden_dim).
+
+    recompute: activation checkpointing of every mixer while training. A
+    mixer's activations are large (the chunked scan holds
+    O(B·T·heads·chunk_length) values: measured 1.7 GB per layer for one
+    sequence of 20 000 at hidden 256 in float32), so at the spec's size (B = 16,
+    4 layers) keeping them for all layers would need ~110 GB; recomputed, the
+    peak is about one mixer's worth (measured 1.4 GB for two layers at B = 1),
+    for the price of one more forward pass of the encoder.
     """
 
-    def __init__(self, input_dim: int, hidden_dim: int, num_layers: int, make_mixer):
+    def __init__(self, input_dim: int, hidden_dim: int, num_layers: int, make_mixer, recompute: bool = True):
         super().__init__()
+        self.recompute = recompute
         self.input_proj = nn.Linear(input_dim, hidden_dim)
         self.layers = nn.ModuleList([BidirectionalLayer(hidden_dim, make_mixer) for _ in range(num_layers)])
         self.final_norm = nn.RMSNorm(hidden_dim)
 
     def forward(self, features, lengths=None):
+        recompute = self.recompute
         h = self.input_proj(features).to(self.input_proj.weight.dtype)
         for layer in self.layers:
-            h = layer(h, lengths)
+            h = layer(h, lengths, recompute)
         return self.final_norm(h)
 
 
@@ -304,13 +326,14 @@ def build_encoder(kind: str, input_dim: int, hidden_dim: int, num_layers: int, *
     """Build an encoder mapping (B, T, input_dim) -> (B, T, hidden_dim).
 
     ``options`` go to :class:`SelectiveSSM` for ``mamba_stub`` (state_dim,
-    head_dim, expand, conv_width, chunk_length). Raises ValueError for bad
-    sizes or an unknown kind, :class:`EncoderUnavailable` for ``mamba``
-    without mamba-ssm.
+    head_dim, expand, conv_width, chunk_length); ``recompute`` (default
+    True) goes to :class:`SSMEncoder` for ``mamba_stub`` and ``mamba``. Raises ValueError for bad sizes or an unknown kind,
+    :class:`EncoderUnavailable` for ``mamba`` without mamba-ssm.
     """
     for name, value in (("input_dim", input_dim), ("hidden_dim", hidden_dim), ("num_layers", num_layers)):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    recompute = options.pop("recompute", True)
     if kind == "bilstm":
         if options:
             raise ValueError(f"the bilstm encoder takes no options, got {sorted(options)}")
@@ -320,9 +343,11 @@ def build_encoder(kind: str, input_dim: int, hidden_dim: int, num_layers: int, *
             # Mamba2's 64-wide heads at full size; narrower ones keep small CPU models multi-headed.
             d_inner = options.get("expand", 2) * hidden_dim
             options["head_dim"] = 64 if d_inner >= 512 and d_inner % 64 == 0 else 16 if d_inner % 16 == 0 else d_inner
-        return SSMEncoder(input_dim, hidden_dim, num_layers, lambda: SelectiveSSM(hidden_dim, **options))
+        return SSMEncoder(input_dim, hidden_dim, num_layers, lambda: SelectiveSSM(hidden_dim, **options), recompute)
     if kind == "mamba":
-        return SSMEncoder(input_dim, hidden_dim, num_layers, _mamba2_mixer_factory(hidden_dim))
+        if options:
+            raise ValueError(f"the mamba encoder takes no options but recompute, got {sorted(options)}")
+        return SSMEncoder(input_dim, hidden_dim, num_layers, _mamba2_mixer_factory(hidden_dim), recompute)
     raise ValueError(f"unknown encoder {kind!r}; choose one of {', '.join(ENCODER_KINDS)}")
 
 

@@ -24,14 +24,16 @@ Every input is checked before anything is written.
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import json
 import math
-import os
 import platform
+import queue
 import resource
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -182,6 +184,12 @@ def _validate_args(args) -> dict:
     except ValueError as e:
         raise RunError(f"--encoder {args.encoder} with --features {args.features} and --hidden-dim "
                        f"{args.hidden_dim}: {e}") from None
+    for module, package in (("matplotlib", "matplotlib"), ("tqdm", "tqdm")):
+        try:
+            __import__(module)
+        except ImportError:
+            raise RunError(f"the run command needs {package} (figures, progress bars): "
+                           "pip install 'semicrf[genomics]'") from None
     if "pytorch-crf" in models:
         try:
             import torchcrf  # noqa: F401
@@ -303,14 +311,19 @@ def _prepare_output(args, config: dict, models: list[str]) -> dict[str, dict]:
 
 
 class Batcher:
-    """Padded batches of one split: features (B, T, D) float32, labels (B, T) int64, lengths (B,)."""
+    """Padded batches of one split: features (B, T, D) float32, labels (B, T) int64, lengths (B,).
+
+    Features are computed per batch (k-mer features of a whole split would not
+    fit in memory) in a background thread, a couple of batches ahead of the
+    model.
+    """
 
     def __init__(self, split: dataset.Split, feature_kind: str, batch_size: int, device: torch.device):
         self.split, self.kind, self.batch_size, self.device = split, feature_kind, batch_size, device
         self.lengths = np.array([len(s) for s in split.sequences], dtype=np.int64)
         self.dim = features.feature_dim(feature_kind)
 
-    def batch(self, index: np.ndarray):
+    def _host_batch(self, index: np.ndarray):
         lengths = self.lengths[index]
         total = int(lengths.max())
         x = np.zeros((len(index), total, self.dim), dtype=np.float32)
@@ -319,23 +332,65 @@ class Batcher:
             n = lengths[row]
             x[row, :n] = features.encode(self.split.sequences[i], self.kind)
             y[row, :n] = self.split.labels[i]
-        to = self.device
-        return (torch.from_numpy(x).to(to), torch.from_numpy(y).to(to), torch.from_numpy(lengths).to(to))
+        return index, torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(lengths)
+
+    def _batches(self, order: np.ndarray):
+        indices = [order[s:s + self.batch_size] for s in range(0, len(order), self.batch_size)]
+        for index, x, y, lengths in _prefetched(map(self._host_batch, indices)):
+            yield index, (x.to(self.device), y.to(self.device), lengths.to(self.device))
 
     def shuffled(self, seed: int, epoch: int):
+        """Batches in an order drawn from (seed, epoch)."""
         order = np.random.default_rng([seed, epoch]).permutation(len(self.lengths))
-        for s in range(0, len(order), self.batch_size):
-            yield self.batch(order[s:s + self.batch_size])
+        return (batch for _, batch in self._batches(order))
 
     def in_length_order(self):
         """(index, batch) pairs over the split, longest first (little padding)."""
-        order = np.argsort(-self.lengths, kind="stable")
-        for s in range(0, len(order), self.batch_size):
-            index = order[s:s + self.batch_size]
-            yield index, self.batch(index)
+        return self._batches(np.argsort(-self.lengths, kind="stable"))
 
     def __len__(self):
         return -(-len(self.lengths) // self.batch_size)
+
+
+def _prefetched(items, depth: int = 2):
+    """Iterate ``items`` while a background thread computes up to ``depth`` of them ahead."""
+    ready: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def produce():
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        ready.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            item = done
+        except BaseException as e:  # handed to the consumer, which raises it
+            item = e
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    worker = threading.Thread(target=produce, daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = ready.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
 
 
 def _sync(device: torch.device) -> None:
@@ -459,9 +514,9 @@ class ModelRun:
             opt.zero_grad(set_to_none=True)
             loss = model.loss(x, y, lengths)
             if not torch.isfinite(loss):
-                raise FloatingPointError(
+                raise RunError(
                     f"model {self.name}: the training loss became {float(loss)} at epoch {epoch}; "
-                    "lower --lr or --grad-clip, or use --precision fp32")
+                    "rerun with a lower --lr (or --precision fp32 on a GPU) and --overwrite")
             loss.backward()
             if self.args.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), self.args.grad_clip)
@@ -519,9 +574,11 @@ class ModelRun:
     def evaluate(self, log) -> dict:
         if self.results is not None:
             return self.results
-        best = _load_checkpoint(self.ckpt_dir / f"{self.name}_best.pt")
-        self.model.load_state_dict(best["state_dict"])
-        preds, _, seconds = predict_split(self.model, self.test_batches, with_loss=False)
+        # A copy holds the best weights, so the last checkpoint keeps the last
+        # epoch's weights (a later --resume with more epochs continues from them).
+        model = copy.deepcopy(self.model)
+        model.load_state_dict(_load_checkpoint(self.ckpt_dir / f"{self.name}_best.pt")["state_dict"])
+        preds, _, seconds = predict_split(model, self.test_batches, with_loss=False)
         test = self.data["test"]
         K = self.args.max_duration
         scores = metrics.evaluate(test.labels, preds, self.meta["class_names"], K)
@@ -537,9 +594,9 @@ class ModelRun:
             epochs_trained=self.epoch,
             best_epoch=self.best_epoch,
             best_val_boundary_f1=self.best_f1 if math.isfinite(self.best_f1) else None,
-            num_parameters=int(sum(p.numel() for p in self.model.parameters() if p.requires_grad)),
-            max_duration=self.model.max_duration,
-            description=self.model.description,
+            num_parameters=int(sum(p.numel() for p in model.parameters() if p.requires_grad)),
+            max_duration=model.max_duration,
+            description=model.description,
         )
         pred_dir = self.out / "predictions"
         class_names = list(self.meta["class_names"])
@@ -547,7 +604,7 @@ class ModelRun:
         formats.write_bed(pred_dir / f"{self.name}.bed", test.names, preds, class_names)
         durations = [np.concatenate(d) if d else np.zeros(0, np.int64)
                      for d in zip(*(segment_durations(p, len(class_names)) for p in preds))]
-        prior = self.model.duration_scores()
+        prior = model.duration_scores()
         self.results = {
             "metrics": scores,
             # Kept for the figures of a resumed run; not part of metrics.json.
