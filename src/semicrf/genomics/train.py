@@ -246,9 +246,17 @@ def run_config(args, settings: dict, meta: dict) -> dict:
         "device": args.device,
         "backend": args.backend,
         "engine_backend": settings["backend"],
+        "engine_backend_resolved": _resolved_backend(settings["backend"], args.device),
         "no_triton": bool(args.no_triton),
         "models": settings["models"],
     }
+
+
+def _resolved_backend(name: str, device: str) -> str:
+    """The engine backend that ``name`` selects on ``device`` (what "auto" becomes)."""
+    from ..backends import resolve
+
+    return resolve(name, device)
 
 
 def _known_outputs(out: Path) -> list[Path]:
