@@ -42,7 +42,7 @@ import torch
 
 from .. import __version__
 from . import dataset, features, formats, metrics, plots
-from .encoders import ENCODER_KINDS, build_encoder, encoder_available
+from .encoders import ENCODER_KINDS, EncoderUnavailable, build_encoder, encoder_available
 from .models import ModelConfig, available_models, build_model, parse_model_list
 from .segments import segment_durations
 
@@ -179,6 +179,9 @@ def _validate_args(args) -> dict:
         raise RunError("--backend triton runs on a GPU only; with --device cpu use --backend streaming or cpu")
     try:
         encoder_available(args.encoder)
+    except EncoderUnavailable as e:
+        raise RunError(str(e)) from None
+    try:
         # Build the encoder once so that an unusable size is reported now, not after data loading.
         build_encoder(args.encoder, features.feature_dim(args.features), args.hidden_dim, 1)
     except ValueError as e:
