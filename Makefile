@@ -14,7 +14,7 @@ demo: install
 	$(PY) -m semicrf.genomics.cli generate --output-dir $(DEMO_DATA) --num-train 16 --num-val 4 --num-test 4 \
 		--seq-length 2000 --content realistic --overwrite
 	$(PY) -m semicrf.genomics.cli run --data-dir $(DEMO_DATA) --output-dir $(DEMO_RESULTS) --encoder bilstm \
-		--device cpu --epochs 3 --log-every 1 --hidden-dim 16 --num-layers 1 --batch-size 8 --max-duration 200 \
+		--device cpu --epochs 3 --log-every 1 --hidden-dim 16 --num-layers 1 --batch-size 8 --max-duration 200 --threads 1 \
 		--overwrite
 	$(PY) -m semicrf.genomics.cli compare --results-dir $(DEMO_RESULTS)
 
