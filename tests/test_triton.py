@@ -91,6 +91,24 @@ def test_likelihood_gradients_and_viterbi_match_reference(C, K):
     assert vt.segments == vr.segments
 
 
+def test_viterbi_segment_tensors_match_the_lists():
+    """The tensor form (built on the device) and the list form agree, for this and the reference backend."""
+    kw = inputs(4, 9, 3, 4, seed=12)
+    vt = semicrf.viterbi(**kw, backend="triton")
+    vr = semicrf.viterbi(**kw, backend="reference")
+    assert torch.equal(vt.segment_offsets.cpu(), vr.segment_offsets.cpu())
+    assert torch.equal(vt.segment_table.cpu(), vr.segment_table.cpu())
+    off = vt.segment_offsets.cpu()
+    assert off[0] == 0 and (off[1:] >= off[:-1]).all()
+    for b in range(4):
+        rows = vt.segment_table[off[b]:off[b + 1]].cpu()
+        assert rows[0, 0] == 0 and rows[-1, 1] == kw["lengths"][b]
+        assert torch.equal(rows[1:, 0], rows[:-1, 1])  # contiguous tiling
+        for s, e, c in rows.tolist():
+            assert (vt.labels[b, s:e].cpu() == c).all()
+    assert vt.segments == vr.segments
+
+
 @pytest.mark.parametrize("which", ["none", "start_only", "end_only", "initial_only"])
 def test_optional_inputs_each_alone(which):
     kw = inputs(2, 6, 3, 3, seed=5, optional=False)

@@ -228,6 +228,18 @@ def viterbi(p: Problem) -> ViterbiResult:
     nseg = torch.zeros(B, dtype=torch.int32, device=dev)
     _k.traceback_kernel[(B,)](sw.best_d, sw.best_prev, last.to(torch.int32).contiguous(), p.lengths.contiguous(),
                               ok, labels, segs, nseg, T, C, BLOCK_K=_pow2(K), num_warps=1)
-    segs_h, nseg_h = segs.cpu(), nseg.cpu().tolist()
-    segments = [[tuple(row) for row in segs_h[i, :nseg_h[i]].flip(0).tolist()] for i in range(B)]
-    return ViterbiResult(score=score, labels=labels, segments=segments)
+    table, offsets = _flat_segments(segs, nseg)
+    return ViterbiResult(score=score, labels=labels, segment_table=table, segment_offsets=offsets)
+
+
+def _flat_segments(segs: torch.Tensor, nseg: torch.Tensor):
+    """(S, 3) int64 table of all segments in order, and (B + 1,) offsets, from the traceback's
+    (B, T, 3) last-first rows and (B,) counts, on their device (one host sync for S)."""
+    counts = nseg.to(torch.int64)
+    offsets = torch.zeros(counts.shape[0] + 1, dtype=torch.int64, device=segs.device)
+    torch.cumsum(counts, 0, out=offsets[1:])
+    total = int(offsets[-1].item())
+    r = torch.arange(total, device=segs.device)
+    b = torch.searchsorted(offsets[1:], r, right=True)
+    row = counts[b] - 1 - (r - offsets[b])  # the traceback wrote the last segment first
+    return segs[b, row].to(torch.int64), offsets
