@@ -4,12 +4,13 @@ Each subcommand is registered by an ``add_<name>_parser(subparsers)``
 function listed in ``SUBCOMMANDS``; it sets ``func``, which receives the
 parsed arguments and returns an exit status. A ValueError (DataError
 included) raised by a command is reported as one line on stderr with exit
-status 2.
+status 2 (under torchrun, naming the process).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -110,7 +111,10 @@ def main(argv=None) -> int:
     try:
         return int(args.func(args) or 0)
     except ValueError as e:
-        print(f"{parser.prog} {args.command}: error: {e}", file=sys.stderr)
+        # Under torchrun every process reports; say which one.
+        world = os.environ.get("WORLD_SIZE", "1")
+        where = f" (process {os.environ.get('RANK', '?')} of {world})" if world not in ("", "1") else ""
+        print(f"{parser.prog} {args.command}{where}: error: {e}", file=sys.stderr)
         return 2
 
 

@@ -307,18 +307,42 @@ class BiLSTMEncoder(nn.Module):
         return h
 
 
-def _mamba2_mixer_factory(hidden_dim: int):
+MAMBA_INSTALL = ("pip install einops transformers && MAMBA_SKIP_CUDA_BUILD=TRUE MAMBA_FORCE_BUILD=TRUE "
+                 "pip install --no-deps --no-build-isolation mamba-ssm==2.3.2.post1")
+
+
+def _import_mamba2():
+    """mamba_ssm's Mamba2 class; raises :class:`EncoderUnavailable` with the install line."""
+    import importlib.util
+    import sys
+    import types
+
+    if importlib.util.find_spec("mamba_ssm") is None:
+        raise EncoderUnavailable(
+            "--encoder mamba needs the mamba-ssm package, which is not installed. Its Triton path needs no "
+            f"CUDA build: {MAMBA_INSTALL}. Or use --encoder mamba_stub (the same layer structure in pure "
+            "PyTorch, runs anywhere) or --encoder bilstm.")
+    if "selective_scan_cuda" not in sys.modules and importlib.util.find_spec("selective_scan_cuda") is None:
+        # The package imports the compiled Mamba1 scan at import time although
+        # Mamba2 runs on Triton kernels alone; an installation built without
+        # CUDA sources lacks it, so an empty module stands in for it.
+        sys.modules["selective_scan_cuda"] = types.ModuleType("selective_scan_cuda")
     try:
         from mamba_ssm.modules.mamba2 import Mamba2
-    except Exception as exc:  # ImportError, or a broken CUDA extension
+    except Exception as exc:  # a missing dependency, or a broken extension
         raise EncoderUnavailable(
-            "--encoder mamba needs the mamba-ssm package (GPU only), which is not available here "
-            f"({type(exc).__name__}: {exc}). Use --encoder mamba_stub (the same architecture in pure "
-            "PyTorch, runs anywhere) or --encoder bilstm."
-        ) from exc
+            f"--encoder mamba: mamba-ssm is installed but cannot be imported ({type(exc).__name__}: {exc}). "
+            f"Reinstall it with: {MAMBA_INSTALL}; or use --encoder mamba_stub or bilstm.") from exc
+    return Mamba2
+
+
+def _mamba2_mixer_factory(hidden_dim: int):
     if not torch.cuda.is_available():
-        raise EncoderUnavailable("--encoder mamba runs only on a CUDA GPU; use --encoder mamba_stub or bilstm")
-    head_dim = 64 if (2 * hidden_dim) % 64 == 0 else 16
+        raise EncoderUnavailable("--encoder mamba runs only on a CUDA GPU (mamba-ssm's kernels are Triton GPU "
+                                 "kernels); on a CPU use --encoder mamba_stub (the same layer structure in pure "
+                                 "PyTorch) or --encoder bilstm")
+    Mamba2 = _import_mamba2()
+    head_dim = 64 if (2 * hidden_dim) % 64 == 0 else 16 if (2 * hidden_dim) % 16 == 0 else 2 * hidden_dim
     return lambda: Mamba2(d_model=hidden_dim, d_state=64, headdim=head_dim, use_mem_eff_path=False)
 
 

@@ -19,6 +19,21 @@ last; the checkpoint with the best validation boundary F1 (earliest on ties)
 gives the test metrics.
 
 Every input is checked before anything is written.
+
+Several processes (``torchrun --nproc_per_node=N ... run ...``): the run
+trains with DistributedDataParallel, one process per GPU (NCCL) or per CPU
+process (gloo). ``--batch-size`` stays the global batch: each batch of the
+one-process order is split across the processes (sequence ``i`` of a batch
+goes to rank ``i mod N``), every process scales its loss so that the
+gradients DDP averages are exactly those of the whole batch's mean loss per
+position, and every optimizer step therefore equals the one-process step up
+to the order of floating-point additions. Validation and test predictions are
+sharded over the processes and gathered, every process takes the same
+best-epoch decision, and only rank 0 writes files. Refused before any process
+group is formed: more processes than training sequences or than
+``--batch-size``, and more processes per host than GPUs. If one process
+fails, torchrun stops the others; files are replaced atomically, so what is on
+disk is the last complete state.
 """
 
 from __future__ import annotations
@@ -28,6 +43,7 @@ import copy
 import hashlib
 import json
 import math
+import os
 import platform
 import queue
 import resource
@@ -35,10 +51,13 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as torch_dist
+from torch import nn
 
 from .. import __version__
 from . import dataset, features, formats, metrics, plots
@@ -60,6 +79,57 @@ IDENTITY_KEYS = ("data", "encoder", "features", "max_duration", "hidden_dim", "n
 
 class RunError(ValueError):
     """A ``run`` input that cannot be used; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class Processes:
+    """Where this process stands in a (torchrun) group: rank, world size, local rank."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world > 1
+
+    @property
+    def writer(self) -> bool:
+        """Rank 0 alone writes files and logs."""
+        return self.rank == 0
+
+    @classmethod
+    def from_environment(cls) -> "Processes":
+        """Read torchrun's RANK / WORLD_SIZE / LOCAL_RANK (one process when they are absent)."""
+        values = {}
+        for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+            text = os.environ.get(key)
+            try:
+                values[key] = None if text is None else int(text)
+            except ValueError:
+                raise RunError(f"environment variable {key}={text!r} is not an integer; start several "
+                               "processes with torchrun, which sets it") from None
+        world = values["WORLD_SIZE"] or 1
+        rank = values["RANK"] or 0
+        local = values["LOCAL_RANK"] if values["LOCAL_RANK"] is not None else rank
+        if world < 1 or not 0 <= rank < world or local < 0:
+            raise RunError(f"inconsistent process group: RANK={rank}, WORLD_SIZE={world}, LOCAL_RANK={local}; "
+                           "start several processes with torchrun")
+        return cls(rank, world, local)
+
+    # -- collectives (no-ops in one process) --
+
+    def gather(self, obj) -> list:
+        """``obj`` of every rank, in rank order."""
+        if not self.distributed:
+            return [obj]
+        out = [None] * self.world
+        torch_dist.all_gather_object(out, obj)
+        return out
+
+    def barrier(self) -> None:
+        if self.distributed:
+            torch_dist.barrier()
 
 
 # ----------------------------------------------------------------------------
@@ -177,6 +247,9 @@ def _validate_args(args) -> dict:
     backend = resolve_backend(args.backend, args.no_triton)
     if backend == "triton" and args.device != "cuda":
         raise RunError("--backend triton runs on a GPU only; with --device cpu use --backend streaming or cpu")
+    if args.encoder == "mamba" and args.device != "cuda":
+        raise RunError("--encoder mamba runs only on a CUDA GPU (--device cuda); with --device cpu use "
+                       "--encoder mamba_stub (the same layer structure in pure PyTorch) or --encoder bilstm")
     try:
         encoder_available(args.encoder)
     except EncoderUnavailable as e:
@@ -327,10 +400,16 @@ class Batcher:
     Features are computed per batch (k-mer features of a whole split would not
     fit in memory) in a background thread, a couple of batches ahead of the
     model.
+
+    With ``processes`` of several ranks, each global batch (``batch_size``
+    sequences, in the one-process order) is split: this rank takes every
+    ``world``-th sequence of it, starting at its rank.
     """
 
-    def __init__(self, split: dataset.Split, feature_kind: str, batch_size: int, device: torch.device):
+    def __init__(self, split: dataset.Split, feature_kind: str, batch_size: int, device: torch.device,
+                 processes: Processes = Processes()):
         self.split, self.kind, self.batch_size, self.device = split, feature_kind, batch_size, device
+        self.processes = processes
         self.lengths = np.array([len(s) for s in split.sequences], dtype=np.int64)
         self.dim = features.feature_dim(feature_kind)
 
@@ -345,19 +424,46 @@ class Batcher:
             y[row, :n] = self.split.labels[i]
         return index, torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(lengths)
 
-    def _batches(self, order: np.ndarray):
-        indices = [order[s:s + self.batch_size] for s in range(0, len(order), self.batch_size)]
+    def _batches(self, indices: list[np.ndarray]):
         for index, x, y, lengths in _prefetched(map(self._host_batch, indices)):
             yield index, (x.to(self.device), y.to(self.device), lengths.to(self.device))
 
     def shuffled(self, seed: int, epoch: int):
-        """Batches in an order drawn from (seed, epoch)."""
+        """This rank's part of each batch, in an order drawn from (seed, epoch).
+
+        Yields (features, labels, lengths, share): ``share`` = this rank's
+        positions x world / the global batch's positions, the factor that
+        turns this rank's mean loss per position into its part of the global
+        batch's mean under DDP's gradient averaging (1.0 in one process). A
+        rank left without a sequence in a short last batch gets the batch's
+        first sequence with share 0, so that it still joins the step.
+        """
+        rank, world = self.processes.rank, self.processes.world
         order = np.random.default_rng([seed, epoch]).permutation(len(self.lengths))
-        return (batch for _, batch in self._batches(order))
+        parts, shares = [], []
+        for s in range(0, len(order), self.batch_size):
+            batch = order[s:s + self.batch_size]
+            mine = batch[rank::world]
+            if len(mine):
+                parts.append(mine)
+                shares.append(float(self.lengths[mine].sum()) * world / float(self.lengths[batch].sum()))
+            else:
+                parts.append(batch[:1])
+                shares.append(0.0)
+        for share, (_, batch) in zip(shares, self._batches(parts)):
+            yield (*batch, share)
 
     def in_length_order(self):
-        """(index, batch) pairs over the split, longest first (little padding)."""
-        return self._batches(np.argsort(-self.lengths, kind="stable"))
+        """(index, batch) pairs over this rank's shard of the split, longest first (little padding).
+
+        The shard is every ``world``-th sequence in length order, in batches
+        of ``ceil(batch_size / world)``: together the ranks hold as many
+        sequences at once as one process would.
+        """
+        rank, world = self.processes.rank, self.processes.world
+        order = np.argsort(-self.lengths, kind="stable")[rank::world]
+        size = -(-self.batch_size // world)
+        return self._batches([order[s:s + size] for s in range(0, len(order), size)])
 
     def __len__(self):
         return -(-len(self.lengths) // self.batch_size)
@@ -411,19 +517,30 @@ def _sync(device: torch.device) -> None:
 
 @torch.no_grad()
 def predict_split(model, batcher: Batcher, with_loss: bool = True):
-    """(predicted labels per sequence, mean loss per position or None, seconds spent in the model)."""
+    """(predicted labels per sequence, mean loss per position or None, seconds spent in the model).
+
+    With several processes each predicts its shard (:meth:`Batcher.in_length_order`)
+    and every process returns the gathered whole; the seconds are the slowest
+    rank's.
+    """
     model.eval()
-    preds = [None] * len(batcher.lengths)
+    mine = []
     loss_sum, seconds = 0.0, 0.0
     for index, (x, y, lengths) in batcher.in_length_order():
         _sync(batcher.device)
         start = time.perf_counter()
-        for i, p in zip(index, model.predict(x, lengths)):
-            preds[i] = p
+        mine += zip(index.tolist(), model.predict(x, lengths))
         _sync(batcher.device)
         seconds += time.perf_counter() - start
         if with_loss and model.trainable:
             loss_sum += float(model.loss(x, y, lengths)) * int(lengths.sum())
+    preds = [None] * len(batcher.lengths)
+    gathered = batcher.processes.gather((mine, loss_sum, seconds))
+    for part, _, _ in gathered:
+        for i, p in part:
+            preds[i] = p
+    loss_sum = sum(g[1] for g in gathered)
+    seconds = max(g[2] for g in gathered)
     loss = loss_sum / int(batcher.lengths.sum()) if with_loss and model.trainable else None
     return preds, loss, seconds
 
@@ -455,23 +572,41 @@ def _save(obj, path: Path) -> None:
         torch.save(obj, f)
 
 
-class ModelRun:
-    """Training, checkpointing and evaluation of one model."""
+class _TrainingLoss(nn.Module):
+    """``forward`` = the model's training loss, so that DistributedDataParallel wraps that computation."""
 
-    def __init__(self, name, args, config, model_config, meta, data, device, out, progress):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, features, labels, lengths):
+        return self.model.loss(features, labels, lengths)
+
+
+class ModelRun:
+    """Training, checkpointing and evaluation of one model (in one process of a group, if several)."""
+
+    def __init__(self, name, args, config, model_config, meta, data, device, out, progress,
+                 processes: Processes = Processes()):
         self.name, self.args, self.config = name, args, config
         self.meta, self.data, self.device, self.out, self.progress = meta, data, device, out, progress
+        self.processes = processes
         torch.manual_seed(args.seed)
         self.model = build_model(name, model_config, meta).to(device)
         trainable = self.model.trainable and any(p.requires_grad for p in self.model.parameters())
         self.optimizer = torch.optim.AdamW(_param_groups(self.model, args.weight_decay), lr=args.lr) \
             if trainable else None
+        self.training_loss = _TrainingLoss(self.model)
+        if trainable and processes.distributed:
+            self.training_loss = nn.parallel.DistributedDataParallel(
+                self.training_loss, device_ids=[device.index] if device.type == "cuda" else None)
         self.epoch, self.history, self.best_f1, self.best_epoch, self.train_time = 0, [], -math.inf, None, 0.0
+        self.best_state = None  # the best epoch's weights, on the CPU, in every process
         self.results = None
         self.ckpt_dir = out / "checkpoints"
-        self.train_batches = Batcher(data["train"], args.features, args.batch_size, device)
-        self.val_batches = Batcher(data["val"], args.features, args.batch_size, device)
-        self.test_batches = Batcher(data["test"], args.features, args.batch_size, device)
+        self.train_batches = Batcher(data["train"], args.features, args.batch_size, device, processes)
+        self.val_batches = Batcher(data["val"], args.features, args.batch_size, device, processes)
+        self.test_batches = Batcher(data["test"], args.features, args.batch_size, device, processes)
 
     # -- checkpoints --
 
@@ -498,7 +633,8 @@ class ModelRun:
             finished=finished,
             results=self.results,
         )
-        _save(state, self.ckpt_dir / f"{self.name}_last.pt")
+        if self.processes.writer:
+            _save(state, self.ckpt_dir / f"{self.name}_last.pt")
 
     def restore(self, ckpt: dict) -> None:
         self.model.load_state_dict(ckpt["state_dict"])
@@ -521,21 +657,29 @@ class ModelRun:
         loss_sum, positions = 0.0, 0
         bar = self.progress(self.train_batches.shuffled(self.args.seed, epoch), total=len(self.train_batches),
                             desc=f"{self.name} epoch {epoch}", leave=False, unit="batch")
-        for x, y, lengths in bar:
+        for x, y, lengths, share in bar:
             opt.zero_grad(set_to_none=True)
-            loss = model.loss(x, y, lengths)
-            if not torch.isfinite(loss):
+            loss = self.training_loss(x, y, lengths)
+            value = float(loss.detach())
+            if not math.isfinite(value):
                 raise RunError(
-                    f"model {self.name}: the training loss became {float(loss)} at epoch {epoch}; "
+                    f"model {self.name}: the training loss became {value} at epoch {epoch}"
+                    f"{f' in process {self.processes.rank}' if self.processes.distributed else ''}; "
                     "rerun with a lower --lr (or --precision fp32 on a GPU) and --overwrite")
-            loss.backward()
+            # DDP averages gradients over the ranks; the share makes that average
+            # the gradient of the whole batch's mean loss per position.
+            (loss * share if self.processes.distributed else loss).backward()
             if self.args.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), self.args.grad_clip)
             opt.step()
-            n = int(lengths.sum())
-            loss_sum += float(loss.detach()) * n
+            n = int(lengths.sum()) if share > 0 else 0
+            loss_sum += value * n
             positions += n
-            bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
+            bar.set_postfix(loss=f"{value:.4f}")
+        if self.processes.distributed:
+            totals = torch.tensor([loss_sum, positions], dtype=torch.float64, device=self.device)
+            torch_dist.all_reduce(totals)
+            loss_sum, positions = float(totals[0]), float(totals[1])
         return loss_sum / positions
 
     def _validate(self, record: dict) -> None:
@@ -566,6 +710,7 @@ class ModelRun:
             self.epoch = epoch
             self.history.append(record)
             if "val_boundary_f1" in record:
+                # Every process holds the same gathered predictions, so all take the same decision.
                 if record["val_boundary_f1"] > self.best_f1:
                     self.best_f1, self.best_epoch = record["val_boundary_f1"], epoch
                     self._save_best()
@@ -576,6 +721,9 @@ class ModelRun:
             self._save_last(finished=False)
 
     def _save_best(self) -> None:
+        self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+        if not self.processes.writer:
+            return
         state = self._state()
         state["val_boundary_f1"] = self.best_f1 if math.isfinite(self.best_f1) else None
         _save(state, self.ckpt_dir / f"{self.name}_best.pt")
@@ -588,12 +736,16 @@ class ModelRun:
         # A copy holds the best weights, so the last checkpoint keeps the last
         # epoch's weights (a later --resume with more epochs continues from them).
         model = copy.deepcopy(self.model)
-        model.load_state_dict(_load_checkpoint(self.ckpt_dir / f"{self.name}_best.pt")["state_dict"])
+        best = self.best_state
+        if best is None:  # a resumed run whose best epoch came before the interruption
+            best = _load_checkpoint(self.ckpt_dir / f"{self.name}_best.pt")["state_dict"]
+        model.load_state_dict(best)
         preds, _, seconds = predict_split(model, self.test_batches, with_loss=False)
         test = self.data["test"]
         K = self.args.max_duration
         scores = metrics.evaluate(test.labels, preds, self.meta["class_names"], K)
-        peak, peak_source = _peak_memory_mb(self.device)
+        # The largest of the processes' peaks: what one GPU (or process) had to hold.
+        peak, peak_source = max(self.processes.gather(_peak_memory_mb(self.device)))
         positions = int(self.test_batches.lengths.sum())
         scores.update(
             training_time_s=self.train_time,
@@ -611,8 +763,10 @@ class ModelRun:
         )
         pred_dir = self.out / "predictions"
         class_names = list(self.meta["class_names"])
-        formats.write_gff3(pred_dir / f"{self.name}.gff3", test.names, preds, class_names, source=f"semicrf:{self.name}")
-        formats.write_bed(pred_dir / f"{self.name}.bed", test.names, preds, class_names)
+        if self.processes.writer:
+            formats.write_gff3(pred_dir / f"{self.name}.gff3", test.names, preds, class_names,
+                               source=f"semicrf:{self.name}")
+            formats.write_bed(pred_dir / f"{self.name}.bed", test.names, preds, class_names)
         durations = [np.concatenate(d) if d else np.zeros(0, np.int64)
                      for d in zip(*(segment_durations(p, len(class_names)) for p in preds))]
         prior = model.duration_scores()
@@ -729,29 +883,75 @@ def _progress_factory(disabled: bool):
     return progress, tqdm.write
 
 
+def _check_processes(processes: Processes, args, data: dict) -> None:
+    """Refuse a process group that the data, the batch or the GPUs cannot feed."""
+    world = processes.world
+    if not processes.distributed:
+        return
+    n_train = len(data["train"])
+    if world > n_train:
+        raise RunError(f"torchrun started {world} processes but the training split has only {n_train} sequences; "
+                       f"start at most {n_train} (--nproc_per_node) or use more training data (--max-train)")
+    if world > args.batch_size:
+        raise RunError(f"--batch-size {args.batch_size} is the global batch, split across the {world} processes; "
+                       f"give --batch-size >= {world} or start fewer processes")
+    if args.device == "cuda":
+        gpus = torch.cuda.device_count()
+        if processes.local_rank >= gpus:
+            raise RunError(f"process {processes.rank} is local rank {processes.local_rank} but this host has "
+                           f"{gpus} GPU(s); start at most {gpus} processes per host (--nproc_per_node {gpus})")
+
+
+def _start_process_group(processes: Processes, device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        torch_dist.init_process_group("nccl", device_id=device)
+    else:
+        torch_dist.init_process_group("gloo")
+
+
 def run_main(args) -> int:
-    """Run the benchmark as ``args`` (from :func:`add_run_arguments`) says; returns 0."""
+    """Run the benchmark as ``args`` (from :func:`add_run_arguments`) says; returns 0.
+
+    Under torchrun (WORLD_SIZE > 1) this is one process of a DistributedDataParallel run.
+    """
+    processes = Processes.from_environment()
     settings = _validate_args(args)
     meta, data = _load_data(args)
+    _check_processes(processes, args, data)
     config = run_config(args, settings, meta)
+    config["processes"] = processes.world
     resumable = _prepare_output(args, config, settings["models"])
+    device = torch.device(args.device, processes.local_rank) if args.device == "cuda" else torch.device("cpu")
+    if not processes.distributed:
+        return _run(args, settings, meta, data, config, resumable, device, processes)
+    _start_process_group(processes, device)
+    try:
+        # Every process has checked the inputs (and the output directory) before rank 0 writes anything.
+        processes.barrier()
+        return _run(args, settings, meta, data, config, resumable, device, processes)
+    finally:
+        torch_dist.destroy_process_group()
 
+
+def _run(args, settings, meta, data, config, resumable, device, processes: Processes) -> int:
     # Everything is validated: from here on files are written.
     out = Path(args.output_dir)
-    if args.overwrite:
-        for path in _known_outputs(out):
-            if path.is_file():
-                path.unlink()
-    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
-    (out / "predictions").mkdir(exist_ok=True)
+    if processes.writer:
+        if args.overwrite:
+            for path in _known_outputs(out):
+                if path.is_file():
+                    path.unlink()
+        (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+        (out / "predictions").mkdir(exist_ok=True)
     if args.threads:
         torch.set_num_threads(args.threads)
-    progress, write = _progress_factory(args.no_progress)
+    progress, write = _progress_factory(args.no_progress or not processes.writer)
 
     def log(msg: str) -> None:
-        write(msg, file=sys.stdout)
+        if processes.writer:
+            write(msg, file=sys.stdout)
 
-    device = torch.device(args.device)
     model_config = ModelConfig(
         input_dim=features.feature_dim(args.features), num_classes=int(meta["num_classes"]),
         encoder=args.encoder, hidden_dim=args.hidden_dim, num_layers=args.num_layers,
@@ -760,18 +960,21 @@ def run_main(args) -> int:
     log(f"run: models {', '.join(settings['models'])}; encoder {args.encoder} (hidden {args.hidden_dim}, "
         f"{args.num_layers} layers), features {args.features}, K={args.max_duration}, device {args.device}, "
         f"backend {settings['backend']}; train/val/test {len(data['train'])}/{len(data['val'])}/{len(data['test'])} "
-        "sequences")
+        f"sequences{f'; {processes.world} processes (DDP)' if processes.distributed else ''}")
     results, histories = {}, {}
     for name in settings["models"]:
-        run = ModelRun(name, args, config, model_config, meta, data, device, out, progress)
+        run = ModelRun(name, args, config, model_config, meta, data, device, out, progress, processes)
         if name in resumable:
             run.restore(resumable[name])
             log(f"{name}: resuming after epoch {run.epoch}")
         run.train(log)
         results[name] = run.evaluate(log)
         histories[name] = run.history
-        write_metrics(out, config, meta, data, results)
+        if processes.writer:
+            write_metrics(out, config, meta, data, results)
         del run
+    if not processes.writer:
+        return 0
     write_figures(out, meta, data, results, histories, args.max_duration)
 
     from .compare import format_table, load_results

@@ -1,0 +1,159 @@
+"""Several processes (torchrun, gloo on the CPU) against one process; refusals; a crashed worker.
+
+What "equal" means here: with ``--batch-size`` the global batch, each batch of
+the one-process order is split across the ranks and every rank scales its
+loss so that DDP's gradient average is the gradient of the whole batch's mean
+loss per position. So every optimizer step is the one-process step up to the
+order of floating-point additions (per-rank sums, then the all-reduce), and
+after a few steps the weights agree to float32 rounding, not bit for bit.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from semicrf.genomics.cli import main
+from semicrf.genomics.dataset import generate_dataset
+from semicrf.genomics.synthetic import GeneratorConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "synthetic_genomics" / "synthetic_benchmark.py"
+# Batches of 3 over 7 training sequences: 3, 3, 1, so in the last batch rank 1 has no sequence.
+TINY = ["--encoder", "bilstm", "--hidden-dim", "8", "--num-layers", "1", "--batch-size", "3", "--max-duration", "40",
+        "--device", "cpu", "--lr", "0.01", "--log-every", "1", "--no-progress", "--epochs", "2", "--threads", "1"]
+MODELS = "softmax,pytorch-crf,semicrf"
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "tiny"
+    generate_dataset(path, GeneratorConfig(seq_length=1200), num_train=7, num_val=3, num_test=3, seed=5)
+    return path
+
+
+def _torchrun(nproc: int, argv: list[str], script: Path = SCRIPT, timeout: float = 120):
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT / "src"))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           str(script), *argv]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+@pytest.fixture(scope="module")
+def runs(data_dir, tmp_path_factory):
+    one = tmp_path_factory.mktemp("one") / "out"
+    two = tmp_path_factory.mktemp("two") / "out"
+    threads = torch.get_num_threads()
+    try:
+        assert main(["run", "--data-dir", str(data_dir), "--output-dir", str(one), "--models", MODELS, *TINY]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    done = _torchrun(2, ["run", "--data-dir", str(data_dir), "--output-dir", str(two), "--models", MODELS, *TINY])
+    assert done.returncode == 0, done.stderr[-3000:]
+    return one, two, done
+
+
+def _weights(out, model, kind="last"):
+    return torch.load(out / "checkpoints" / f"{model}_{kind}.pt", weights_only=True)
+
+
+def test_two_processes_train_the_same_weights_as_one(runs):
+    one, two, _ = runs
+    for model in MODELS.split(","):
+        a, b = _weights(one, model), _weights(two, model)
+        assert a["epoch"] == b["epoch"] == 2
+        for key, value in a["state_dict"].items():
+            other = b["state_dict"][key]
+            # Float32 rounding of two sums in another order, carried through 6 Adam steps.
+            assert torch.allclose(value, other, rtol=1e-4, atol=1e-5), (model, key, (value - other).abs().max())
+        # Training losses are the same global means per position.
+        la = [h["train_loss"] for h in a["history"]]
+        lb = [h["train_loss"] for h in b["history"]]
+        assert np.allclose(la, lb, rtol=1e-5), (model, la, lb)
+
+
+def test_two_processes_report_the_same_metrics(runs):
+    one, two, _ = runs
+    da, db = (json.loads((d / "metrics.json").read_text()) for d in (one, two))
+    assert list(da["models"]) == list(db["models"]) == MODELS.split(",")
+    assert db["config"]["processes"] == 2 and da["config"]["processes"] == 1
+    for model in MODELS.split(","):
+        ra, rb = da["models"][model], db["models"][model]
+        assert ra["best_epoch"] == rb["best_epoch"]
+        for key in ("boundary_f1", "segment_f1", "position_f1_macro"):
+            assert ra[key] == pytest.approx(rb[key], abs=1e-6), (model, key)
+        # Predictions gathered from both shards cover every test sequence, as in one process.
+        pa = (one / "predictions" / f"{model}.bed").read_text()
+        pb = (two / "predictions" / f"{model}.bed").read_text()
+        assert pa == pb
+
+
+def test_only_rank_zero_writes(runs):
+    _, two, done = runs
+    assert done.stdout.count("results in") == 1  # one summary, not one per process
+    names = sorted(p.relative_to(two).as_posix() for p in two.rglob("*") if p.is_file())
+    expected = sorted(["metrics.json", "duration_comparison.png", "training_curves.png"]
+                      + [f"checkpoints/{m}_{k}.pt" for m in MODELS.split(",") for k in ("best", "last")]
+                      + [f"predictions/{m}.{e}" for m in MODELS.split(",") for e in ("gff3", "bed")])
+    assert names == expected
+
+
+@pytest.mark.parametrize(
+    "world, extra, message",
+    [
+        (8, [], "training split has only 7"),
+        (4, ["--batch-size", "3"], "--batch-size 3 is the global batch"),
+    ],
+)
+def test_a_group_the_data_cannot_feed_is_refused(data_dir, tmp_path, monkeypatch, capsys, world, extra, message):
+    # Checked from torchrun's environment before any process group forms, so one process shows it.
+    monkeypatch.setenv("WORLD_SIZE", str(world))
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    out = tmp_path / "never"
+    assert main(["run", "--data-dir", str(data_dir), "--output-dir", str(out), "--models", "softmax",
+                 *TINY, *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and f"process 0 of {world}" in err
+    assert not out.exists()
+
+
+CRASHING_LAUNCHER = """
+import os, sys
+from semicrf.genomics import train
+from semicrf.genomics.cli import main
+
+if os.environ["RANK"] == "1":
+    original = train.ModelRun._train_epoch
+
+    def _train_epoch(self, epoch):
+        if self.name == "linear":
+            os._exit(7)  # dies without any cleanup, mid-run
+        return original(self, epoch)
+
+    train.ModelRun._train_epoch = _train_epoch
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_crashed_worker_stops_the_run_and_leaves_only_complete_files(data_dir, tmp_path):
+    launcher = tmp_path / "launch.py"
+    launcher.write_text(CRASHING_LAUNCHER)
+    out = tmp_path / "out"
+    started = time.monotonic()
+    done = _torchrun(2, ["run", "--data-dir", str(data_dir), "--output-dir", str(out), "--models", "softmax,linear",
+                         *TINY], script=launcher)
+    assert done.returncode != 0
+    assert time.monotonic() - started < 90  # rank 0 did not wait forever for its dead peer
+    # The first model's results are complete; nothing of the second was written, no temporary file is left.
+    doc = json.loads((out / "metrics.json").read_text())
+    assert list(doc["models"]) == ["softmax"]
+    assert not list(out.rglob("*.tmp")) and not list(out.rglob(".*.tmp"))
+    assert not (out / "checkpoints" / "linear_best.pt").exists()
+    assert not (out / "duration_comparison.png").exists()
