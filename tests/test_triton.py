@@ -109,6 +109,51 @@ def test_viterbi_segment_tensors_match_the_lists():
     assert vt.segments == vr.segments
 
 
+# The chunked look-back with chunks of 4 positions, so that the far part (earlier chunks) is used.
+@pytest.mark.parametrize("B,T,C,K", [(2, 13, 3, 9), (3, 11, 2, 3), (2, 17, 1, 20), (2, 9, 5, 6)])
+def test_chunked_lookback_matches_reference(monkeypatch, B, T, C, K):
+    monkeypatch.setattr(tb, "CHUNK", 4)
+    kw = inputs(B, T, C, K, seed=T + K)
+    labels = labels_in_runs(B, T, C, seed=K)
+    p = make_problem(**kw, labels=labels)
+    assert tb._Sweep([p], False).method == "chunked"
+    for constrained in (False, True):
+        a, r = tb.forward_backward(p, constrained, True), reference.forward_backward(p, constrained, True)
+        assert_close(a.log_z, r.log_z, what=f"log Z constrained={constrained}")
+        for f in r.marginals.__dataclass_fields__:
+            assert_close(getattr(a.marginals, f), getattr(r.marginals, f), what=f)
+    vt, vr = semicrf.viterbi(**kw, backend="triton"), semicrf.viterbi(**kw, backend="reference")
+    assert_close(vt.score, vr.score)
+    assert torch.equal(vt.labels.cpu(), vr.labels.cpu()) and vt.segments == vr.segments
+
+
+def test_chunked_viterbi_breaks_ties_like_the_reference(monkeypatch):
+    """Integer scores make many equal paths: the shorter last segment must win, near or far."""
+    monkeypatch.setattr(tb, "CHUNK", 4)
+    g = torch.Generator().manual_seed(0)
+    em = torch.randint(-1, 2, (3, 14, 3), generator=g).double().to(DEV)
+    tr, du = torch.zeros(3, 3, dtype=torch.float64, device=DEV), torch.zeros(7, 3, dtype=torch.float64, device=DEV)
+    vt, vr = semicrf.viterbi(em, tr, du, backend="triton"), semicrf.viterbi(em, tr, du, backend="reference")
+    assert torch.equal(vt.labels.cpu(), vr.labels.cpu()) and vt.segments == vr.segments
+
+
+def test_wide_score_spreads_take_the_exact_lookback(monkeypatch):
+    """Scores too spread for the linear far part are detected (in the kernel, or from the durations)
+    and recomputed exactly."""
+    monkeypatch.setattr(tb, "CHUNK", 4)
+    kw = inputs(2, 12, 3, 6, seed=4, optional=False)
+    kw["emissions"] = kw["emissions"] * 300
+    p = make_problem(**kw)
+    assert tb._Sweep([p], False).method == "exact"
+    a, r = tb.forward_backward(p, False, True), reference.forward_backward(p, False, True)
+    assert_close(a.log_z, r.log_z)
+    assert_close(a.marginals.durations, r.marginals.durations)
+    kw = inputs(2, 12, 3, 6, seed=5, optional=False)
+    kw["durations"][0, 0] = -400.0
+    assert tb._Sweep([make_problem(**kw)], False).method == "exact"
+    assert tb._Sweep([make_problem(**kw)], False, semiring="max").method == "chunked"
+
+
 @pytest.mark.parametrize("which", ["none", "start_only", "end_only", "initial_only"])
 def test_optional_inputs_each_alone(which):
     kw = inputs(2, 6, 3, 3, seed=5, optional=False)

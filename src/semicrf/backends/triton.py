@@ -37,6 +37,18 @@ DEFAULT_CHUNK = 64
 #: of float64 rounding. Off by default.
 FAST_LOOKBACK = False
 
+#: Look-back method: "auto" (the chunked look-back where it is exact, else the per-step one),
+#: "chunked" or "exact" (the per-step K-wide look-back).
+LOOKBACK = "auto"
+#: Positions per chunk of the chunked look-back (a power of two).
+CHUNK = 32
+#: Warps per program of the chunked sweep.
+CHUNK_WARPS = 4
+#: Largest spread (nats) of finite duration scores per label, and of finite g below its block's
+#: largest, that the linear far part takes: products stay within [e^-700, 1].
+SPREAD_D = 300.0
+SPREAD_G = 400.0
+
 
 def interpreted() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
@@ -139,14 +151,56 @@ class _Sweep:
         else:
             self.best_d = self.best_prev = torch.zeros(1, dtype=torch.int32, device=dev)
         self.lim = lim
-        _k.sweep_kernel[(N,)](
-            self.cum, start, end, lim, trans, init, p.durations.contiguous(), lengths,
-            self.alpha, self.u, self.g, self.best_d, self.best_prev,
-            T, C, K, B,
-            HAS_START=has_start, HAS_END=has_end, CONSTRAINED=constrained, MAX=mx, FAST_EXP=FAST_LOOKBACK,
-            BLOCK_C=_pow2(C), BLOCK_K=_pow2(K),
-            num_warps=4 if K * C <= 2048 else 8,
-        )
+        self.method = _pick_method(p.durations, mx)
+        args = (self.cum, start, end, lim, trans, init, p.durations.contiguous())
+        flags = dict(HAS_START=has_start, HAS_END=has_end, CONSTRAINED=constrained, MAX=mx)
+        if self.method == "chunked":
+            Q = CHUNK
+            nblk = triton.cdiv(T, Q)
+            w, dmax = _duration_weights(p.durations)
+            glin = torch.empty((N, T, C), **f64) if not mx else self.g
+            bref = torch.empty((N, nblk, C), **f64) if not mx else self.g
+            flag = torch.zeros(N, dtype=torch.int32, device=dev)
+            _k.chunk_sweep_kernel[(N,)](
+                *args, w, dmax, lengths, self.alpha, self.u, self.g, glin, bref, flag,
+                self.best_d, self.best_prev, T, C, K, B, nblk,
+                **flags, Q=Q, BLOCK_C=_pow2(C), NBP=_pow2(triton.cdiv(K, Q) + 2), SPREAD_G=SPREAD_G,
+                num_warps=CHUNK_WARPS,
+            )
+            if bool(flag.any()):  # a score spread the linear far part cannot hold: redo it exactly
+                self.method = "exact"
+                self.alpha.fill_(NEG_INF)
+                self.u.fill_(NEG_INF)
+                self.g.fill_(NEG_INF)
+        if self.method == "exact":
+            _k.sweep_kernel[(N,)](
+                *args, lengths, self.alpha, self.u, self.g, self.best_d, self.best_prev,
+                T, C, K, B,
+                **flags, FAST_EXP=FAST_LOOKBACK, BLOCK_C=_pow2(C), BLOCK_K=_pow2(K),
+                num_warps=4 if K * C <= 2048 else 8,
+            )
+
+
+def _duration_weights(dur: torch.Tensor):
+    """(w (K, C), dmax (C,)): ``w = exp(dur - dmax)`` with dmax the largest finite score per label."""
+    finite = torch.isfinite(dur)
+    dmax = torch.where(finite, dur, NEG_INF).max(dim=0).values
+    dmax = torch.where(torch.isfinite(dmax), dmax, torch.zeros_like(dmax))
+    return torch.exp(dur - dmax[None]).contiguous(), dmax.contiguous()
+
+
+def _pick_method(dur: torch.Tensor, mx: bool) -> str:
+    """'chunked' (the chunked look-back) unless switched off or, in the log semiring, the finite
+    duration scores of a label spread over more than :data:`SPREAD_D` nats."""
+    if LOOKBACK != "auto":
+        return LOOKBACK
+    if mx:
+        return "chunked"
+    finite = torch.isfinite(dur)
+    hi = torch.where(finite, dur, NEG_INF).max(dim=0).values
+    lo = torch.where(finite, dur, float("inf")).min(dim=0).values
+    spread = torch.where(finite.any(dim=0), hi - lo, torch.zeros_like(hi))
+    return "chunked" if bool((spread <= SPREAD_D).all()) else "exact"
 
 
 def _exp_or_zero(x: torch.Tensor) -> torch.Tensor:

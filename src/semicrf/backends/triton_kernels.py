@@ -215,3 +215,177 @@ def traceback_kernel(bestd_ptr, bestp_ptr, last_ptr, len_ptr, ok_ptr, labels_ptr
         e = s
         count += 1
     tl.store(nseg_ptr + b, count)
+
+
+@triton.jit
+def chunk_sweep_kernel(
+    cum_ptr, start_ptr, end_ptr, lim_ptr, trans_ptr, init_ptr, dur_ptr, w_ptr, dmax_ptr, len_ptr,
+    alpha_ptr, u_ptr, g_ptr, glin_ptr, bref_ptr, flag_ptr, bestd_ptr, bestp_ptr,
+    T, C, K, n_per_dir, NBLK,
+    HAS_START: tl.constexpr, HAS_END: tl.constexpr, CONSTRAINED: tl.constexpr, MAX: tl.constexpr,
+    Q: tl.constexpr, BLOCK_C: tl.constexpr, NBP: tl.constexpr, SPREAD_G: tl.constexpr,
+):
+    """The sweep of :func:`sweep_kernel` with the look-back split at chunks of Q positions.
+
+    For the Q ends ``e = t0 + 1 .. t0 + Q`` of chunk ``k`` (``t0 = k·Q``) the *far* part of the
+    look-back (starts before ``t0``, all known when the chunk begins) is computed for all Q ends at
+    once, source block by source block (a block is a finished chunk); the sequential steps then only
+    look back over the *near* part, the starts inside the chunk (at most Q, in registers).
+
+    Log semiring: the far part is linear: ``w[d - 1, c] = exp(dur[d - 1, c] - dmax[c])`` (host-checked
+    to spread at most 300 nats where finite) against ``glin[s, c] = exp(g[s, c] - bref[block, c])``,
+    the block reference being the block's largest finite g. A block whose finite g spread more than
+    ``SPREAD_G`` nats below its reference is flagged (``flag[n] > 0``) and the caller reruns the exact
+    kernel, so every product lies in [e^-700, 1] or is exactly 0 and no term is lost. Per end, blocks
+    are combined at the largest overlapping reference (scales ``exp(bref - R) <= 1``); a block whose
+    scale underflows while contributing, at an end where what remains is below e^-500, flags too.
+    Max semiring (Viterbi): far maxima and their durations per block in log space, exact.
+
+    Shapes as :func:`sweep_kernel`, plus w (K, C), dmax (C,), glin (N, T, C) float64, bref (N, NBLK, C)
+    float64 and flag (N,) int32 (written). ``NBP`` is a power of two >= the blocks in one look-back.
+    """
+    n = tl.program_id(0)
+    direction = n // n_per_dir
+    L = tl.load(len_ptr + n)
+    NEG_INF: tl.constexpr = float("-inf")
+
+    cc = tl.arange(0, BLOCK_C)
+    cmask = cc < C
+    rr = tl.arange(0, Q)
+    trans = tl.load(trans_ptr + direction * C * C + cc[:, None] * C + cc[None, :],
+                    mask=cmask[:, None] & cmask[None, :], other=NEG_INF)  # [c', c]
+    init = tl.load(init_ptr + direction * C + cc, mask=cmask, other=NEG_INF)
+    dmax = tl.load(dmax_ptr + cc, mask=cmask, other=0.0)
+
+    seq = n.to(tl.int64) * T * C
+    cum_base = cum_ptr + n.to(tl.int64) * (T + 1) * C
+    alpha_base = alpha_ptr + n.to(tl.int64) * (T + 1) * C
+    bestd_base = bestd_ptr + n.to(tl.int64) * (T + 1) * C
+    bref_base = bref_ptr + n.to(tl.int64) * NBLK * C
+    kfull = tl.zeros([Q, BLOCK_C], tl.int32) + K
+
+    alpha_prev = tl.full([BLOCK_C], NEG_INF, tl.float64)
+    n_bad = 0
+    for k in range(0, tl.cdiv(L, Q)):
+        t0 = k * Q
+        # ------------------------------------------------ far part, all Q ends of the chunk at once
+        e_q = t0 + rr + 1
+        valid_q = e_q <= L
+        vq2 = valid_q[:, None] & cmask[None, :]
+        if CONSTRAINED:
+            lmax = tl.minimum(tl.load(lim_ptr + seq + (e_q[:, None] - 1) * C + cc[None, :], mask=vq2, other=0), K)
+        else:
+            lmax = kfull
+        lo = e_q[:, None] - lmax  # smallest allowed start per (end, label)
+        lo_min = tl.min(tl.min(tl.where(vq2, lo, t0), axis=1), axis=0)
+        j_lo = tl.maximum(lo_min, 0) // Q
+        nb = k - j_lo
+        if MAX:
+            best = tl.full([Q, BLOCK_C], NEG_INF, tl.float64)
+            best_d = tl.zeros([Q, BLOCK_C], tl.int32)
+        else:
+            jj = tl.arange(0, NBP)
+            jb = k - 1 - jj
+            inb = jj < nb
+            brefs = tl.load(bref_base + jb[:, None] * C + cc[None, :], mask=inb[:, None] & cmask[None, :],
+                            other=NEG_INF)
+            ov = ((jb[None, :, None] * Q + Q - 1) >= lo[:, None, :]) & inb[None, :, None]
+            R = tl.max(tl.where(ov, brefs[None, :, :], NEG_INF), axis=1)  # [Q, C]
+            R = tl.where(R == NEG_INF, 0.0, R)
+            acc = tl.zeros([Q, BLOCK_C], tl.float64)
+            lost = tl.zeros([Q, BLOCK_C], tl.int32)
+        for jn in range(0, nb):
+            j = k - 1 - jn
+            s = j * Q + rr
+            d3 = (e_q[:, None] - s[None, :])[:, :, None]  # [Q(end), Q(start), 1], >= 1
+            ok = (d3 <= lmax[:, None, :]) & vq2[:, None, :]
+            if MAX:
+                gs = tl.load(g_ptr + seq + s[:, None] * C + cc[None, :], mask=cmask[None, :], other=NEG_INF)
+                dv = tl.load(dur_ptr + (d3 - 1) * C + cc[None, None, :], mask=ok, other=NEG_INF)
+                x = tl.where(ok, gs[None, :, :] + dv, NEG_INF)
+                m = tl.max(x, axis=1)
+                r_best = tl.max(tl.where(x == m[:, None, :], rr[None, :, None], -1), axis=1)
+                upd = m > best  # nearer blocks come first: ties keep the shorter segment
+                best = tl.where(upd, m, best)
+                best_d = tl.where(upd, e_q[:, None] - (j * Q + r_best), best_d)
+            else:
+                gl = tl.load(glin_ptr + seq + s[:, None] * C + cc[None, :], mask=cmask[None, :], other=0.0)
+                w = tl.load(w_ptr + (d3 - 1) * C + cc[None, None, :], mask=ok, other=0.0)
+                part = tl.sum(w * gl[None, :, :], axis=1)
+                br = tl.load(bref_base + j * C + cc, mask=cmask, other=NEG_INF)
+                scale = tl.exp(br[None, :] - R)
+                acc += part * scale
+                lost = lost | ((part > 0) & (scale == 0)).to(tl.int32)
+        if MAX:
+            far = best
+            tl.store(bestd_base + e_q[:, None] * C + cc[None, :], best_d, mask=vq2)
+        else:
+            far = tl.where(acc > 0, tl.log(acc) + R + dmax[None, :], NEG_INF)
+            n_bad += tl.sum(tl.sum(tl.where(vq2 & (lost != 0) & (acc < 1e-200), 1, 0), axis=1), axis=0)
+        tl.store(alpha_base + e_q[:, None] * C + cc[None, :], far, mask=vq2)
+        # The far values are read back below by other threads of the program.
+        tl.debug_barrier()
+
+        # ------------------------------------------------ near part, position by position
+        gch = tl.full([Q, BLOCK_C], NEG_INF, tl.float64)
+        for i in range(0, tl.minimum(Q, L - t0)):
+            t = t0 + i
+            if t == 0:
+                u = init
+                if MAX:
+                    tl.store(bestp_ptr + seq + cc, tl.full([BLOCK_C], -1, tl.int32), mask=cmask)
+            else:
+                x = alpha_prev[:, None] + trans
+                if MAX:
+                    u = tl.max(x, axis=0)
+                    tl.store(bestp_ptr + seq + t * C + cc, tl.argmax(x, axis=0).to(tl.int32), mask=cmask)
+                else:
+                    u = _lse_rows(x, 0)
+            g_t = u - tl.load(cum_base + t * C + cc, mask=cmask, other=0.0)
+            if HAS_START:
+                g_t += tl.load(start_ptr + seq + t * C + cc, mask=cmask, other=0.0)
+            tl.store(u_ptr + seq + t * C + cc, u, mask=cmask)
+            tl.store(g_ptr + seq + t * C + cc, g_t, mask=cmask)
+            gch = tl.where(rr[:, None] == i, g_t[None, :], gch)
+            if CONSTRAINED:
+                lim_t = tl.minimum(tl.load(lim_ptr + seq + t * C + cc, mask=cmask, other=0), K)
+            else:
+                lim_t = tl.zeros([BLOCK_C], tl.int32) + K
+            dn = i - rr  # duration - 1
+            okn = (dn[:, None] >= 0) & ((dn[:, None] + 1) <= lim_t[None, :]) & cmask[None, :]
+            durrow = tl.load(dur_ptr + dn[:, None] * C + cc[None, :], mask=okn, other=NEG_INF)
+            win = tl.where(okn, gch + durrow, NEG_INF)
+            farv = tl.load(alpha_base + (t + 1) * C + cc, mask=cmask, other=NEG_INF)
+            if MAX:
+                mn = tl.max(win, axis=0)
+                r_n = tl.max(tl.where(win == mn[None, :], rr[:, None], -1), axis=0)
+                fard = tl.load(bestd_base + (t + 1) * C + cc, mask=cmask, other=1)
+                near = mn >= farv
+                bestv = tl.where(near, mn, farv)
+                bd = tl.where(near, tl.maximum(i + 1 - r_n, 1), fard)
+                tl.store(bestd_base + (t + 1) * C + cc, bd, mask=cmask)
+            else:
+                m = tl.maximum(tl.max(win, axis=0), farv)
+                m = tl.where(m == NEG_INF, 0.0, m)
+                ssum = tl.sum(tl.exp(win - m[None, :]), axis=0) + tl.exp(farv - m)
+                bestv = m + tl.log(ssum)
+            a = tl.load(cum_base + (t + 1) * C + cc, mask=cmask, other=0.0) + bestv
+            if HAS_END:
+                a += tl.load(end_ptr + seq + t * C + cc, mask=cmask, other=0.0)
+            a = tl.where(cmask, a, NEG_INF)
+            tl.store(alpha_base + (t + 1) * C + cc, a, mask=cmask)
+            alpha_prev = a
+
+        # ------------------------------------------------ close block k for the chunks after it
+        if not MAX:
+            fin = ((t0 + rr) < L)[:, None] & (gch > NEG_INF) & cmask[None, :]
+            ref = tl.max(tl.where(fin, gch, NEG_INF), axis=0)
+            ref0 = tl.where(ref == NEG_INF, 0.0, ref)
+            gl_k = tl.where(fin, tl.exp(gch - ref0[None, :]), 0.0)
+            n_bad += tl.sum(tl.sum(tl.where(fin & (gch < ref0[None, :] - SPREAD_G), 1, 0), axis=1), axis=0)
+            tl.store(glin_ptr + seq + (t0 + rr)[:, None] * C + cc[None, :], gl_k,
+                     mask=((t0 + rr) < L)[:, None] & cmask[None, :])
+            tl.store(bref_base + k * C + cc, ref, mask=cmask)
+        # Block k (glin, bref, g) is read by the next chunk's far part.
+        tl.debug_barrier()
+    tl.store(flag_ptr + n, n_bad)
