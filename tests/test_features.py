@@ -33,7 +33,7 @@ def _kmer_brute_force(codes, window):
             if all(b < 4 for b in kmer):
                 counts[64 * kmer[0] + 16 * kmer[1] + 4 * kmer[2] + kmer[3]] += 1
         if counts.sum():
-            out[t] = counts / counts.sum()
+            out[t] = 256 * counts / counts.sum()
     return out
 
 
@@ -44,31 +44,33 @@ def test_kmer_matches_brute_force(window):
         codes = rng.choice(5, size=length, p=[0.24, 0.24, 0.24, 0.24, 0.04]).astype(np.uint8)
         got = encode(codes, "kmer", window=window)
         assert got.dtype == np.float32 and got.shape == (length, 256)
-        np.testing.assert_allclose(got, _kmer_brute_force(codes.tolist(), window), atol=1e-6)
+        np.testing.assert_allclose(got, _kmer_brute_force(codes.tolist(), window), rtol=1e-6, atol=1e-5)
 
 
 def test_kmer_by_hand():
     out = encode(decode_bases("ACGT"), "kmer")
     expected = np.zeros((4, 256), np.float32)
-    expected[:, 27] = 1.0  # ACGT = 0*64 + 1*16 + 2*4 + 3
+    expected[:, 27] = 256.0  # ACGT = 0*64 + 1*16 + 2*4 + 3
     np.testing.assert_array_equal(out, expected)
     # A window of 5 around t sees positions t-2..t+2: the middle of AAAAACCCCC sees AAAC and AACC ...
     out = encode(decode_bases("AAAAACCCCC"), "kmer", window=5)
-    np.testing.assert_allclose(out[4, [1, 5]], [0.5, 0.5])  # AAAC (1), AACC (5)
+    np.testing.assert_allclose(out[4, [1, 5]], [128, 128])  # AAAC (1), AACC (5)
     assert not out[0].any()  # the clipped window 0..2 holds no 4-mer
-    np.testing.assert_allclose(out[1], np.eye(256)[0])  # window 0..3: AAAA only
+    np.testing.assert_allclose(out[1], 256 * np.eye(256)[0])  # window 0..3: AAAA only
     # k-mers containing N are skipped; rows with none are all zero.
     assert not encode(decode_bases("NNNNNNN"), "kmer").any()
     out = encode(decode_bases("ACGTNACGT"), "kmer", window=9)
-    assert out[4, 27] == 1.0 and out[4].sum() == pytest.approx(1.0)
+    assert out[4, 27] == 256.0 and out[4].sum() == pytest.approx(256.0)
 
 
-def test_kmer_rows_are_frequencies():
+def test_kmer_rows_are_enrichments():
     codes = np.random.default_rng(1).integers(0, 4, size=2000).astype(np.uint8)
     out = encode(codes, "kmer")
-    np.testing.assert_allclose(out.sum(1), 1.0, atol=1e-5)
+    # Frequencies times 256: each row sums to 256, so the mean feature is 1.
+    np.testing.assert_allclose(out.sum(1), 256.0, rtol=1e-5)
     # An interior window of 65 holds 62 k-mers.
-    assert np.allclose(out[100] * 62, np.round(out[100] * 62), atol=1e-4)
+    counts = out[100] * 62 / 256
+    assert np.allclose(counts, np.round(counts), atol=1e-4)
 
 
 def test_feature_dims_and_errors():
