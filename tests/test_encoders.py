@@ -188,3 +188,78 @@ def test_recomputed_activations_give_the_same_outputs_and_gradients():
     assert torch.equal(results[0][0], results[1][0])
     for a, b in zip(results[0][1], results[1][1]):
         assert torch.allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def _mamba_ready() -> bool:
+    if not torch.cuda.is_available():
+        return False
+    try:
+        encoders.encoder_available("mamba")
+    except EncoderUnavailable:
+        return False
+    return True
+
+
+needs_mamba = pytest.mark.skipif(not _mamba_ready(), reason="needs a CUDA GPU and mamba-ssm")
+
+
+def test_mamba_on_a_cpu_only_machine_names_the_alternatives(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(EncoderUnavailable, match="CUDA GPU") as info:
+        build_encoder("mamba", 5, 16, 1)
+    assert "mamba_stub" in str(info.value) and "bilstm" in str(info.value)
+
+
+def test_missing_mamba_ssm_gives_the_install_line(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mamba_ssm" else real(name, *a))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    with pytest.raises(EncoderUnavailable) as info:
+        build_encoder("mamba", 5, 16, 1)
+    assert "MAMBA_SKIP_CUDA_BUILD=TRUE" in str(info.value) and "mamba-ssm==" in str(info.value)
+
+
+@needs_mamba
+def test_mamba_encoder_is_bidirectional_and_trains():
+    torch.manual_seed(0)
+    enc = build_encoder("mamba", 5, 64, 2).cuda()
+    x = torch.randn(2, 300, 5, device="cuda", requires_grad=True)
+    lengths = torch.tensor([300, 211], device="cuda")
+    h = enc(x, lengths)
+    assert h.shape == (2, 300, 64) and torch.isfinite(h).all()
+    h[0, 150].sum().backward()
+    g = x.grad[0].abs().sum(-1)
+    assert g[:150].sum() > 0 and g[151:].sum() > 0  # sees both sides
+    assert x.grad[1].abs().sum() == 0
+    assert all(torch.isfinite(p.grad).all() for p in enc.parameters() if p.grad is not None)
+
+
+@needs_mamba
+def test_mamba_encoder_is_padding_invariant():
+    torch.manual_seed(0)
+    enc = build_encoder("mamba", 5, 64, 2).cuda()
+    short = torch.randn(1, 130, 5, device="cuda")
+    long = torch.randn(1, 400, 5, device="cuda")
+    batch = torch.randn(2, 400, 5, device="cuda")  # garbage in the padding
+    batch[0, :130] = short[0]
+    batch[1] = long[0]
+    with torch.no_grad():
+        out = enc(batch, torch.tensor([130, 400], device="cuda"))
+        alone = enc(short, torch.tensor([130], device="cuda"))[0]
+    # Triton's float32 dots run as tf32: agreement to ~1e-3 of the scale, not bit for bit.
+    scale = alone.abs().max()
+    assert (out[0, :130] - alone).abs().max() < 2e-3 * scale
+
+
+@needs_mamba
+def test_mamba_encoder_at_the_spec_length_under_bfloat16():
+    torch.manual_seed(0)
+    enc = build_encoder("mamba", 5, 64, 1).cuda()
+    x = torch.randn(2, 20_000, 5, device="cuda")
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        h = enc(x, torch.tensor([20_000, 18_000], device="cuda"))
+    h.float().square().mean().backward()
+    assert torch.isfinite(h).all()
+    assert all(torch.isfinite(p.grad).all() for p in enc.parameters() if p.grad is not None)

@@ -249,3 +249,29 @@ def test_prefetched_keeps_order_and_passes_errors_on():
     for item in _prefetched(iter(range(1000)), depth=1):
         if item == 2:
             break
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_run_on_a_gpu_writes_every_model(data_dir, tmp_path, capsys):
+    from semicrf.genomics.encoders import EncoderUnavailable, encoder_available
+
+    try:
+        encoder_available("mamba")
+        encoder = "mamba"
+    except EncoderUnavailable:
+        encoder = "mamba_stub"
+    out = tmp_path / "gpu"
+    args = dict(zip(TINY[::2], TINY[1::2]))
+    args.update({"--device": "cuda", "--encoder": encoder, "--hidden-dim": "64", "--num-layers": "2"})
+    argv = ["run", "--data-dir", str(data_dir), "--output-dir", str(out), "--epochs", "2", "--no-progress"]
+    for k, v in args.items():
+        if k != "--no-progress":
+            argv += [k, v]
+    assert main(argv) == 0, capsys.readouterr().err
+    doc = json.loads((out / "metrics.json").read_text())
+    assert list(doc["models"]) == list(MODEL_NAMES)
+    assert doc["config"]["engine_backend_resolved"] == "triton"
+    for m, r in doc["models"].items():
+        assert r["peak_memory_source"] == "cuda_max_memory_allocated" and r["peak_memory_mb"] > 0
+        assert 0 <= r["boundary_f1"] <= 1
+    assert doc["versions"]["gpu"]

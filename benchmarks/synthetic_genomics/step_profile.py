@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""Peak GPU memory and time of one training step of each benchmark model.
+
+At the spec's default size (B = 16 sequences of the generator at T = 20 000,
+hidden 256, 4 encoder layers, K = 1000) this builds each model as the ``run``
+command does (same encoder, bfloat16 autocast, AdamW, gradient clipping) and
+times full optimizer steps on one batch of real synthetic sequences after a
+warm-up step, then one no-grad prediction of the batch.
+
+    python3 step_profile.py --encoder mamba --steps 3 --json profile.json
+
+Prints a table; ``--json`` also writes the numbers. A model that does not fit
+or fails is reported with its error and the others still run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+try:
+    import semicrf  # noqa: F401
+except ImportError:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
+
+import numpy as np
+import torch
+
+from semicrf.genomics import features
+from semicrf.genomics.models import MODEL_NAMES, ModelConfig, build_model
+from semicrf.genomics.synthetic import GeneratorConfig, generate_sequences
+from semicrf.genomics.train import _param_groups
+
+
+def make_batch(batch: int, length: int, device: torch.device, seed: int = 0):
+    """(features (B, T, 5), labels (B, T), lengths (B,)) from the synthetic generator."""
+    seqs = list(generate_sequences(GeneratorConfig(seq_length=length), batch, seed=seed))
+    lengths = np.array([len(s.labels) for s in seqs])
+    total = int(lengths.max())
+    x = np.zeros((batch, total, features.feature_dim("onehot")), np.float32)
+    y = np.zeros((batch, total), np.int64)
+    for i, s in enumerate(seqs):
+        x[i, :lengths[i]] = features.encode(s.codes, "onehot")
+        y[i, :lengths[i]] = s.labels
+    return (torch.from_numpy(x).to(device), torch.from_numpy(y).to(device), torch.from_numpy(lengths).to(device))
+
+
+def profile(name: str, config: ModelConfig, batch, steps: int, device: torch.device) -> dict:
+    torch.manual_seed(0)
+    model = build_model(name, config).to(device)
+    opt = torch.optim.AdamW(_param_groups(model, 0.01), lr=1e-3)
+    x, y, lengths = batch
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats(device)
+    times, losses = [], []
+    model.train()
+    for _ in range(steps + 1):  # the first step compiles kernels: not timed
+        torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        loss = model.loss(x, y, lengths)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        losses.append(float(loss))
+        torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - start)
+    peak_train = torch.cuda.max_memory_allocated(device) / 2**30
+    model.eval()
+    torch.cuda.reset_peak_memory_stats(device)
+    with torch.no_grad():
+        torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        model.predict(x, lengths)
+        torch.cuda.synchronize(device)
+        predict_s = time.perf_counter() - start
+    peak_predict = torch.cuda.max_memory_allocated(device) / 2**30
+    return {"model": name, "step_s_median": statistics.median(times[1:]), "step_s_all": times,
+            "first_step_s": times[0], "peak_train_gib": peak_train, "predict_s": predict_s,
+            "peak_predict_gib": peak_predict, "losses": losses,
+            "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--encoder", default="mamba", choices=("mamba", "mamba_stub", "bilstm"))
+    p.add_argument("--models", default=",".join(MODEL_NAMES))
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--seq-length", type=int, default=20_000)
+    p.add_argument("--hidden-dim", type=int, default=256)
+    p.add_argument("--num-layers", type=int, default=4)
+    p.add_argument("--max-duration", type=int, default=1000)
+    p.add_argument("--steps", type=int, default=3, help="timed steps after one warm-up step")
+    p.add_argument("--precision", default="bf16", choices=("bf16", "fp32"))
+    p.add_argument("--json", default=None, help="also write the results here")
+    args = p.parse_args(argv)
+    if not torch.cuda.is_available():
+        p.error("step_profile.py measures GPU memory and needs a CUDA GPU")
+    if args.steps < 1:
+        p.error("--steps must be >= 1")
+    device = torch.device("cuda")
+    config = ModelConfig(input_dim=features.feature_dim("onehot"), num_classes=3, encoder=args.encoder,
+                         hidden_dim=args.hidden_dim, num_layers=args.num_layers, max_duration=args.max_duration,
+                         backend="auto", mixed_precision=args.precision == "bf16")
+    batch = make_batch(args.batch_size, args.seq_length, device)
+    rows = []
+    for name in args.models.split(","):
+        try:
+            row = profile(name, config, batch, args.steps, device)
+        except Exception as e:  # out of memory, say: report it and go on
+            row = {"model": name, "error": f"{type(e).__name__}: {str(e)[:300]}"}
+            torch.cuda.empty_cache()
+        rows.append(row)
+        print(json.dumps({k: v for k, v in row.items() if k not in ("step_s_all", "losses")}), flush=True)
+    info = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "encoder": args.encoder,
+            "batch_size": args.batch_size, "positions": int(batch[2].sum()), "hidden_dim": args.hidden_dim,
+            "num_layers": args.num_layers, "max_duration": args.max_duration, "precision": args.precision,
+            "steps": args.steps, "rows": rows}
+    print(f"\n{info['gpu']}, encoder {args.encoder}, B={args.batch_size}, T~{args.seq_length}, "
+          f"hidden {args.hidden_dim}, {args.num_layers} layers, K={args.max_duration}, {args.precision}")
+    print("| model | step (s, median) | peak memory, training (GiB) | predict (s) | peak memory, predict (GiB) |")
+    print("|---|---:|---:|---:|---:|")
+    for r in rows:
+        if "error" in r:
+            print(f"| {r['model']} | failed: {r['error'][:80]} | | | |")
+        else:
+            print(f"| {r['model']} | {r['step_s_median']:.3f} | {r['peak_train_gib']:.2f} | {r['predict_s']:.3f} "
+                  f"| {r['peak_predict_gib']:.2f} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(info, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
