@@ -11,7 +11,10 @@ Output directory (``--output-dir``)::
     predictions/<model>.bed
 
 Training: AdamW (weight decay on the encoder's and heads' weight matrices
-only; none on biases, norms or CRF scores), gradient-norm clipping, bfloat16
+only; none on biases, norms or CRF scores; the CRF layer's own scores --
+transitions, durations, initial/final -- at ``--crf-lr-scale`` times the
+learning rate, since they are log-scale scores that must travel several nats
+while Adam moves a parameter about ``lr`` a step), gradient-norm clipping, bfloat16
 autocast for the encoder on CUDA. Each epoch visits the training sequences in
 an order drawn from ``(seed, epoch)``, so a resumed run repeats the
 uninterrupted one. Validation runs every ``--log-every`` epochs and after the
@@ -74,7 +77,7 @@ CURVES_PLOT = "training_curves.png"
 BACKEND_CHOICES = ("streaming", "auto", "cpu", "reference", "triton")
 # Settings that change what a checkpoint's training computes; --resume refuses to mix them.
 IDENTITY_KEYS = ("data", "encoder", "features", "max_duration", "hidden_dim", "num_layers", "batch_size", "lr",
-                 "weight_decay", "grad_clip", "seed", "log_every", "max_train", "max_val", "max_test", "precision")
+                 "crf_lr_scale", "weight_decay", "grad_clip", "seed", "log_every", "max_train", "max_val", "max_test", "precision")
 
 
 class RunError(ValueError):
@@ -149,6 +152,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
     p.add_argument("--num-layers", type=int, default=4, help="encoder layers")
     p.add_argument("--batch-size", type=int, default=16, help="sequences per batch")
     p.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate")
+    p.add_argument("--crf-lr-scale", type=float, default=20.0,
+                   help="learning rate of the CRF layers' transition, duration and start/end scores, as a multiple "
+                        "of --lr (they are log-scale scores that must move several nats)")
     p.add_argument("--epochs", type=int, default=100, help="training epochs per model")
     p.add_argument("--device", default="cuda", choices=("cuda", "cpu"), help="where to train")
     p.add_argument("--log-every", type=int, default=10, help="validate (and log) every N epochs, and after the last")
@@ -231,6 +237,7 @@ def _validate_args(args) -> dict:
     _check_int("--threads", args.threads, allow_none=True)
     _check_float("--lr", args.lr, positive=True)
     _check_float("--weight-decay", args.weight_decay, positive=False)
+    _check_float("--crf-lr-scale", args.crf_lr_scale, positive=True)
     _check_float("--grad-clip", args.grad_clip, positive=False)
     if args.resume and args.overwrite:
         raise RunError("--resume and --overwrite contradict each other: --resume continues the earlier run, "
@@ -310,6 +317,7 @@ def run_config(args, settings: dict, meta: dict) -> dict:
         "num_layers": args.num_layers,
         "batch_size": args.batch_size,
         "lr": args.lr,
+        "crf_lr_scale": args.crf_lr_scale,
         "weight_decay": args.weight_decay,
         "grad_clip": args.grad_clip,
         "epochs": args.epochs,
@@ -549,14 +557,20 @@ def predict_split(model, batcher: Batcher, with_loss: bool = True):
 # training one model
 
 
-def _param_groups(model, weight_decay: float):
-    decay, no_decay = [], []
+def _param_groups(model, weight_decay: float, lr: float, crf_lr_scale: float):
+    decay, no_decay, crf = [], [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        # Decaying CRF scores (transitions, durations) would pull them towards uniform.
-        (decay if p.ndim >= 2 and not name.startswith("crf.") else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        if name.startswith("crf.") or ".crf." in name:
+            # Not decayed: decay would pull transitions and durations towards uniform.
+            crf.append(p)
+        else:
+            (decay if p.ndim >= 2 else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay, "lr": lr},
+              {"params": no_decay, "weight_decay": 0.0, "lr": lr},
+              {"params": crf, "weight_decay": 0.0, "lr": lr * crf_lr_scale}]
+    return [g for g in groups if g["params"]]
 
 
 def _peak_memory_mb(device: torch.device) -> tuple[float, str]:
@@ -594,7 +608,8 @@ class ModelRun:
         torch.manual_seed(args.seed)
         self.model = build_model(name, model_config, meta).to(device)
         trainable = self.model.trainable and any(p.requires_grad for p in self.model.parameters())
-        self.optimizer = torch.optim.AdamW(_param_groups(self.model, args.weight_decay), lr=args.lr) \
+        self.optimizer = torch.optim.AdamW(_param_groups(
+            self.model, args.weight_decay, args.lr, args.crf_lr_scale), lr=args.lr) \
             if trainable else None
         self.training_loss = _TrainingLoss(self.model)
         if trainable and processes.distributed:
