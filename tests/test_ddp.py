@@ -148,9 +148,9 @@ def test_a_crashed_worker_stops_the_run_and_leaves_only_complete_files(data_dir,
     out = tmp_path / "out"
     started = time.monotonic()
     done = _torchrun(2, ["run", "--data-dir", str(data_dir), "--output-dir", str(out), "--models", "softmax,linear",
-                         *TINY], script=launcher)
+                         *TINY], script=launcher, timeout=240)
     assert done.returncode != 0
-    assert time.monotonic() - started < 90  # rank 0 did not wait forever for its dead peer
+    assert time.monotonic() - started < 200  # rank 0 did not wait forever for its dead peer
     # The first model's results are complete; nothing of the second was written, no temporary file is left.
     doc = json.loads((out / "metrics.json").read_text())
     assert list(doc["models"]) == ["softmax"]

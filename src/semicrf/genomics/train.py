@@ -987,6 +987,8 @@ def _run(args, settings, meta, data, config, resumable, device, processes: Proce
         histories[name] = run.history
         if processes.writer:
             write_metrics(out, config, meta, data, results)
+        # A finished model's results are on disk before any process starts the next model.
+        processes.barrier()
         del run
     if not processes.writer:
         return 0
