@@ -83,6 +83,8 @@ def ours(B, T, K, C, repeat, check_logz):
     from semicrf.problem import make_problem as _mk
     pv = _mk(em.detach(), tr.detach(), du.detach(), lengths)
     row["viterbi_sweep_only_s"] = timed(lambda: tb._Sweep([pv], False, "max"), repeat)
+    row["log_sweep_only_s"] = timed(lambda: tb._Sweep([pv], False), repeat)
+    row["method"] = tb._Sweep([pv], False).method
     # Bitwise reproducibility of the gradients across two runs.
     grads = []
     for _ in range(2):
@@ -132,19 +134,29 @@ def main(argv=None):
     ap.add_argument("--check-logz", action="store_true", help="compare log Z with the float64 reference sweep")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--fast-lookback", action="store_true", help="float32 exponentials in the look-back")
+    ap.add_argument("--lookback", choices=["auto", "chunked", "exact"], default="auto",
+                    help="look-back of the sweep (auto: chunked where exact, else per-step)")
+    ap.add_argument("--chunk", type=int, default=None, help="positions per chunk of the chunked look-back")
+    ap.add_argument("--warps", type=int, default=None, help="warps per program of the chunked sweep")
     args = ap.parse_args(argv)
     if not torch.cuda.is_available():
         raise SystemExit("engine_gpu.py needs a CUDA GPU")
     card = torch.cuda.get_device_name()
     from semicrf.backends import triton as tb
     tb.FAST_LOOKBACK = args.fast_lookback
-    print(f"fast look-back: {tb.FAST_LOOKBACK}")
+    tb.LOOKBACK = args.lookback
+    if args.chunk:
+        tb.CHUNK = args.chunk
+    if args.warps:
+        tb.CHUNK_WARPS = args.warps
+    print(f"look-back: {tb.LOOKBACK}, chunk {tb.CHUNK}, warps {tb.CHUNK_WARPS}, fast exp: {tb.FAST_LOOKBACK}")
     rows = []
     for name in args.sizes.split(","):
         if name not in SIZES:
             raise SystemExit(f"--sizes: unknown size {name!r}; choose from {', '.join(SIZES)}")
         B, T, K, C = SIZES[name]
-        r = {"size": name, "B": B, "T": T, "K": K, "C": C, "card": card}
+        r = {"size": name, "B": B, "T": T, "K": K, "C": C, "card": card, "lookback": tb.LOOKBACK,
+             "chunk": tb.CHUNK, "warps": tb.CHUNK_WARPS}
         r["ours"] = ours(B, T, K, C, args.repeat, args.check_logz)
         r["peer"] = None if args.no_peer or name != "small" else peer(B, T, K, C, args.repeat)
         rows.append(r)
@@ -158,7 +170,9 @@ def main(argv=None):
             ratio = f"{pv / o:.0f}x" if pv else "-"
             pv_s = f"{pv:.3f} s" if pv else "-"
             print(f"| {r['B']}, {r['T']}, {r['K']}, {r['C']} | {label} | {o * 1e3:.1f} ms | {pv_s} | {ratio} | {card} |")
-        extra = f"peak extra {r['ours']['peak_extra_gib']:.3f} GiB, grads bitwise equal: {r['ours']['grads_bitwise_equal']}"
+        extra = (f"{r['ours']['method']} look-back, log sweep alone {r['ours']['log_sweep_only_s'] * 1e3:.1f} ms, "
+                 f"viterbi sweep alone {r['ours']['viterbi_sweep_only_s'] * 1e3:.1f} ms, ")
+        extra += f"peak extra {r['ours']['peak_extra_gib']:.3f} GiB, grads bitwise equal: {r['ours']['grads_bitwise_equal']}"
         if "logz_rel_err" in r["ours"]:
             extra += f", log Z rel err {r['ours']['logz_rel_err']:.2e}"
         print(f"|   |   | {extra} | | | |")

@@ -41,9 +41,9 @@ FAST_LOOKBACK = False
 #: "chunked" or "exact" (the per-step K-wide look-back).
 LOOKBACK = "auto"
 #: Positions per chunk of the chunked look-back (a power of two).
-CHUNK = 32
+CHUNK = 64
 #: Warps per program of the chunked sweep.
-CHUNK_WARPS = 4
+CHUNK_WARPS = 8
 #: Largest spread (nats) of finite duration scores per label, and of finite g below its block's
 #: largest, that the linear far part takes: products stay within [e^-700, 1].
 SPREAD_D = 300.0

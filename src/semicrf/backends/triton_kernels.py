@@ -246,7 +246,7 @@ def chunk_sweep_kernel(
     """
     n = tl.program_id(0)
     direction = n // n_per_dir
-    L = tl.load(len_ptr + n)
+    L = tl.load(len_ptr + n).to(tl.int32)
     NEG_INF: tl.constexpr = float("-inf")
 
     cc = tl.arange(0, BLOCK_C)
@@ -307,7 +307,7 @@ def chunk_sweep_kernel(
                 r_best = tl.max(tl.where(x == m[:, None, :], rr[None, :, None], -1), axis=1)
                 upd = m > best  # nearer blocks come first: ties keep the shorter segment
                 best = tl.where(upd, m, best)
-                best_d = tl.where(upd, e_q[:, None] - (j * Q + r_best), best_d)
+                best_d = tl.where(upd, (e_q[:, None] - (j * Q + r_best)).to(tl.int32), best_d)
             else:
                 gl = tl.load(glin_ptr + seq + s[:, None] * C + cc[None, :], mask=cmask[None, :], other=0.0)
                 w = tl.load(w_ptr + (d3 - 1) * C + cc[None, None, :], mask=ok, other=0.0)
@@ -362,7 +362,7 @@ def chunk_sweep_kernel(
                 fard = tl.load(bestd_base + (t + 1) * C + cc, mask=cmask, other=1)
                 near = mn >= farv
                 bestv = tl.where(near, mn, farv)
-                bd = tl.where(near, tl.maximum(i + 1 - r_n, 1), fard)
+                bd = tl.where(near, tl.maximum(i + 1 - r_n, 1).to(tl.int32), fard)
                 tl.store(bestd_base + (t + 1) * C + cc, bd, mask=cmask)
             else:
                 m = tl.maximum(tl.max(win, axis=0), farv)
