@@ -33,7 +33,7 @@ import torch
 from semicrf.genomics import features
 from semicrf.genomics.models import MODEL_NAMES, ModelConfig, build_model
 from semicrf.genomics.synthetic import GeneratorConfig, generate_sequences
-from semicrf.genomics.train import _param_groups
+from semicrf.genomics.train import _param_groups, add_run_arguments
 
 
 def make_batch(batch: int, length: int, device: torch.device, seed: int = 0):
@@ -52,7 +52,9 @@ def make_batch(batch: int, length: int, device: torch.device, seed: int = 0):
 def profile(name: str, config: ModelConfig, batch, steps: int, device: torch.device) -> dict:
     torch.manual_seed(0)
     model = build_model(name, config).to(device)
-    opt = torch.optim.AdamW(_param_groups(model, 0.01), lr=1e-3)
+    # The run command's default optimizer settings.
+    run = add_run_arguments(argparse.ArgumentParser()).parse_args(["--data-dir", "-", "--output-dir", "-"])
+    opt = torch.optim.AdamW(_param_groups(model, run.weight_decay, run.lr, run.crf_lr_scale), lr=run.lr)
     x, y, lengths = batch
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats(device)
@@ -64,9 +66,9 @@ def profile(name: str, config: ModelConfig, batch, steps: int, device: torch.dev
         opt.zero_grad(set_to_none=True)
         loss = model.loss(x, y, lengths)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), run.grad_clip)
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         torch.cuda.synchronize(device)
         times.append(time.perf_counter() - start)
     peak_train = torch.cuda.max_memory_allocated(device) / 2**30
