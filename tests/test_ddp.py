@@ -39,7 +39,8 @@ def data_dir(tmp_path_factory):
 
 
 def _torchrun(nproc: int, argv: list[str], script: Path = SCRIPT, timeout: float = 120):
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT / "src"))
+    path = os.pathsep.join(p for p in (str(ROOT / "src"), os.environ.get("PYTHONPATH", "")) if p)
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=path)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
            str(script), *argv]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
@@ -160,15 +161,13 @@ def test_a_crashed_worker_stops_the_run_and_leaves_only_complete_files(data_dir,
 
 
 def _gpu_argv(encoder):
-    args = dict(zip(TINY[::2], TINY[1::2]))
-    args.update({"--device": "cuda", "--encoder": encoder, "--precision": "fp32"})
+    changes = {"--device": "cuda", "--encoder": encoder}
     if encoder == "mamba":
-        args.update({"--hidden-dim": "64", "--num-layers": "2"})
-    argv = ["--no-progress"]
-    for k, v in args.items():
-        if k != "--no-progress":
-            argv += [k, v]
-    return argv
+        changes.update({"--hidden-dim": "64", "--num-layers": "2"})
+    argv = list(TINY)
+    for flag, value in changes.items():
+        argv[argv.index(flag) + 1] = value
+    return [*argv, "--precision", "fp32"]
 
 
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA GPUs")
