@@ -28,7 +28,7 @@ SCRIPT = ROOT / "benchmarks" / "synthetic_genomics" / "synthetic_benchmark.py"
 # Batches of 3 over 7 training sequences: 3, 3, 1, so in the last batch rank 1 has no sequence.
 TINY = ["--encoder", "bilstm", "--hidden-dim", "8", "--num-layers", "1", "--batch-size", "3", "--max-duration", "40",
         "--device", "cpu", "--lr", "0.01", "--log-every", "1", "--no-progress", "--epochs", "2", "--threads", "1"]
-MODELS = "softmax,pytorch-crf,semicrf"
+MODELS = "softmax,semicrf"
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +134,7 @@ if os.environ["RANK"] == "1":
     original = train.ModelRun._train_epoch
 
     def _train_epoch(self, epoch):
-        if self.name == "linear":
+        if epoch == 2:
             os._exit(7)  # dies without any cleanup, mid-run
         return original(self, epoch)
 
@@ -148,16 +148,15 @@ def test_a_crashed_worker_stops_the_run_and_leaves_only_complete_files(data_dir,
     launcher.write_text(CRASHING_LAUNCHER)
     out = tmp_path / "out"
     started = time.monotonic()
-    done = _torchrun(2, ["run", "--data-dir", str(data_dir), "--output-dir", str(out), "--models", "softmax,linear",
+    done = _torchrun(2, ["run", "--data-dir", str(data_dir), "--output-dir", str(out), "--models", "softmax",
                          *TINY], script=launcher, timeout=240)
     assert done.returncode != 0
     assert time.monotonic() - started < 200  # rank 0 did not wait forever for its dead peer
-    # The first model's results are complete; nothing of the second was written, no temporary file is left.
-    doc = json.loads((out / "metrics.json").read_text())
-    assert list(doc["models"]) == ["softmax"]
-    assert not list(out.rglob("*.tmp")) and not list(out.rglob(".*.tmp"))
-    assert not (out / "checkpoints" / "linear_best.pt").exists()
-    assert not (out / "duration_comparison.png").exists()
+    # Epoch 1's checkpoints are complete; no result of an unfinished model, no temporary file is left.
+    assert torch.load(out / "checkpoints" / "softmax_last.pt", weights_only=True)["epoch"] == 1
+    assert torch.load(out / "checkpoints" / "softmax_best.pt", weights_only=True)["epoch"] == 1
+    assert not (out / "metrics.json").exists() and not (out / "duration_comparison.png").exists()
+    assert not list(out.rglob("*.tmp"))
 
 
 def _gpu_argv(encoder):
