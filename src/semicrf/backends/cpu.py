@@ -17,6 +17,14 @@ blocks of ``log(dot) + ref``, combined in log space: a handful of exponentials p
 (e, c) instead of K. The sequential chain itself (transitions, references) stays in
 float64 log space.
 
+The look-back of label c is bounded by the span of its finite durations
+(:func:`duration_span`): durations outside it score -inf, so a label whose
+segments are at most 500 long costs 500 terms per position even when K is
+20 000, and one that cannot be shorter than 100 skips the 99 nearest starts. An
+end position whose end score is -inf skips the look-back altogether (such a
+segment cannot end there). Both are exact: they only leave out terms that are
+-inf.
+
 When the finite duration scores of a label spread over more than ``SPREAD`` nats
 the linear form could lose terms, so such inputs take an exact log-space path
 (slower, same results).
@@ -60,13 +68,13 @@ def _lse_update(mx, acc, term):
 
 
 @nb.njit(**_jit)
-def _sweep(L, K, C, linear, cum, start, end, lim, trans, init, dur, w_rev, dur_max,
+def _sweep(L, K, C, linear, cum, start, end, lim, trans, init, dur, w_rev, dur_max, span,
            alpha, u, gl, blk, bstart, bref, nblk):
     """Forward sweep of one sequence of length L.
 
     In: cum (L+1, C) prefix sums; start, end (L, C); lim (L, C) longest allowed segment ending at t;
     trans (C, C); init (C,); dur (K, C) log scores; w_rev (C, K) with w_rev[c, K - d] =
-    exp(dur[d - 1, c] - dur_max[c]).
+    exp(dur[d - 1, c] - dur_max[c]); span (C, 2) shortest and longest finite duration of each label.
     Out: alpha (L+1, C); u (L, C) incoming log-scores; gl (C, L) block-scaled exp(g); blk (C, L) block
     of each position; bstart (C, L+1), bref (C, L) block starts and references; nblk (C,).
     """
@@ -111,19 +119,22 @@ def _sweep(L, K, C, linear, cum, start, end, lim, trans, init, dur, w_rev, dur_m
         # Segments that end at e = t + 1.
         e = t + 1
         for c in range(C):
-            n = min(lim[t, c], K, e)
-            if n <= 0:
+            # Only durations span[c, 0]..span[c, 1] can score, and a segment whose end score
+            # forbids it needs no look-back at all.
+            n = min(lim[t, c], span[c, 1], e)
+            if n < span[c, 0] or end[t, c] == NEG_INF:
                 alpha[e, c] = NEG_INF
                 continue
             lo = e - n
+            hi = e - span[c, 0] + 1
             mx = NEG_INF
             acc = 0.0
             if linear:
                 s = lo
                 base = K - e
-                while s < e:
+                while s < hi:
                     k = blk[c, s]
-                    stop = min(e, bstart[c, k + 1])
+                    stop = min(hi, bstart[c, k + 1])
                     part = 0.0
                     for q in range(s, stop):
                         part += w_rev[c, base + q] * gl[c, q]
@@ -132,7 +143,7 @@ def _sweep(L, K, C, linear, cum, start, end, lim, trans, init, dur, w_rev, dur_m
                     s = stop
                 best = mx + math.log(acc) + dur_max[c] if acc > 0.0 else NEG_INF
             else:
-                for q in range(lo, e):
+                for q in range(lo, hi):
                     mx, acc = _lse_update(mx, acc, dur[e - q - 1, c] + gl[c, q])
                 best = mx + math.log(acc) if acc > 0.0 else NEG_INF
             alpha[e, c] = cum[e, c] + end[t, c] + best
@@ -145,7 +156,7 @@ def _safe_exp(x):
 
 
 @nb.njit(**_jit)
-def _assemble(L, K, C, linear, constrained, log_z, cum, start, trans, dur, dur_max, lim,
+def _assemble(L, K, C, linear, constrained, log_z, cum, start, trans, dur, dur_max, span, lim,
               alpha, u, gl, blk, bstart, bref, nblk,
               alpha_r, u_r, gl_r, blk_r, bstart_r, bref_r, nblk_r,
               occ, smass, emass, tgrad, dgrad, h_lin):
@@ -193,7 +204,7 @@ def _assemble(L, K, C, linear, constrained, log_z, cum, start, trans, dur, dur_m
                 gs = gl[c, s]
                 if gs == NEG_INF:
                     continue
-                for d in range(1, min(K, L - s) + 1):
+                for d in range(span[c, 0], min(span[c, 1], L - s) + 1):
                     if constrained and d > lim[s + d - 1, c]:
                         continue
                     x = gs + dur[d - 1, c] + gl_r[c, L - s - d] + cum[L, c] - log_z
@@ -207,8 +218,8 @@ def _assemble(L, K, C, linear, constrained, log_z, cum, start, trans, dur, dur_m
             b_i = bstart[c, i + 1] if i + 1 < nblk[c] else L
             if bref[c, i] == NEG_INF:
                 continue
-            e_lo = a_i + 1
-            e_hi = min(L, b_i - 1 + K)
+            e_lo = a_i + span[c, 0]
+            e_hi = min(L, b_i - 1 + span[c, 1])
             # Walk the backward blocks that cover e in [e_lo, e_hi], from high e to low e... in s' order.
             sp = L - e_hi  # s' of e_hi
             while sp <= L - e_lo:
@@ -219,8 +230,8 @@ def _assemble(L, K, C, linear, constrained, log_z, cum, start, trans, dur, dur_m
                 f_hi = L - sp
                 ref = bref[c, i] + bref_r[c, j] + cum[L, c] - log_z
                 if bref_r[c, j] != NEG_INF:
-                    d_min = max(1, f_lo - (b_i - 1))
-                    d_max = min(K, f_hi - a_i)
+                    d_min = max(span[c, 0], f_lo - (b_i - 1))
+                    d_max = min(span[c, 1], f_hi - a_i)
                     for d in range(d_min, d_max + 1):
                         if dur[d - 1, c] == NEG_INF:
                             continue
@@ -240,12 +251,12 @@ def _assemble(L, K, C, linear, constrained, log_z, cum, start, trans, dur, dur_m
 
 
 @nb.njit(**_jit)
-def _assemble_task(b, B, lengths, K, C, linear, constrained, log_z, cum, start, trans, dur, dur_max, lim,
+def _assemble_task(b, B, lengths, K, C, linear, constrained, log_z, cum, start, trans, dur, dur_max, span, lim,
                    alpha, u, gl, blk, bstart, bref, nblk, occ, smass, emass, tgrad, dgrad):
     """_assemble for sequence b, whose reversal is task B + b."""
     r = B + b
     h_lin = np.empty(lengths[b] + 1)
-    _assemble(lengths[b], K, C, linear, constrained, log_z[b], cum[b], start[b], trans, dur, dur_max, lim[b],
+    _assemble(lengths[b], K, C, linear, constrained, log_z[b], cum[b], start[b], trans, dur, dur_max, span, lim[b],
               alpha[b], u[b], gl[b], blk[b], bstart[b], bref[b], nblk[b],
               alpha[r], u[r], gl[r], blk[r], bstart[r], bref[r], nblk[r],
               occ[b], smass[b], emass[b], tgrad[b], dgrad[b], h_lin)
@@ -272,7 +283,7 @@ def _limits(labels, lengths, K, C, constrained, out):
 
 # --------------------------------------------------------------------------- Viterbi
 @nb.njit(**_jit)
-def _viterbi_one(L, K, C, cum, start, end, trans, init, final, dur_rev, alpha, gv, best_d, best_prev,
+def _viterbi_one(L, K, C, cum, start, end, trans, init, final, dur_rev, span, alpha, gv, best_d, best_prev,
                  labels, segs):
     """Max-plus sweep and traceback for one sequence. Returns (score, number of segments)."""
     for c in range(C):
@@ -293,12 +304,16 @@ def _viterbi_one(L, K, C, cum, start, end, trans, init, final, dur_rev, alpha, g
             best_prev[t, c] = arg
             gv[c, t] = uv - cum[t, c] + start[t, c]
         e = t + 1
-        n = min(K, e)
         base = K - e
         for c in range(C):
             best = NEG_INF
             bs = e - 1
-            for s in range(e - n, e):
+            n = min(span[c, 1], e)
+            if n < span[c, 0] or end[t, c] == NEG_INF:  # see _sweep
+                alpha[e, c] = NEG_INF
+                best_d[e, c] = 1
+                continue
+            for s in range(e - n, e - span[c, 0] + 1):
                 x = dur_rev[c, base + s] + gv[c, s]
                 if x >= best:  # ties go to the larger start, i.e. the shorter segment
                     best = x
@@ -333,7 +348,7 @@ def _viterbi_one(L, K, C, cum, start, end, trans, init, final, dur_rev, alpha, g
 
 
 @nb.njit(**_jit)
-def _viterbi_task(b, lengths, K, C, cum, start, end, trans, init, final, dur_rev, scores, labels, segs, nseg):
+def _viterbi_task(b, lengths, K, C, cum, start, end, trans, init, final, dur_rev, span, scores, labels, segs, nseg):
     T = labels.shape[1]
     if True:
         L = lengths[b]
@@ -341,7 +356,7 @@ def _viterbi_task(b, lengths, K, C, cum, start, end, trans, init, final, dur_rev
         gv = np.empty((C, L))
         best_d = np.zeros((L + 1, C), dtype=np.int64)
         best_prev = np.zeros((L, C), dtype=np.int64)
-        sc, n = _viterbi_one(L, K, C, cum[b], start[b], end[b], trans, init, final, dur_rev, alpha, gv, best_d,
+        sc, n = _viterbi_one(L, K, C, cum[b], start[b], end[b], trans, init, final, dur_rev, span, alpha, gv, best_d,
                              best_prev, labels[b], segs[b])
         scores[b] = sc
         nseg[b] = n
@@ -387,6 +402,20 @@ def _seq_or_zeros(x, shape) -> np.ndarray:
     return np.zeros(shape) if x is None else _np(x)
 
 
+def duration_span(dur: np.ndarray) -> np.ndarray:
+    """(C, 2) int64: the shortest and longest finite duration of each label ((1, 0) when none is).
+
+    The look-back of label c visits only durations in this span: a label whose durations are
+    -inf past some length (or below one) costs no more than its longest (shortest) segment needs.
+    """
+    K, C = dur.shape
+    finite = np.isfinite(dur)
+    any_ = finite.any(axis=0)
+    lo = np.where(any_, finite.argmax(axis=0) + 1, 1)
+    hi = np.where(any_, K - finite[::-1].argmax(axis=0), 0)
+    return np.ascontiguousarray(np.stack([lo, hi], axis=1).astype(np.int64))
+
+
 def _duration_tables(dur: np.ndarray):
     """(linear?, w_rev (C, K), dur_max (C,)) for the duration look-back."""
     K, C = dur.shape
@@ -416,6 +445,7 @@ def forward_backward(p: Problem, constrained: bool = False, need_marginals: bool
     K = p.max_duration
     dur = _np(p.durations)
     linear, w_rev, dmax = _duration_tables(dur)
+    span = duration_span(dur)
     lengths = p.lengths.cpu().numpy().astype(np.int64)
     problems = [p, reverse_problem(p)] if need_marginals else [p]
     n = len(problems) * B
@@ -439,7 +469,7 @@ def forward_backward(p: Problem, constrained: bool = False, need_marginals: bool
     init = np.ascontiguousarray(init)
 
     def sweep(i):
-        _sweep(all_len[i], K, C, linear, cum[i], start[i], end[i], lim[i], trans[i], init[i], dur, w_rev, dmax,
+        _sweep(all_len[i], K, C, linear, cum[i], start[i], end[i], lim[i], trans[i], init[i], dur, w_rev, dmax, span,
                alpha[i], u[i], gl[i], blk[i], bstart[i], bref[i], nblk[i])
 
     work = int(lengths.sum()) * K * C
@@ -461,7 +491,7 @@ def forward_backward(p: Problem, constrained: bool = False, need_marginals: bool
     dgrad = np.zeros((B, K, C))
     trans_f = _np(p.transitions)
     _parallel(lambda b: _assemble_task(b, B, lengths, K, C, linear, constrained, log_z, cum, start, trans_f, dur, dmax,
-                                       lim, alpha, u, gl, blk, bstart, bref, nblk, occ, smass, emass, tgrad, dgrad), B, work)
+                                       span, lim, alpha, u, gl, blk, bstart, bref, nblk, occ, smass, emass, tgrad, dgrad), B, work)
 
     def t(x):
         return torch.from_numpy(x).to(out_dev)
@@ -485,7 +515,7 @@ def viterbi(p: Problem) -> ViterbiResult:
     nseg = np.zeros(B, dtype=np.int64)
     args = (lengths, K, C, _prefix(p.emissions), _seq_or_zeros(p.start_scores, (B, T, C)),
             _seq_or_zeros(p.end_scores, (B, T, C)), _np(p.transitions), _np(p.initial), _np(p.final), dur_rev,
-            scores, labels, segs, nseg)
+            duration_span(dur), scores, labels, segs, nseg)
     _parallel(lambda b: _viterbi_task(b, *args), B, int(lengths.sum()) * K * C)
     segments = [[tuple(int(v) for v in row) for row in segs[b, :nseg[b]][::-1]] for b in range(B)]
     return ViterbiResult(score=torch.from_numpy(scores), labels=torch.from_numpy(labels), segments=segments)

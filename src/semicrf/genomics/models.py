@@ -16,6 +16,11 @@ semicrf        K     learned    emissions + segment start/end scores +
                                 ``SemiCRF(C, K, "learned")``
 semicrf_uniform K    uniform    the same as semicrf with the duration table
                                 fixed at zero (every length 1..K scores alike)
+oracle         20000 true       no encoder, no training: the generating model
+                                as a semi-CRF, Viterbi (see :mod:`.oracle`)
+oracle_posterior     true       the same, per-position maximum posterior
+                                (not in the default list: forward-backward at
+                                K = 20 000 costs several times the Viterbi)
 ============== ===== ========== ================================================
 
 Both semi-CRF models have the same boundary heads (a linear map of the encoder
@@ -272,6 +277,20 @@ def parse_model_list(text: str) -> list[str]:
     return names
 
 
+def _build_oracle(config: ModelConfig, metadata: dict | None, method: str):
+    from .oracle import OracleTagger, config_from_metadata
+
+    if metadata is None:
+        raise ValueError("the oracle model is built from the data set's metadata (its generating model); "
+                         "none was given")
+    if config.input_dim != 5:
+        # The oracle scores bases; k-mer frequencies do not hand them back.
+        raise ValueError(f"the oracle models read bases from one-hot features (5 dims), got {config.input_dim}-dim "
+                         "features; run with --features onehot, or leave oracle out of --models "
+                         "(e.g. --models softmax,pytorch-crf,linear,semicrf,semicrf_uniform)")
+    return OracleTagger(config, config_from_metadata(metadata), method=method)
+
+
 register_model("softmax", lambda cfg, meta: SoftmaxTagger(cfg), "position-wise baseline, no structure")
 register_model("pytorch-crf", lambda cfg, meta: TorchCRFTagger(cfg), "external linear CRF (pytorch-crf 0.7.2)")
 register_model("linear", lambda cfg, meta: SemiCRFTagger(cfg, 1, "learned", boundary_heads=False),
@@ -281,3 +300,7 @@ register_model("semicrf", lambda cfg, meta: SemiCRFTagger(cfg, cfg.max_duration,
 register_model("semicrf_uniform",
                lambda cfg, meta: SemiCRFTagger(cfg, cfg.max_duration, "uniform", boundary_heads=True),
                "semi-CRF, durations fixed uniform (ablation)")
+register_model("oracle", lambda cfg, meta: _build_oracle(cfg, meta, "viterbi"),
+               "Bayes-optimal reference: the true generating model, Viterbi (no training)")
+register_model("oracle_posterior", lambda cfg, meta: _build_oracle(cfg, meta, "posterior"),
+               "the true generating model, per-position maximum posterior (no training)")
