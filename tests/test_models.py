@@ -38,7 +38,7 @@ def _model(name, seed=0, config=CONFIG):
 def test_registry_holds_the_five_models_in_order():
     assert MODEL_NAMES == ("softmax", "pytorch-crf", "linear", "semicrf", "semicrf_uniform")
     assert models.available_models()[:5] == MODEL_NAMES
-    assert parse_model_list("all") == list(MODEL_NAMES)
+    assert parse_model_list("all") == list(MODEL_NAMES) + ["oracle"]
     assert parse_model_list("semicrf, linear") == ["semicrf", "linear"]
     with pytest.raises(ValueError, match="unknown model"):
         parse_model_list("semicrf,hmm")

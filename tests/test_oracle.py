@@ -302,11 +302,21 @@ def test_config_round_trips_through_metadata(tmp_path):
         oracle.config_from_metadata({"config": {"num_classes": 3}})
 
 
-def test_kmer_features_are_refused_with_a_hint(tmp_path):
-    generate_dataset(tmp_path / "d", syn.GeneratorConfig(seq_length=2000), num_train=1, num_val=1, num_test=1)
-    meta = load_metadata(tmp_path / "d")
-    with pytest.raises(ValueError, match="--features onehot"):
-        build_model("oracle", ModelConfig(input_dim=256, num_classes=3), meta)
+def test_oracle_reads_bases_when_the_run_uses_kmer_features(tmp_path):
+    data = tmp_path / "data"
+    generate_dataset(data, syn.GeneratorConfig(seq_length=3000, content="realistic"), num_train=2, num_val=1,
+                     num_test=2, seed=5)
+    runs = {}
+    for kind in ("onehot", "kmer"):
+        out = tmp_path / kind
+        status = main(["run", "--data-dir", str(data), "--output-dir", str(out), "--models", "oracle",
+                       "--features", kind, "--encoder", "bilstm", "--hidden-dim", "8", "--num-layers", "1",
+                       "--device", "cpu", "--epochs", "1", "--no-progress"])
+        assert status == 0
+        runs[kind] = json.loads((out / "metrics.json").read_text())["models"]["oracle"]
+    # The oracle ignores --features: the same bases, the same decoding, the same metrics.
+    for key in ("boundary_f1", "segment_f1", "position_f1_macro", "duration_kl_mean"):
+        assert runs["kmer"][key] == runs["onehot"][key], key
 
 
 # ----------------------------------------------------------------------------- in the runner

@@ -50,7 +50,10 @@ from torch import nn
 
 from .encoders import build_encoder
 
+#: The five learned models of the comparison.
 MODEL_NAMES = ("softmax", "pytorch-crf", "linear", "semicrf", "semicrf_uniform")
+#: What ``--models all`` (the default) runs: the learned models and the oracle, their ceiling.
+DEFAULT_MODELS = MODEL_NAMES + ("oracle",)
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,8 @@ class SequenceLabeler(nn.Module):
     trainable = True
     #: K for the duration histograms of a model whose segments are bounded, else None.
     max_duration: int | None = None
+    #: The input features the model reads, when it needs a kind of its own (else the run's --features).
+    feature_kind: str | None = None
     description = ""
 
     def __init__(self, config: ModelConfig):
@@ -265,7 +270,7 @@ def build_model(name: str, config: ModelConfig, metadata: dict | None = None) ->
 def parse_model_list(text: str) -> list[str]:
     """``"all"`` or a comma-separated list of model names -> names in the order given."""
     if text is None or text.strip() in ("", "all"):
-        return list(MODEL_NAMES)
+        return list(DEFAULT_MODELS)
     names = [n.strip() for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in _REGISTRY]
     if unknown:
@@ -283,11 +288,6 @@ def _build_oracle(config: ModelConfig, metadata: dict | None, method: str):
     if metadata is None:
         raise ValueError("the oracle model is built from the data set's metadata (its generating model); "
                          "none was given")
-    if config.input_dim != 5:
-        # The oracle scores bases; k-mer frequencies do not hand them back.
-        raise ValueError(f"the oracle models read bases from one-hot features (5 dims), got {config.input_dim}-dim "
-                         "features; run with --features onehot, or leave oracle out of --models "
-                         "(e.g. --models softmax,pytorch-crf,linear,semicrf,semicrf_uniform)")
     return OracleTagger(config, config_from_metadata(metadata), method=method)
 
 

@@ -543,6 +543,9 @@ class OracleTagger(nn.Module):
     """
 
     trainable = False
+    # It scores bases, which k-mer frequencies do not hand back: the runner gives it one-hot
+    # features whatever --features says.
+    feature_kind = "onehot"
 
     def __init__(self, model_config, generator: GeneratorConfig, method: str = "viterbi",
                  exon_levels: int | None = None):

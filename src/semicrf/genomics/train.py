@@ -619,9 +619,10 @@ class ModelRun:
         self.best_state = None  # the best epoch's weights, on the CPU, in every process
         self.results = None
         self.ckpt_dir = out / "checkpoints"
-        self.train_batches = Batcher(data["train"], args.features, args.batch_size, device, processes)
-        self.val_batches = Batcher(data["val"], args.features, args.batch_size, device, processes)
-        self.test_batches = Batcher(data["test"], args.features, args.batch_size, device, processes)
+        kind = self.model.feature_kind or args.features  # the oracle reads one-hot bases
+        self.train_batches = Batcher(data["train"], kind, args.batch_size, device, processes)
+        self.val_batches = Batcher(data["val"], kind, args.batch_size, device, processes)
+        self.test_batches = Batcher(data["test"], kind, args.batch_size, device, processes)
 
     # -- checkpoints --
 
