@@ -11,11 +11,11 @@ install:
 	$(PY) -m pip install -q -e '.[test]'
 
 demo: install
-	$(PY) -m semicrf.genomics.cli generate --output-dir $(DEMO_DATA) --num-train 16 --num-val 4 --num-test 4 \
-		--seq-length 2000 --content realistic --overwrite
+	$(PY) -m semicrf.genomics.cli generate --output-dir $(DEMO_DATA) --num-train 12 --num-val 3 --num-test 3 \
+		--seq-length 20000 --content realistic --overwrite
 	$(PY) -m semicrf.genomics.cli run --data-dir $(DEMO_DATA) --output-dir $(DEMO_RESULTS) --encoder bilstm \
-		--device cpu --epochs 3 --log-every 1 --hidden-dim 16 --num-layers 1 --batch-size 8 --max-duration 200 --threads 1 \
-		--overwrite
+		--features kmer --device cpu --epochs 7 --log-every 2 --hidden-dim 16 --num-layers 1 --batch-size 1 \
+		--lr 3e-3 --max-duration 500 --threads 1 --overwrite
 	$(PY) -m semicrf.genomics.cli compare --results-dir $(DEMO_RESULTS)
 
 test: install

@@ -7,7 +7,10 @@ Rows: log_likelihood forward + backward and viterbi at the sizes of the project'
 When flash-semicrf is importable (install it separately, e.g. into a throw-away folder on
 PYTHONPATH; it is never a dependency of semicrf), its `SemiMarkovCRFHead.compute_loss(...,
 backend="streaming")` forward + backward runs on the same inputs in the same process and the
-ratio is printed. Each timing is the best of several repeats after a warm-up.
+ratio is printed. A second table sets the engine at K = 1 (a linear-chain CRF) against
+pytorch-crf 0.7.2, the benchmark's external linear CRF, on the same emissions: the
+log-likelihood forward + backward and Viterbi decoding. Each timing is the best of several
+repeats after a warm-up.
 """
 
 from __future__ import annotations
@@ -72,6 +75,36 @@ def peer_loss(B, T, K, C, hidden=64, seed=0):
     return step
 
 
+def linear_vs_pytorch_crf(B, T, C, seed=0):
+    """(ours f+b, ours decode, pytorch-crf f+b, pytorch-crf decode) step functions, or None without it."""
+    try:
+        from torchcrf import CRF
+    except ImportError:
+        return None
+    g = torch.Generator().manual_seed(seed)
+    emissions = torch.randn(B, T, C, generator=g, requires_grad=True)
+    labels = torch.randint(0, C, (B, T), generator=g)
+    ours, theirs = semicrf.SemiCRF(C, 1), CRF(C, batch_first=True)
+
+    def ours_step():
+        emissions.grad = None
+        ours.nll(emissions, labels).sum().backward()
+
+    def theirs_step():
+        emissions.grad = None
+        (-theirs(emissions, labels, reduction="sum")).backward()
+
+    def ours_decode():
+        with torch.no_grad():
+            ours.decode(emissions)
+
+    def theirs_decode():
+        with torch.no_grad():
+            theirs.decode(emissions)
+
+    return ours_step, ours_decode, theirs_step, theirs_decode
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="only the small row")
@@ -96,6 +129,17 @@ def main():
         else:
             peer_txt = f"{'-':>14} {'-':>8}"
         print(f"{B:>3} {T:>7} {K:>5} {C:>2} | {t_loss:13.4f}s {t_vit:12.4f}s | {peer_txt}")
+    print("\nK = 1 against pytorch-crf 0.7.2 (log-likelihood forward + backward; Viterbi)")
+    print(f"{'B':>3} {'T':>7} {'C':>2} | {'ours f+b':>10} {'theirs f+b':>11} {'ratio':>7} | "
+          f"{'ours decode':>11} {'theirs decode':>13} {'ratio':>7}")
+    for B, T, C in [(16, 2000, 3)] + ([] if args.quick else [(1, 20_000, 3)]):
+        fns = linear_vs_pytorch_crf(B, T, C)
+        if fns is None:
+            print("pytorch-crf is not installed (pip install pytorch-crf==0.7.2)")
+            break
+        t = [best_of(fn, args.repeats) for fn in fns]
+        print(f"{B:>3} {T:>7} {C:>2} | {t[0]:9.4f}s {t[2]:10.4f}s {t[2] / t[0]:6.0f}x | "
+              f"{t[1]:10.4f}s {t[3]:12.4f}s {t[3] / t[1]:6.0f}x")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak resident memory of this process: {rss:.0f} MiB")
 
