@@ -104,6 +104,20 @@ def ours(B, T, K, C, repeat, check_logz):
     return row
 
 
+def sweeps(B, T, K, C, repeat):
+    """Seconds of the forward log sweep and of the Viterbi sweep alone (no marginals, no traceback)."""
+    from semicrf.backends import triton as tb
+    from semicrf.problem import make_problem
+    g = torch.Generator(device="cuda").manual_seed(0)
+    p = make_problem(torch.randn(B, T, C, device="cuda", generator=g),
+                     0.1 * torch.randn(C, C, device="cuda", generator=g),
+                     0.1 * torch.randn(K, C, device="cuda", generator=g), torch.full((B,), T, device="cuda"))
+    return {"log_sweep_s": timed(lambda: tb._Sweep([p], False), repeat),
+            "fwd_bwd_sweeps_s": timed(lambda: tb._Sweep([p, tb.reverse_problem(p)], False), repeat),
+            "viterbi_sweep_s": timed(lambda: tb._Sweep([p], False, "max"), repeat),
+            "method": tb._Sweep([p], False).method}
+
+
 def peer(B, T, K, C, repeat):
     try:
         from flash_semicrf import SemiMarkovCRFHead
@@ -138,6 +152,10 @@ def main(argv=None):
                     help="look-back of the sweep (auto: chunked where exact, else per-step)")
     ap.add_argument("--chunk", type=int, default=None, help="positions per chunk of the chunked look-back")
     ap.add_argument("--warps", type=int, default=None, help="warps per program of the chunked sweep")
+    ap.add_argument("--near", choices=["linear", "log"], default=None,
+                    help="near part of the chunked sweep: register-resident linear space, or log space")
+    ap.add_argument("--sweeps-only", action="store_true",
+                    help="time only the forward log and Viterbi sweeps (for scanning configurations)")
     args = ap.parse_args(argv)
     if not torch.cuda.is_available():
         raise SystemExit("engine_gpu.py needs a CUDA GPU")
@@ -149,14 +167,24 @@ def main(argv=None):
         tb.CHUNK = args.chunk
     if args.warps:
         tb.CHUNK_WARPS = args.warps
-    print(f"look-back: {tb.LOOKBACK}, chunk {tb.CHUNK}, warps {tb.CHUNK_WARPS}, fast exp: {tb.FAST_LOOKBACK}")
+    if args.near:
+        tb.NEAR = args.near
+    print(f"look-back: {tb.LOOKBACK}, chunk {tb.CHUNK or 'auto'}, warps {tb.CHUNK_WARPS or 'auto'}, near {tb.NEAR}, "
+          f"fast exp: {tb.FAST_LOOKBACK}")
+    if args.sweeps_only:
+        for name in args.sizes.split(","):
+            B, T, K, C = SIZES[name]
+            print(json.dumps({"size": name, "card": card, "lookback": tb.LOOKBACK, "chunk": tb.chunk_config(K)[0],
+                              "warps": tb.chunk_config(K)[1], "near": tb.NEAR, **sweeps(B, T, K, C, args.repeat)}),
+                  flush=True)
+        return
     rows = []
     for name in args.sizes.split(","):
         if name not in SIZES:
             raise SystemExit(f"--sizes: unknown size {name!r}; choose from {', '.join(SIZES)}")
         B, T, K, C = SIZES[name]
         r = {"size": name, "B": B, "T": T, "K": K, "C": C, "card": card, "lookback": tb.LOOKBACK,
-             "chunk": tb.CHUNK, "warps": tb.CHUNK_WARPS}
+             "chunk": tb.chunk_config(K)[0], "warps": tb.chunk_config(K)[1], "near": tb.NEAR}
         r["ours"] = ours(B, T, K, C, args.repeat, args.check_logz)
         r["peer"] = None if args.no_peer or name != "small" else peer(B, T, K, C, args.repeat)
         rows.append(r)

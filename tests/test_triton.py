@@ -109,10 +109,15 @@ def test_viterbi_segment_tensors_match_the_lists():
     assert vt.segments == vr.segments
 
 
-# The chunked look-back with chunks of 4 positions, so that the far part (earlier chunks) is used.
-@pytest.mark.parametrize("B,T,C,K", [(2, 13, 3, 9), (3, 11, 2, 3), (2, 17, 1, 20), (2, 9, 5, 6)])
-def test_chunked_lookback_matches_reference(monkeypatch, B, T, C, K):
+# The chunked look-back with chunks of 4 positions, so that the far part (earlier chunks) is used;
+# far tile 0 cuts each source block into sub-blocks of one start; "log" is the log-space near part.
+@pytest.mark.parametrize("B,T,C,K,tile,near", [(2, 13, 3, 9, 0, "linear"), (3, 11, 2, 3, 32, "linear"),
+                                               (2, 17, 1, 20, 0, "linear"), (2, 9, 5, 6, 32, "linear"),
+                                               (2, 13, 3, 9, 32, "log")])
+def test_chunked_lookback_matches_reference(monkeypatch, B, T, C, K, tile, near):
     monkeypatch.setattr(tb, "CHUNK", 4)
+    monkeypatch.setattr(tb, "FAR_TILE", tile)
+    monkeypatch.setattr(tb, "NEAR", near)
     kw = inputs(B, T, C, K, seed=T + K)
     labels = labels_in_runs(B, T, C, seed=K)
     p = make_problem(**kw, labels=labels)
@@ -127,9 +132,26 @@ def test_chunked_lookback_matches_reference(monkeypatch, B, T, C, K):
     assert torch.equal(vt.labels.cpu(), vr.labels.cpu()) and vt.segments == vr.segments
 
 
+def test_linear_chain_holds_large_scores(monkeypatch):
+    """Emissions of tens of nats a position and strong transitions: the linear chain's per-chunk
+    scaling must keep log Z and every marginal at the reference's values."""
+    monkeypatch.setattr(tb, "CHUNK", 8)
+    kw = inputs(2, 30, 3, 12, seed=14)
+    kw["emissions"] = kw["emissions"] * 25
+    kw["transitions"] = kw["transitions"] * 10
+    kw["start_scores"] = kw["start_scores"] * 10
+    p = make_problem(**kw)
+    assert tb._Sweep([p], False).method == "chunked"
+    a, r = tb.forward_backward(p, False, True), reference.forward_backward(p, False, True)
+    assert_close(a.log_z, r.log_z, tol=1e-12)
+    for f in r.marginals.__dataclass_fields__:
+        assert_close(getattr(a.marginals, f), getattr(r.marginals, f), what=f)
+
+
 def test_chunked_viterbi_breaks_ties_like_the_reference(monkeypatch):
     """Integer scores make many equal paths: the shorter last segment must win, near or far."""
     monkeypatch.setattr(tb, "CHUNK", 4)
+    monkeypatch.setattr(tb, "FAR_TILE", 0)
     g = torch.Generator().manual_seed(0)
     em = torch.randint(-1, 2, (3, 14, 3), generator=g).double().to(DEV)
     tr, du = torch.zeros(3, 3, dtype=torch.float64, device=DEV), torch.zeros(7, 3, dtype=torch.float64, device=DEV)

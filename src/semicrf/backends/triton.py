@@ -40,10 +40,15 @@ FAST_LOOKBACK = False
 #: Look-back method: "auto" (the chunked look-back where it is exact, else the per-step one),
 #: "chunked" or "exact" (the per-step K-wide look-back).
 LOOKBACK = "auto"
-#: Positions per chunk of the chunked look-back (a power of two).
-CHUNK = 64
-#: Warps per program of the chunked sweep.
-CHUNK_WARPS = 8
+#: Positions per chunk of the chunked look-back (a power of two); None: :func:`chunk_config`.
+CHUNK = None
+#: Warps per program of the chunked sweep; None: :func:`chunk_config`.
+CHUNK_WARPS = None
+#: Near part of the chunked sweep: "linear" (register-resident, linear space) or "log" (per-step
+#: log-space look-back through global memory).
+NEAR = "linear"
+#: Far-part tile of the linear-near kernel: about this many values per thread per sub-block.
+FAR_TILE = 32
 #: Largest spread (nats) of finite duration scores per label, and of finite g below its block's
 #: largest, that the linear far part takes: products stay within [e^-700, 1].
 SPREAD_D = 300.0
@@ -81,6 +86,15 @@ def check_problem(p: Problem) -> None:
     for name in ("transitions", "durations", "initial", "final", "lengths"):
         if getattr(p, name).device != dev:
             raise ValueError(f"`{name}`: is on {getattr(p, name).device} but emissions are on {dev}")
+
+
+def chunk_config(K: int) -> tuple[int, int]:
+    """(positions per chunk, warps per program) of the chunked sweep, unless set by :data:`CHUNK` /
+    :data:`CHUNK_WARPS`. Chosen by measurement on an H200 (docs/engine_gpu.md): for K = 100 chunks
+    of 32 with 4 warps (log sweep 2.6 ms against 3.2 ms for 64/8 and 3.9 ms for the exact kernel);
+    for K = 1000 chunks of 64 with 8 warps (33.5 ms against 37.9 ms for 32/4)."""
+    q, w = (32, 4) if K <= 256 else (64, 8)
+    return (CHUNK or q, CHUNK_WARPS or w)
 
 
 def _pow2(n: int) -> int:
@@ -151,22 +165,41 @@ class _Sweep:
         else:
             self.best_d = self.best_prev = torch.zeros(1, dtype=torch.int32, device=dev)
         self.lim = lim
-        self.method = _pick_method(p.durations, mx)
+        self.method = _pick_method(p.durations, mx, trans, init)
         args = (self.cum, start, end, lim, trans, init, p.durations.contiguous())
         flags = dict(HAS_START=has_start, HAS_END=has_end, CONSTRAINED=constrained, MAX=mx)
         if self.method == "chunked":
-            Q = CHUNK
+            Q, warps = chunk_config(K)
             nblk = triton.cdiv(T, Q)
             w, dmax = _duration_weights(p.durations)
             glin = torch.empty((N, T, C), **f64) if not mx else self.g
             bref = torch.empty((N, nblk, C), **f64) if not mx else self.g
             flag = torch.zeros(N, dtype=torch.int32, device=dev)
-            _k.chunk_sweep_kernel[(N,)](
-                *args, w, dmax, lengths, self.alpha, self.u, self.g, glin, bref, flag,
-                self.best_d, self.best_prev, T, C, K, B, nblk,
-                **flags, Q=Q, BLOCK_C=_pow2(C), NBP=_pow2(triton.cdiv(K, Q) + 2), SPREAD_G=SPREAD_G,
-                num_warps=CHUNK_WARPS,
-            )
+            if NEAR == "linear":
+                BC = _pow2(C)
+                scr = torch.empty((N, 3, Q, BC), **f64)
+                fard = torch.empty((N, Q, BC), dtype=torch.int32, device=dev)
+                qs = Q
+                while qs > 1 and Q * qs * BC > FAR_TILE * 32 * warps:
+                    qs //= 2
+                if mx:
+                    wt = tlin = tmax = self.g
+                else:
+                    wt = _far_weights(w, K, Q, BC)
+                    tlin, tmax = _linear_transitions(trans)
+                _k.chunk_linear_sweep_kernel[(N,)](
+                    *args, w, wt, tlin, tmax, dmax, lengths, self.alpha, self.u, self.g, glin, bref, scr, fard,
+                    flag, self.best_d, self.best_prev, T, C, K, B, nblk,
+                    **flags, Q=Q, QS=qs, BLOCK_C=BC, NBP=_pow2(triton.cdiv(K, Q) + 2), SPREAD_G=SPREAD_G,
+                    num_warps=warps,
+                )
+            else:
+                _k.chunk_sweep_kernel[(N,)](
+                    *args, w, dmax, lengths, self.alpha, self.u, self.g, glin, bref, flag,
+                    self.best_d, self.best_prev, T, C, K, B, nblk,
+                    **flags, Q=Q, BLOCK_C=_pow2(C), NBP=_pow2(triton.cdiv(K, Q) + 2), SPREAD_G=SPREAD_G,
+                    num_warps=warps,
+                )
             if bool(flag.any()):  # a score spread the linear far part cannot hold: redo it exactly
                 self.method = "exact"
                 self.alpha.fill_(NEG_INF)
@@ -189,18 +222,48 @@ def _duration_weights(dur: torch.Tensor):
     return torch.exp(dur - dmax[None]).contiguous(), dmax.contiguous()
 
 
-def _pick_method(dur: torch.Tensor, mx: bool) -> str:
+def _far_weights(w: torch.Tensor, K: int, Q: int, BC: int) -> torch.Tensor:
+    """(NBW, Q, Q, BC) Toeplitz tiles ``wt[δ - 1, a, b, c] = w[δ·Q + a - b, c]`` (0 from K on): the
+    duration weights between end ``a`` of a chunk and start ``b`` of the block δ chunks before it."""
+    nbw = triton.cdiv(K, Q) + 1
+    dev = w.device
+    idx = (torch.arange(1, nbw + 1, device=dev)[:, None, None] * Q + torch.arange(Q, device=dev)[None, :, None]
+           - torch.arange(Q, device=dev)[None, None, :])
+    ok = (idx < K)[..., None]
+    wt = torch.zeros((nbw, Q, Q, BC), dtype=torch.float64, device=dev)
+    wt[..., :w.shape[1]] = torch.where(ok, w[idx.clamp(max=K - 1)], 0.0)
+    return wt
+
+
+def _linear_transitions(trans: torch.Tensor):
+    """(tlin (2, C, C), tmax (2,)): ``exp(trans - tmax)`` per direction, tmax the largest finite score."""
+    finite = torch.isfinite(trans)
+    tmax = torch.where(finite, trans, NEG_INF).flatten(1).max(dim=1).values
+    tmax = torch.where(torch.isfinite(tmax), tmax, torch.zeros_like(tmax))
+    return torch.exp(trans - tmax[:, None, None]).contiguous(), tmax.contiguous()
+
+
+def _spread_ok(x: torch.Tensor, dim) -> bool:
+    """Finite entries of ``x`` spread at most :data:`SPREAD_D` nats along ``dim``."""
+    finite = torch.isfinite(x)
+    hi = torch.where(finite, x, NEG_INF).amax(dim=dim)
+    lo = torch.where(finite, x, float("inf")).amin(dim=dim)
+    spread = torch.where(finite.any(dim=dim), hi - lo, torch.zeros_like(hi))
+    return bool((spread <= SPREAD_D).all())
+
+
+def _pick_method(dur: torch.Tensor, mx: bool, trans: torch.Tensor = None, init: torch.Tensor = None) -> str:
     """'chunked' (the chunked look-back) unless switched off or, in the log semiring, the finite
     duration scores of a label spread over more than :data:`SPREAD_D` nats."""
     if LOOKBACK != "auto":
         return LOOKBACK
     if mx:
         return "chunked"
-    finite = torch.isfinite(dur)
-    hi = torch.where(finite, dur, NEG_INF).max(dim=0).values
-    lo = torch.where(finite, dur, float("inf")).min(dim=0).values
-    spread = torch.where(finite.any(dim=0), hi - lo, torch.zeros_like(hi))
-    return "chunked" if bool((spread <= SPREAD_D).all()) else "exact"
+    ok = _spread_ok(dur, 0)
+    if NEAR == "linear" and trans is not None:
+        # The linear chain scales transitions and initial scores by their largest finite value.
+        ok = ok and _spread_ok(trans.flatten(1), 1) and _spread_ok(init, 1)
+    return "chunked" if ok else "exact"
 
 
 def _exp_or_zero(x: torch.Tensor) -> torch.Tensor:
