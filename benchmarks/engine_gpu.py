@@ -9,6 +9,8 @@ full traceback (median of ``--repeat`` runs after a warm-up), the peak GPU memor
 and, with ``--check-logz``, log Z against the float64 reference sweep. flash-semicrf is timed only if
 it imports (it is never a dependency: install its wheel beside ours to compare) and only on the small
 row, where it finishes in seconds; its head gets hidden states of width 64 and labels in runs of 200.
+``--sweeps-only`` times only the sweep kernels (forward log sweep, both directions, Viterbi sweep) for
+scanning ``--near``, ``--chunk`` and ``--warps``.
 """
 
 from __future__ import annotations

@@ -21,6 +21,10 @@ Kernels:
   from global memory (written by earlier steps of the same program, hence the
   barrier per step). It writes ``alpha``, ``u`` and ``g`` at every position, so
   marginals need no recomputation: O(N·T·C) memory, never T·K.
+- :func:`chunk_linear_sweep_kernel` (the default) and :func:`chunk_sweep_kernel`:
+  the same sweep with the look-back split at chunks of Q positions (far part per
+  chunk as a block product, near part per step); the first runs the log chain in
+  linear space in registers (see its docstring).
 - :func:`duration_grad_kernel`: the duration marginal, a lagged correlation of
   the forward ``g`` and the reversed ``g_r``; one program per (sequence, label,
   block of durations), summing over positions in a fixed order (no atomics, so
