@@ -135,7 +135,15 @@ if os.environ["RANK"] == "1":
 
     def _train_epoch(self, epoch):
         if epoch == 2:
-            os._exit(7)  # dies without any cleanup, mid-run
+            # Dies without any cleanup after epoch 2's first step; that step's
+            # all-reduce means rank 0 has written epoch 1's checkpoints.
+            step = self.optimizer.step
+
+            def step_and_die(*args, **kwargs):
+                step(*args, **kwargs)
+                os._exit(7)
+
+            self.optimizer.step = step_and_die
         return original(self, epoch)
 
     train.ModelRun._train_epoch = _train_epoch

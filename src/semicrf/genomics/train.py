@@ -50,6 +50,7 @@ import os
 import platform
 import queue
 import resource
+import signal
 import subprocess
 import sys
 import threading
@@ -918,6 +919,10 @@ def _check_processes(processes: Processes, args, data: dict) -> None:
                            f"{gpus} GPU(s); start at most {gpus} processes per host (--nproc_per_node {gpus})")
 
 
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)
+
+
 def _start_process_group(processes: Processes, device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.set_device(device)
@@ -941,6 +946,9 @@ def run_main(args) -> int:
     device = torch.device(args.device, processes.local_rank) if args.device == "cuda" else torch.device("cpu")
     if not processes.distributed:
         return _run(args, settings, meta, data, config, resumable, device, processes)
+    # torchrun stops the other processes with SIGTERM when one fails; exiting
+    # through Python's unwinding lets a file being written remove its temporary.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     _start_process_group(processes, device)
     try:
         # Every process has checked the inputs (and the output directory) before rank 0 writes anything.
