@@ -11,16 +11,18 @@
 #
 # Settings come from the environment (defaults: the spec's data size):
 #   EPOCHS, ENCODER, DEVICE, NUM_TRAIN, NUM_VAL, NUM_TEST, SEQ_LENGTH, CRF_TRAIN, CRF_VAL, LIMIT_S, WORK, EXTRA
+#   (more run flags), GEN_EXTRA (more generate flags, e.g. --content realistic)
 set -uo pipefail
 B=benchmarks/synthetic_genomics/synthetic_benchmark.py
 EPOCHS=${EPOCHS:-2}; ENCODER=${ENCODER:-mamba}; DEVICE=${DEVICE:-cuda}
 NUM_TRAIN=${NUM_TRAIN:-1000}; NUM_VAL=${NUM_VAL:-200}; NUM_TEST=${NUM_TEST:-200}; SEQ_LENGTH=${SEQ_LENGTH:-20000}
 CRF_TRAIN=${CRF_TRAIN:-160}; CRF_VAL=${CRF_VAL:-50}; LIMIT_S=${LIMIT_S:-480}; WORK=${WORK:-work}; EXTRA=${EXTRA:-}
+GEN_EXTRA=${GEN_EXTRA:-}
 MODELS=${MODELS:-oracle softmax linear semicrf semicrf_uniform}
 mkdir -p "$WORK/logs"
 
 python3 $B generate --output-dir "$WORK/data" --num-train "$NUM_TRAIN" --num-val "$NUM_VAL" --num-test "$NUM_TEST" \
-    --seq-length "$SEQ_LENGTH" > "$WORK/logs/generate.log" 2>&1 || { cat "$WORK/logs/generate.log"; exit 1; }
+    --seq-length "$SEQ_LENGTH" $GEN_EXTRA > "$WORK/logs/generate.log" 2>&1 || { cat "$WORK/logs/generate.log"; exit 1; }
 COMMON="--data-dir $WORK/data --encoder $ENCODER --device $DEVICE --epochs $EPOCHS --log-every 1 --no-progress --threads 3 $EXTRA"
 
 for m in $MODELS; do
