@@ -16,13 +16,8 @@ from semicrf.genomics.encoders import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Small tensors: one thread is faster and immune to other processes on the machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Small tensors: one thread is faster and immune to other processes on the machine.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _scan_inputs(b=2, t=37, h=3, p=4, n=5, seed=0, dtype=torch.float64):

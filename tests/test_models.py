@@ -11,13 +11,8 @@ CONFIG = ModelConfig(input_dim=4, num_classes=3, encoder="bilstm", hidden_dim=8,
                      backend="cpu")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Small tensors: one thread is faster and immune to other processes on the machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Small tensors: one thread is faster and immune to other processes on the machine.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _batch(seed=0, lengths=(30, 22, 9)):

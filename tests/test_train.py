@@ -19,13 +19,8 @@ TINY = ["--encoder", "bilstm", "--hidden-dim", "8", "--num-layers", "1", "--batc
 TIMING = {"training_time_s", "time_per_epoch_s", "inference_time_s", "inference_throughput", "peak_memory_mb"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Small tensors: one thread is faster and immune to other processes on the machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Small tensors: one thread is faster and immune to other processes on the machine.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -30,6 +30,14 @@ class Marginals:
     initial: Tensor
     final: Tensor
 
+    @classmethod
+    def from_masses(cls, occupancy: Tensor, start_mass: Tensor, end_mass: Tensor, transitions: Tensor,
+                    durations: Tensor, lengths: Tensor) -> "Marginals":
+        """Assemble the marginals; the first segment starts at 0 and the last ends at ``lengths - 1``."""
+        rows = torch.arange(start_mass.shape[0], device=start_mass.device)
+        return cls(emissions=occupancy, start_scores=start_mass, end_scores=end_mass, transitions=transitions,
+                   durations=durations, initial=start_mass[:, 0].clone(), final=end_mass[rows, lengths - 1].clone())
+
 
 @dataclass
 class ForwardBackward:

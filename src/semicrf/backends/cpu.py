@@ -496,9 +496,7 @@ def forward_backward(p: Problem, constrained: bool = False, need_marginals: bool
     def t(x):
         return torch.from_numpy(x).to(out_dev)
 
-    idx = np.arange(B)
-    marg = Marginals(emissions=t(occ), start_scores=t(smass), end_scores=t(emass), transitions=t(tgrad),
-                     durations=t(dgrad), initial=t(smass[:, 0].copy()), final=t(emass[idx, lengths - 1].copy()))
+    marg = Marginals.from_masses(t(occ), t(smass), t(emass), t(tgrad), t(dgrad), t(np.asarray(lengths)))
     return ForwardBackward(log_z_t, marg)
 
 

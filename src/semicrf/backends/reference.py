@@ -166,17 +166,7 @@ def forward_backward(p: Problem, constrained: bool = False, need_marginals: bool
     logt = alpha[:, 1:T, :, None] + p.transitions[None, None] + beta[:, 1:T, None, :] - lz[:, :, None, None]
     tr = torch.where(torch.isfinite(logt), torch.exp(logt), torch.zeros((), dtype=torch.float64, device=dev))
     trans_grad = tr.sum(dim=1)
-    b = torch.arange(B, device=dev)
-    marg = Marginals(
-        emissions=occupancy,
-        start_scores=start_mass,
-        end_scores=end_mass,
-        transitions=trans_grad,
-        durations=dur_grad,
-        initial=start_mass[:, 0],
-        final=end_mass[b, L - 1],
-    )
-    return ForwardBackward(log_z, marg)
+    return ForwardBackward(log_z, Marginals.from_masses(occupancy, start_mass, end_mass, trans_grad, dur_grad, L))
 
 
 def viterbi(p: Problem) -> ViterbiResult:

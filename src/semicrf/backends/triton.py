@@ -319,16 +319,7 @@ def forward_backward(p: Problem, constrained: bool = False, need_marginals: bool
         T, C, K, B,
         CONSTRAINED=constrained, BLOCK_S=chunk, BLOCK_D=block_d,
     )
-    marg = Marginals(
-        emissions=occupancy,
-        start_scores=start_mass,
-        end_scores=end_mass,
-        transitions=trans_grad,
-        durations=dur_grad,
-        initial=start_mass[:, 0].clone(),
-        final=end_mass[b, L - 1].clone(),
-    )
-    return ForwardBackward(log_z, marg)
+    return ForwardBackward(log_z, Marginals.from_masses(occupancy, start_mass, end_mass, trans_grad, dur_grad, L))
 
 
 def viterbi(p: Problem) -> ViterbiResult:
