@@ -66,7 +66,7 @@ from torch import nn
 from .. import __version__
 from . import dataset, features, formats, metrics, plots
 from .encoders import ENCODER_KINDS, EncoderUnavailable, build_encoder, encoder_available
-from .models import ModelConfig, available_models, build_model, parse_model_list
+from .models import DEFAULT_MODELS, ModelConfig, available_models, build_model, parse_model_list
 from .segments import segment_durations
 
 RESULTS_FORMAT = "semicrf-benchmark-results"
@@ -163,7 +163,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
                    help="semi-CRF backend; streaming = auto (Triton on a GPU when usable, else the compiled CPU one)")
     p.add_argument("--no-triton", action="store_true", help="never use the Triton backend (auto -> cpu)")
     p.add_argument("--models", default="all",
-                   help=f"comma-separated subset of {','.join(available_models())}, or 'all'")
+                   help=f"comma-separated subset of {','.join(available_models())}, or 'all' "
+                        f"({','.join(DEFAULT_MODELS)})")
     p.add_argument("--seed", type=int, default=42, help="seed of weight initialisation and batch order")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run in --output-dir from its last checkpoints")
@@ -186,7 +187,8 @@ def add_run_parser(subparsers) -> argparse.ArgumentParser:
         "run",
         help="train and evaluate the benchmark models",
         description="Train softmax, pytorch-crf, linear, semicrf and semicrf_uniform on one shared encoder "
-        "architecture, evaluate them on the test split, and write metrics, figures, checkpoints and predictions.",
+        "architecture, evaluate them and the oracle (the true generating model, no training) on the test split, "
+        "and write metrics, figures, checkpoints and predictions.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_run_arguments(p)
