@@ -9,8 +9,10 @@ full traceback (median of ``--repeat`` runs after a warm-up), the peak GPU memor
 and, with ``--check-logz``, log Z against the float64 reference sweep. flash-semicrf is timed only if
 it imports (it is never a dependency: install its wheel beside ours to compare) and only on the small
 row, where it finishes in seconds; its head gets hidden states of width 64 and labels in runs of 200.
-``--sweeps-only`` times only the sweep kernels (forward log sweep, both directions, Viterbi sweep) for
-scanning ``--near``, ``--chunk`` and ``--warps``.
+``--breakdown`` prints the GPU time of each kernel of one ``log_likelihood`` forward + backward
+and of one ``viterbi``. ``--sweeps-only`` times only the sweep kernels (forward log sweep, both
+directions, the four sweeps of ``log_likelihood`` in one launch, Viterbi sweep) for scanning
+``--chunk`` and ``--warps``; a size may also be given as ``BxTxKxC``.
 """
 
 from __future__ import annotations
@@ -36,6 +38,17 @@ SIZES = {
     "long": (4, 100_000, 1000, 3),
     "wide": (16, 20_000, 1000, 24),
 }
+
+
+def size_of(name: str) -> tuple[int, int, int, int]:
+    """(B, T, K, C) of a named size or of ``BxTxKxC``."""
+    if name in SIZES:
+        return SIZES[name]
+    try:
+        B, T, K, C = (int(x) for x in name.split("x"))
+    except ValueError:
+        raise SystemExit(f"--sizes: unknown size {name!r}; choose from {', '.join(SIZES)} or give BxTxKxC") from None
+    return B, T, K, C
 
 
 def timed(fn, repeat: int) -> float:
@@ -84,9 +97,9 @@ def ours(B, T, K, C, repeat, check_logz):
     from semicrf.backends import triton as tb
     from semicrf.problem import make_problem as _mk
     pv = _mk(em.detach(), tr.detach(), du.detach(), lengths)
-    row["viterbi_sweep_only_s"] = timed(lambda: tb._Sweep([pv], False, "max"), repeat)
-    row["log_sweep_only_s"] = timed(lambda: tb._Sweep([pv], False), repeat)
-    row["method"] = tb._Sweep([pv], False).method
+    row["viterbi_sweep_only_s"] = timed(lambda: tb._Sweep(pv, semiring="max"), repeat)
+    row["log_sweep_only_s"] = timed(lambda: tb._Sweep(pv), repeat)
+    row["method"] = tb._Sweep(pv).method
     # Bitwise reproducibility of the gradients across two runs.
     grads = []
     for _ in range(2):
@@ -114,10 +127,38 @@ def sweeps(B, T, K, C, repeat):
     p = make_problem(torch.randn(B, T, C, device="cuda", generator=g),
                      0.1 * torch.randn(C, C, device="cuda", generator=g),
                      0.1 * torch.randn(K, C, device="cuda", generator=g), torch.full((B,), T, device="cuda"))
-    return {"log_sweep_s": timed(lambda: tb._Sweep([p], False), repeat),
-            "fwd_bwd_sweeps_s": timed(lambda: tb._Sweep([p, tb.reverse_problem(p)], False), repeat),
-            "viterbi_sweep_s": timed(lambda: tb._Sweep([p], False, "max"), repeat),
-            "method": tb._Sweep([p], False).method}
+    pl = make_problem(p.emissions, p.transitions, p.durations, p.lengths, labels=labels_in_runs(B, T, C).cuda())
+    return {"log_sweep_s": timed(lambda: tb._Sweep(p), repeat),
+            "fwd_bwd_sweeps_s": timed(lambda: tb._Sweep(p, reverse=True), repeat),
+            "likelihood_sweeps_s": timed(lambda: tb._Sweep(pl, (False, True), reverse=True), repeat),
+            "viterbi_sweep_s": timed(lambda: tb._Sweep(p, semiring="max"), repeat),
+            "method": tb._Sweep(p).method}
+
+
+def breakdown(B, T, K, C):
+    """GPU time per kernel of one log_likelihood forward + backward, from torch.profiler."""
+    from torch.profiler import ProfilerActivity, profile
+    dev = "cuda"
+    g = torch.Generator(device=dev).manual_seed(0)
+    em = torch.randn(B, T, C, device=dev, generator=g).requires_grad_()
+    tr = (0.1 * torch.randn(C, C, device=dev, generator=g)).requires_grad_()
+    du = (0.1 * torch.randn(K, C, device=dev, generator=g)).requires_grad_()
+    labels = labels_in_runs(B, T, C).to(dev)
+
+    def step():
+        (-semicrf.log_likelihood(em, labels, tr, du, backend="triton").sum()).backward()
+
+    def decode():
+        semicrf.viterbi(em.detach(), tr.detach(), du.detach(), backend="triton")
+
+    for name, fn in (("log_likelihood forward + backward", step), ("viterbi + traceback", decode)):
+        fn()
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            fn()
+            torch.cuda.synchronize()
+        print(name)
+        print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=8), flush=True)
 
 
 def peer(B, T, K, C, repeat):
@@ -154,10 +195,12 @@ def main(argv=None):
                     help="look-back of the sweep (auto: chunked where exact, else per-step)")
     ap.add_argument("--chunk", type=int, default=None, help="positions per chunk of the chunked look-back")
     ap.add_argument("--warps", type=int, default=None, help="warps per program of the chunked sweep")
-    ap.add_argument("--near", choices=["linear", "log"], default=None,
-                    help="near part of the chunked sweep: register-resident linear space, or log space")
+    ap.add_argument("--far-tile", type=int, default=None,
+                    help="far-part tile of the chunked sweep: about this many values per thread")
     ap.add_argument("--sweeps-only", action="store_true",
-                    help="time only the forward log and Viterbi sweeps (for scanning configurations)")
+                    help="time only the sweep kernels (for scanning configurations)")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="print the GPU time of each kernel of one log_likelihood forward + backward")
     args = ap.parse_args(argv)
     if not torch.cuda.is_available():
         raise SystemExit("engine_gpu.py needs a CUDA GPU")
@@ -169,24 +212,25 @@ def main(argv=None):
         tb.CHUNK = args.chunk
     if args.warps:
         tb.CHUNK_WARPS = args.warps
-    if args.near:
-        tb.NEAR = args.near
-    print(f"look-back: {tb.LOOKBACK}, chunk {tb.CHUNK or 'auto'}, warps {tb.CHUNK_WARPS or 'auto'}, near {tb.NEAR}, "
-          f"fast exp: {tb.FAST_LOOKBACK}")
-    if args.sweeps_only:
+    if args.far_tile:
+        tb.FAR_TILE = args.far_tile
+    print(f"look-back: {tb.LOOKBACK}, chunk {tb.CHUNK or 'auto'}, warps {tb.CHUNK_WARPS or 'auto'}, "
+          f"far tile {tb.FAR_TILE}, fast exp: {tb.FAST_LOOKBACK}")
+    if args.sweeps_only or args.breakdown:
         for name in args.sizes.split(","):
-            B, T, K, C = SIZES[name]
-            print(json.dumps({"size": name, "card": card, "lookback": tb.LOOKBACK, "chunk": tb.chunk_config(K)[0],
-                              "warps": tb.chunk_config(K)[1], "near": tb.NEAR, **sweeps(B, T, K, C, args.repeat)}),
-                  flush=True)
+            B, T, K, C = size_of(name)
+            if args.breakdown:
+                print(f"size {name} ({card}):")
+                breakdown(B, T, K, C)
+            if args.sweeps_only:
+                print(json.dumps({"size": name, "card": card, "lookback": tb.LOOKBACK, "chunk": tb.chunk_config(K)[0],
+                                  "warps": tb.chunk_config(K)[1], **sweeps(B, T, K, C, args.repeat)}), flush=True)
         return
     rows = []
     for name in args.sizes.split(","):
-        if name not in SIZES:
-            raise SystemExit(f"--sizes: unknown size {name!r}; choose from {', '.join(SIZES)}")
-        B, T, K, C = SIZES[name]
+        B, T, K, C = size_of(name)
         r = {"size": name, "B": B, "T": T, "K": K, "C": C, "card": card, "lookback": tb.LOOKBACK,
-             "chunk": tb.chunk_config(K)[0], "warps": tb.chunk_config(K)[1], "near": tb.NEAR}
+             "chunk": tb.chunk_config(K)[0], "warps": tb.chunk_config(K)[1]}
         r["ours"] = ours(B, T, K, C, args.repeat, args.check_logz)
         r["peer"] = None if args.no_peer or name != "small" else peer(B, T, K, C, args.repeat)
         rows.append(r)

@@ -110,23 +110,23 @@ def test_viterbi_segment_tensors_match_the_lists():
 
 
 # The chunked look-back with chunks of 4 positions, so that the far part (earlier chunks) is used;
-# far tile 0 cuts each source block into sub-blocks of one start; "log" is the log-space near part.
-@pytest.mark.parametrize("B,T,C,K,tile,near", [(2, 13, 3, 9, 0, "linear"), (3, 11, 2, 3, 32, "linear"),
-                                               (2, 17, 1, 20, 0, "linear"), (2, 9, 5, 6, 32, "linear"),
-                                               (2, 13, 3, 9, 32, "log")])
-def test_chunked_lookback_matches_reference(monkeypatch, B, T, C, K, tile, near):
+# far tile 0 cuts each source block into sub-blocks of one start. The constrained and unconstrained
+# sweeps run alone and together in one launch.
+@pytest.mark.parametrize("B,T,C,K,tile", [(2, 13, 3, 9, 0), (3, 11, 2, 3, 32), (2, 17, 1, 20, 0), (2, 9, 5, 6, 32)])
+def test_chunked_lookback_matches_reference(monkeypatch, B, T, C, K, tile):
     monkeypatch.setattr(tb, "CHUNK", 4)
     monkeypatch.setattr(tb, "FAR_TILE", tile)
-    monkeypatch.setattr(tb, "NEAR", near)
     kw = inputs(B, T, C, K, seed=T + K)
     labels = labels_in_runs(B, T, C, seed=K)
     p = make_problem(**kw, labels=labels)
-    assert tb._Sweep([p], False).method == "chunked"
+    assert tb._Sweep(p).method == "chunked"
+    pair = tb.forward_backward_pair(p)
     for constrained in (False, True):
-        a, r = tb.forward_backward(p, constrained, True), reference.forward_backward(p, constrained, True)
-        assert_close(a.log_z, r.log_z, what=f"log Z constrained={constrained}")
-        for f in r.marginals.__dataclass_fields__:
-            assert_close(getattr(a.marginals, f), getattr(r.marginals, f), what=f)
+        r = reference.forward_backward(p, constrained, True)
+        for a in (tb.forward_backward(p, constrained, True), pair[constrained]):
+            assert_close(a.log_z, r.log_z, what=f"log Z constrained={constrained}")
+            for f in r.marginals.__dataclass_fields__:
+                assert_close(getattr(a.marginals, f), getattr(r.marginals, f), what=f)
     vt, vr = semicrf.viterbi(**kw, backend="triton"), semicrf.viterbi(**kw, backend="reference")
     assert_close(vt.score, vr.score)
     assert torch.equal(vt.labels.cpu(), vr.labels.cpu()) and vt.segments == vr.segments
@@ -141,7 +141,7 @@ def test_linear_chain_holds_large_scores(monkeypatch):
     kw["transitions"] = kw["transitions"] * 10
     kw["start_scores"] = kw["start_scores"] * 10
     p = make_problem(**kw)
-    assert tb._Sweep([p], False).method == "chunked"
+    assert tb._Sweep(p).method == "chunked"
     a, r = tb.forward_backward(p, False, True), reference.forward_backward(p, False, True)
     assert_close(a.log_z, r.log_z, tol=1e-12)
     for f in r.marginals.__dataclass_fields__:
@@ -165,15 +165,18 @@ def test_wide_score_spreads_take_the_exact_lookback(monkeypatch):
     monkeypatch.setattr(tb, "CHUNK", 4)
     kw = inputs(2, 12, 3, 6, seed=4, optional=False)
     kw["emissions"] = kw["emissions"] * 300
-    p = make_problem(**kw)
-    assert tb._Sweep([p], False).method == "exact"
-    a, r = tb.forward_backward(p, False, True), reference.forward_backward(p, False, True)
-    assert_close(a.log_z, r.log_z)
-    assert_close(a.marginals.durations, r.marginals.durations)
+    p = make_problem(**kw, labels=labels_in_runs(2, 12, 3))
+    assert tb._Sweep(p).method == "exact"
+    pair = tb.forward_backward_pair(p)
+    for constrained in (False, True):
+        r = reference.forward_backward(p, constrained, True)
+        for a in (tb.forward_backward(p, constrained, True), pair[constrained]):
+            assert_close(a.log_z, r.log_z)
+            assert_close(a.marginals.durations, r.marginals.durations)
     kw = inputs(2, 12, 3, 6, seed=5, optional=False)
     kw["durations"][0, 0] = -400.0
-    assert tb._Sweep([make_problem(**kw)], False).method == "exact"
-    assert tb._Sweep([make_problem(**kw)], False, semiring="max").method == "chunked"
+    assert tb._Sweep(make_problem(**kw)).method == "exact"
+    assert tb._Sweep(make_problem(**kw), semiring="max").method == "chunked"
 
 
 @pytest.mark.parametrize("which", ["none", "start_only", "end_only", "initial_only"])

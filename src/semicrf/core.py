@@ -40,11 +40,13 @@ class _ScoreFunction(torch.autograd.Function):
     def forward(ctx, backend_name, problem, with_labels, *inputs):
         backend = backends.get(backend_name, problem)
         need = any(ctx.needs_input_grad[3:])
-        full = backend.forward_backward(problem, constrained=False, need_marginals=need)
+        if with_labels:
+            full, gold = backends.forward_backward_pair(backend, problem, need)
+        else:
+            full = backend.forward_backward(problem, constrained=False, need_marginals=need)
         value = full.log_z
         grads = full.marginals
         if with_labels:
-            gold = backend.forward_backward(problem, constrained=True, need_marginals=need)
             value = gold.log_z - full.log_z
             if need:
                 grads = Marginals(**{f: getattr(gold.marginals, f) - getattr(full.marginals, f)

@@ -58,3 +58,13 @@ def get(name: str, problem):
     if check is not None:
         check(problem)
     return mod
+
+
+def forward_backward_pair(backend, problem, need_marginals: bool):
+    """(unconstrained, constrained to ``problem.labels``) forward-backward of ``backend``: in one
+    call where the backend offers it (the Triton backend runs both sweeps in one launch)."""
+    pair = getattr(backend, "forward_backward_pair", None)
+    if pair is not None:
+        return pair(problem, need_marginals=need_marginals)
+    return (backend.forward_backward(problem, constrained=False, need_marginals=need_marginals),
+            backend.forward_backward(problem, constrained=True, need_marginals=need_marginals))

@@ -11,6 +11,7 @@ reproducible.
 
 from __future__ import annotations
 
+import math
 import os
 
 import torch
@@ -31,7 +32,11 @@ except Exception as exc:  # pragma: no cover - depends on the installation
 NEG_INF = float("-inf")
 
 #: Positions per tile of the duration-gradient kernel (``--checkpoint-interval`` of the gradient check).
-DEFAULT_CHUNK = 64
+#: 16 by measurement (H200, spec size): 64 spilled registers and took 2.2x as long.
+DEFAULT_CHUNK = 16
+#: Durations per tile and warps per program of the duration-gradient kernel.
+DGRAD_BLOCK_D = 64
+DGRAD_WARPS = 4
 
 #: Float32 exponentials in the look-back (float64 shifts and chain): faster, ~1e-8 per step instead
 #: of float64 rounding. Off by default.
@@ -44,9 +49,6 @@ LOOKBACK = "auto"
 CHUNK = None
 #: Warps per program of the chunked sweep; None: :func:`chunk_config`.
 CHUNK_WARPS = None
-#: Near part of the chunked sweep: "linear" (register-resident, linear space) or "log" (per-step
-#: log-space look-back through global memory).
-NEAR = "linear"
 #: Far-part tile of the linear-near kernel: about this many values per thread per sub-block.
 FAR_TILE = 32
 #: Largest spread (nats) of finite duration scores per label, and of finite g below its block's
@@ -101,10 +103,16 @@ def _pow2(n: int) -> int:
     return triton.next_power_of_2(max(int(n), 1))
 
 
+def _cumsum_t(x: torch.Tensor) -> torch.Tensor:
+    """cumsum over dim 1 of (N, T, C), scanned with T innermost (a scan over an outer dim with few
+    labels is ~30x slower on the GPU)."""
+    return torch.cumsum(x.transpose(1, 2).contiguous(), dim=2).transpose(1, 2).contiguous()
+
+
 def _prefix(em: torch.Tensor) -> torch.Tensor:
     B, T, C = em.shape
     cum = torch.zeros((B, T + 1, C), dtype=torch.float64, device=em.device)
-    torch.cumsum(em, dim=1, out=cum[:, 1:])
+    cum[:, 1:] = _cumsum_t(em)
     return cum
 
 
@@ -129,14 +137,25 @@ def _limits(p: Problem) -> torch.Tensor:
 
 
 class _Sweep:
-    """Messages of the stacked sweeps: rows [0, B) forward, [B, 2B) reversed (when present)."""
+    """Messages of the sweeps of ``p``, all in one launch.
 
-    def __init__(self, problems, constrained: bool, semiring: str = "log"):
-        p = problems[0]
+    ``groups`` lists, unconstrained first, whether each group of rows is constrained to
+    ``p.labels``; with ``reverse`` a group holds the forward rows ``[0, B)`` and the rows of the
+    reversed problem ``[B, 2B)``. :meth:`rows` gives a group's slice of ``alpha``, ``u``, ``g``.
+    """
+
+    def __init__(self, p: Problem, groups=(False,), reverse: bool = False, semiring: str = "log"):
+        if list(groups) != sorted(groups):
+            raise ValueError("_Sweep: unconstrained groups come first")
+        problems = [p, reverse_problem(p)] if reverse else [p]
         B, T, C = p.emissions.shape
         K = p.max_duration
         dev = p.emissions.device
-        N = B * len(problems)
+        NR = B * len(problems)
+        N = NR * len(groups)
+        self.B, self.NR, self.groups = B, NR, tuple(groups)
+        first_con = list(groups).index(True) if True in groups else len(groups)
+        constrained = first_con < len(groups)
         f64 = dict(dtype=torch.float64, device=dev)
         cat = lambda xs: torch.cat(xs).contiguous()  # noqa: E731
         self.cum = cat([_prefix(q.emissions) for q in problems])
@@ -159,15 +178,14 @@ class _Sweep:
         self.u = torch.full((N, T, C), NEG_INF, **f64)
         self.g = torch.full((N, T, C), NEG_INF, **f64)
         mx = semiring == "max"
-        if mx:
-            self.best_d = torch.zeros((N, T + 1, C), dtype=torch.int32, device=dev)
-            self.best_prev = torch.full((N, T, C), -1, dtype=torch.int32, device=dev)
-        else:
-            self.best_d = self.best_prev = torch.zeros(1, dtype=torch.int32, device=dev)
+        # Max-plus: the best look-back value of each end (its duration is found afterwards).
+        self.best_v = torch.full((N, T + 1, C), NEG_INF, **f64) if mx else self.g
         self.lim = lim
         self.method = _pick_method(p.durations, mx, trans, init)
         args = (self.cum, start, end, lim, trans, init, p.durations.contiguous())
+        rows = (T, C, K, B, NR, first_con)
         flags = dict(HAS_START=has_start, HAS_END=has_end, CONSTRAINED=constrained, MAX=mx)
+        BC = _pow2(C)
         if self.method == "chunked":
             Q, warps = chunk_config(K)
             nblk = triton.cdiv(T, Q)
@@ -175,31 +193,20 @@ class _Sweep:
             glin = torch.empty((N, T, C), **f64) if not mx else self.g
             bref = torch.empty((N, nblk, C), **f64) if not mx else self.g
             flag = torch.zeros(N, dtype=torch.int32, device=dev)
-            if NEAR == "linear":
-                BC = _pow2(C)
-                scr = torch.empty((N, 3, Q, BC), **f64)
-                fard = torch.empty((N, Q, BC), dtype=torch.int32, device=dev)
-                qs = Q
-                while qs > 1 and Q * qs * BC > FAR_TILE * 32 * warps:
-                    qs //= 2
-                if mx:
-                    wt = tlin = tmax = self.g
-                else:
-                    wt = _far_weights(w, K, Q, BC)
-                    tlin, tmax = _linear_transitions(trans)
-                _k.chunk_linear_sweep_kernel[(N,)](
-                    *args, w, wt, tlin, tmax, dmax, lengths, self.alpha, self.u, self.g, glin, bref, scr, fard,
-                    flag, self.best_d, self.best_prev, T, C, K, B, nblk,
-                    **flags, Q=Q, QS=qs, BLOCK_C=BC, NBP=_pow2(triton.cdiv(K, Q) + 2), SPREAD_G=SPREAD_G,
-                    num_warps=warps,
-                )
+            scr = torch.empty((N, 3, Q, BC), **f64)
+            qs = Q
+            while qs > 1 and Q * qs * BC > FAR_TILE * 32 * warps:
+                qs //= 2
+            if mx:
+                tlin = tmax = self.g
             else:
-                _k.chunk_sweep_kernel[(N,)](
-                    *args, w, dmax, lengths, self.alpha, self.u, self.g, glin, bref, flag,
-                    self.best_d, self.best_prev, T, C, K, B, nblk,
-                    **flags, Q=Q, BLOCK_C=_pow2(C), NBP=_pow2(triton.cdiv(K, Q) + 2), SPREAD_G=SPREAD_G,
-                    num_warps=warps,
-                )
+                tlin, tmax = _linear_transitions(trans)
+            _k.chunk_linear_sweep_kernel[(N,)](
+                *args, w, tlin, tmax, dmax, lengths, self.alpha, self.u, self.g, glin, bref, scr, flag, self.best_v,
+                *rows, nblk,
+                **flags, Q=Q, QS=qs, BLOCK_C=BC, NBP=_pow2(triton.cdiv(K, Q) + 2), SPREAD_G=SPREAD_G,
+                num_warps=warps,
+            )
             if bool(flag.any()):  # a score spread the linear far part cannot hold: redo it exactly
                 self.method = "exact"
                 self.alpha.fill_(NEG_INF)
@@ -207,11 +214,15 @@ class _Sweep:
                 self.g.fill_(NEG_INF)
         if self.method == "exact":
             _k.sweep_kernel[(N,)](
-                *args, lengths, self.alpha, self.u, self.g, self.best_d, self.best_prev,
-                T, C, K, B,
-                **flags, FAST_EXP=FAST_LOOKBACK, BLOCK_C=_pow2(C), BLOCK_K=_pow2(K),
+                *args, lengths, self.alpha, self.u, self.g, self.best_v, *rows,
+                **flags, FAST_EXP=FAST_LOOKBACK, BLOCK_C=BC, BLOCK_K=_pow2(K),
                 num_warps=4 if K * C <= 2048 else 8,
             )
+
+    def rows(self, group: int, reverse: bool = False) -> slice:
+        """The rows of ``group`` (forward, or with ``reverse`` the reversed problem)."""
+        start = group * self.NR + (self.B if reverse else 0)
+        return slice(start, start + self.B)
 
 
 def _duration_weights(dur: torch.Tensor):
@@ -220,19 +231,6 @@ def _duration_weights(dur: torch.Tensor):
     dmax = torch.where(finite, dur, NEG_INF).max(dim=0).values
     dmax = torch.where(torch.isfinite(dmax), dmax, torch.zeros_like(dmax))
     return torch.exp(dur - dmax[None]).contiguous(), dmax.contiguous()
-
-
-def _far_weights(w: torch.Tensor, K: int, Q: int, BC: int) -> torch.Tensor:
-    """(NBW, Q, Q, BC) Toeplitz tiles ``wt[δ - 1, a, b, c] = w[δ·Q + a - b, c]`` (0 from K on): the
-    duration weights between end ``a`` of a chunk and start ``b`` of the block δ chunks before it."""
-    nbw = triton.cdiv(K, Q) + 1
-    dev = w.device
-    idx = (torch.arange(1, nbw + 1, device=dev)[:, None, None] * Q + torch.arange(Q, device=dev)[None, :, None]
-           - torch.arange(Q, device=dev)[None, None, :])
-    ok = (idx < K)[..., None]
-    wt = torch.zeros((nbw, Q, Q, BC), dtype=torch.float64, device=dev)
-    wt[..., :w.shape[1]] = torch.where(ok, w[idx.clamp(max=K - 1)], 0.0)
-    return wt
 
 
 def _linear_transitions(trans: torch.Tensor):
@@ -260,10 +258,26 @@ def _pick_method(dur: torch.Tensor, mx: bool, trans: torch.Tensor = None, init: 
     if mx:
         return "chunked"
     ok = _spread_ok(dur, 0)
-    if NEAR == "linear" and trans is not None:
+    if trans is not None:
         # The linear chain scales transitions and initial scores by their largest finite value.
         ok = ok and _spread_ok(trans.flatten(1), 1) and _spread_ok(init, 1)
     return "chunked" if ok else "exact"
+
+
+# ln 2 in two parts (the first with trailing zero bits, so k·LN2_HI is exact for |k| < 2^20).
+LN2_HI = 6.93147180369123816490e-01
+LN2_LO = 1.90821492927058770002e-10
+
+
+def _split_exp(x: torch.Tensor):
+    """(m float64, k int32) with exp(x) = m · 2^k, m in [1, 2] (m = 0, k = -2^20 where x = -inf),
+    for any float64 x, without overflow."""
+    finite = torch.isfinite(x)
+    k = torch.floor(torch.where(finite, x, 0.0) * (1.0 / math.log(2.0)))
+    m = torch.exp((torch.where(finite, x, 0.0) - k * LN2_HI) - k * LN2_LO)
+    m = torch.where(finite, m, 0.0).contiguous()
+    k = torch.where(finite, k, -(2.0 ** 20)).to(torch.int32).contiguous()
+    return m, k
 
 
 def _exp_or_zero(x: torch.Tensor) -> torch.Tensor:
@@ -277,66 +291,110 @@ def forward_backward(p: Problem, constrained: bool = False, need_marginals: bool
     ``chunk`` is the number of positions per tile of the duration-gradient kernel (rounded up to a
     power of two; default :data:`DEFAULT_CHUNK`, read at call time).
     """
+    return _forward_backward(p, (constrained,), need_marginals, chunk)[0]
+
+
+def forward_backward_pair(p: Problem, need_marginals: bool = True,
+                          chunk: int | None = None) -> tuple[ForwardBackward, ForwardBackward]:
+    """``forward_backward`` unconstrained and constrained to ``p.labels``, both sweeps in one launch."""
+    full, gold = _forward_backward(p, (False, True), need_marginals, chunk)
+    return full, gold
+
+
+def _forward_backward(p: Problem, groups, need_marginals: bool, chunk: int | None) -> list[ForwardBackward]:
     B, T, C = p.emissions.shape
     K = p.max_duration
+    G = len(groups)
     dev = p.emissions.device
-    problems = [p, reverse_problem(p)] if need_marginals else [p]
-    sw = _Sweep(problems, constrained)
+    sw = _Sweep(p, groups, reverse=need_marginals)
     b = torch.arange(B, device=dev)
     L = p.lengths
-    log_z = torch.logsumexp(sw.alpha[b, L] + p.final[None], dim=1)
+    log_z = torch.stack([torch.logsumexp(sw.alpha[sw.rows(i)][b, L] + p.final[None], dim=1) for i in range(G)])
     if not need_marginals:
-        return ForwardBackward(log_z)
+        return [ForwardBackward(z) for z in log_z]
 
-    alpha, alpha_r = sw.alpha[:B], sw.alpha[B:]
-    u, u_r = sw.u[:B], sw.u[B:]
-    lz = log_z[:, None, None]
+    # Group-major (G·B) batches of the forward and the reversed messages.
+    def split(x):
+        x = x.view(G, 2, B, *x.shape[1:])
+        return x[:, 0].reshape(G * B, *x.shape[3:]), x[:, 1].reshape(G * B, *x.shape[3:])
+
+    alpha, alpha_r = split(sw.alpha)
+    u, u_r = split(sw.u)
+    LG = L.repeat(G)
+    lz = log_z.reshape(G * B)[:, None, None]
     t = torch.arange(T, device=dev)
-    inside = (t[None, :] < L[:, None])[:, :, None]
+    inside = (t[None, :] < LG[:, None])[:, :, None]
     # beta[s] = alpha_r[L - s]: everything from s on, first segment starting at s.
-    idx_s = (L[:, None] - t[None, :]).clamp(min=0)[:, :, None].expand(-1, -1, C)
+    idx_s = (LG[:, None] - t[None, :]).clamp(min=0)[:, :, None].expand(-1, -1, C)
     beta = torch.gather(alpha_r, 1, idx_s)
     start_mass = torch.where(inside, _exp_or_zero(u + beta - lz), 0.0)
     # Outgoing score after a segment ending at e = t + 1: u_r[L - e] (final when e = L).
-    idx_e = (L[:, None] - t[None, :] - 1).clamp(min=0)[:, :, None].expand(-1, -1, C)
+    idx_e = (LG[:, None] - t[None, :] - 1).clamp(min=0)[:, :, None].expand(-1, -1, C)
     out_score = torch.gather(u_r, 1, idx_e)
     end_mass = torch.where(inside, _exp_or_zero(alpha[:, 1:] + out_score - lz), 0.0)
-    occupancy = torch.cumsum(start_mass, dim=1) - (torch.cumsum(end_mass, dim=1) - end_mass)
+    occupancy = _cumsum_t(start_mass) - (_cumsum_t(end_mass) - end_mass)
     occupancy = torch.where(inside, occupancy, 0.0)
 
     # Transitions at inner boundaries s = 1 .. L - 1, one source label at a time (O(B·T·C) memory).
-    inner = ((t[None, :] >= 1) & (t[None, :] < L[:, None]))[:, :, None]
-    trans_grad = torch.empty((B, C, C), dtype=torch.float64, device=dev)
+    inner = ((t[None, :] >= 1) & (t[None, :] < LG[:, None]))[:, :, None]
+    trans_grad = torch.empty((G * B, C, C), dtype=torch.float64, device=dev)
     for cp in range(C):
         x = alpha[:, :T, cp, None] + p.transitions[cp][None, None] + beta - lz
         trans_grad[:, cp] = torch.where(inner, _exp_or_zero(x), 0.0).sum(dim=1)
 
-    dur_grad = torch.empty((B, K, C), dtype=torch.float64, device=dev)
-    block_d = min(64, _pow2(K))
+    # Duration marginal from f[s] = g[s] and h[e] = g_r[L - e] + cum[L] - log Z (the score of
+    # everything from segment end e on), split into mantissas and exponents for the kernel.
+    g_f, g_r = split(sw.g)
+    e_idx = torch.arange(T + 1, device=dev)
+    valid_e = ((e_idx[None, :] >= 1) & (e_idx[None, :] <= LG[:, None]))[:, :, None]
+    idx_h = (LG[:, None] - e_idx[None, :]).clamp(min=0, max=T - 1)[:, :, None].expand(-1, -1, C)
+    cum_l = sw.cum[:B][b, L].repeat(G, 1)
+    h = torch.where(valid_e, torch.gather(g_r, 1, idx_h) + (cum_l[:, None, :] - lz), NEG_INF)
+    # Positions innermost: the kernel reads h and lim along e = s + d.
+    fm, fk = _split_exp(g_f.transpose(1, 2))
+    hm, hk = _split_exp(h.transpose(1, 2))
+    wm, wk = _split_exp(p.durations)
+    lim_t = sw.lim[:B].transpose(1, 2).contiguous() if sw.lim.dim() == 3 else sw.lim
+    dur_grad = torch.empty((G * B, K, C), dtype=torch.float64, device=dev)
+    block_d = min(DGRAD_BLOCK_D, _pow2(K))
     chunk = _pow2(chunk if chunk is not None else DEFAULT_CHUNK)
-    _k.duration_grad_kernel[(B, C, triton.cdiv(K, block_d))](
-        sw.g, sw.lim, p.durations.contiguous(), sw.cum, log_z.contiguous(), p.lengths.contiguous(), dur_grad,
-        T, C, K, B,
-        CONSTRAINED=constrained, BLOCK_S=chunk, BLOCK_D=block_d,
+    first_con = list(groups).index(True) if True in groups else G
+    _k.duration_grad_kernel[(G * B, C, triton.cdiv(K, block_d))](
+        fm, fk, hm, hk, wm, wk, lim_t, L.contiguous(), dur_grad, T, C, K, B, first_con,
+        CONSTRAINED=first_con < G, BLOCK_S=chunk, BLOCK_D=block_d, num_warps=DGRAD_WARPS,
     )
-    return ForwardBackward(log_z, Marginals.from_masses(occupancy, start_mass, end_mass, trans_grad, dur_grad, L))
+    out = []
+    for i in range(G):
+        r = slice(i * B, (i + 1) * B)
+        m = Marginals.from_masses(occupancy[r], start_mass[r], end_mass[r], trans_grad[r], dur_grad[r], L)
+        out.append(ForwardBackward(log_z[i], m))
+    return out
 
 
 def viterbi(p: Problem) -> ViterbiResult:
-    """The best segmentation: max-plus sweep, traceback on the device. Ties go to the shorter segment."""
+    """The best segmentation: max-plus sweep (values only), the arguments of its maxima in parallel,
+    traceback on the device, labels filled from the segments. Ties go to the shorter segment."""
     B, T, C = p.emissions.shape
     K = p.max_duration
     dev = p.emissions.device
-    sw = _Sweep([p], constrained=False, semiring="max")
+    sw = _Sweep(p, semiring="max")
+    link = torch.empty((B, T + 1, C), dtype=torch.int64, device=dev)
+    block_e = 32
+    _k.viterbi_argmax_kernel[(B, triton.cdiv(T, block_e))](
+        sw.g, sw.alpha, sw.best_v, p.durations.contiguous(), p.transitions.contiguous(), p.lengths.contiguous(),
+        link, T, C, K, BLOCK_E=block_e, BLOCK_D=32, BLOCK_C=_pow2(C))
     b = torch.arange(B, device=dev)
     score, last = torch.max(sw.alpha[b, p.lengths] + p.final[None], dim=1)
-    ok = torch.isfinite(score).to(torch.int32)
-    labels = torch.full((B, T), -1, dtype=torch.int64, device=dev)
+    ok = torch.isfinite(score)
     segs = torch.zeros((B, T, 3), dtype=torch.int32, device=dev)
     nseg = torch.zeros(B, dtype=torch.int32, device=dev)
-    _k.traceback_kernel[(B,)](sw.best_d, sw.best_prev, last.to(torch.int32).contiguous(), p.lengths.contiguous(),
-                              ok, labels, segs, nseg, T, C, BLOCK_K=_pow2(K), num_warps=1)
+    _k.traceback_kernel[(B,)](link, last.to(torch.int32).contiguous(), p.lengths.contiguous(),
+                              ok.to(torch.int32), segs, nseg, T, C, num_warps=1)
     table, offsets = _flat_segments(segs, nseg)
+    # Labels: each segment's label repeated over its length, sequence after sequence, in order.
+    inside = (torch.arange(T, device=dev)[None, :] < p.lengths[:, None]) & ok[:, None]
+    labels = torch.full((B, T), -1, dtype=torch.int64, device=dev)
+    labels[inside] = torch.repeat_interleave(table[:, 2], table[:, 1] - table[:, 0])
     return ViterbiResult(score=score, labels=labels, segment_table=table, segment_offsets=offsets)
 
 
