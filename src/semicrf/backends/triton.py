@@ -11,7 +11,6 @@ reproducible.
 
 from __future__ import annotations
 
-import math
 import os
 
 import torch
@@ -42,8 +41,8 @@ DGRAD_WARPS = 4
 #: of float64 rounding. Off by default.
 FAST_LOOKBACK = False
 
-#: Look-back method: "auto" (the chunked look-back where it is exact, else the per-step one),
-#: "chunked" or "exact" (the per-step K-wide look-back).
+#: Look-back method: "auto" or "chunked" (the chunked look-back; a row whose scores it cannot hold
+#: exactly is redone by the per-step one), or "exact" (the per-step K-wide look-back for every row).
 LOOKBACK = "auto"
 #: Positions per chunk of the chunked look-back (a power of two); None: :func:`chunk_config`.
 CHUNK = None
@@ -127,6 +126,16 @@ def run_lengths(labels: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return t - run_start + 1
 
 
+def _run_remainders(p: Problem) -> torch.Tensor:
+    """(B, C, T) int32: the length from t to the end of its run of equal labels in ``p.labels``, in
+    row c = the label at t (0 in the other rows): the longest segment of label c that may start at t."""
+    C = p.num_classes
+    rem = run_lengths(p.labels.flip(1), p.lengths).flip(1)
+    onehot = torch.nn.functional.one_hot(p.labels, C).bool()
+    return torch.where(onehot, rem[:, :, None], torch.zeros((), dtype=rem.dtype, device=rem.device)) \
+        .transpose(1, 2).to(torch.int32).contiguous()
+
+
 def _limits(p: Problem) -> torch.Tensor:
     """(B, T, C) int32: the longest allowed segment of label c ending at t under ``p.labels``."""
     C = p.num_classes
@@ -181,12 +190,13 @@ class _Sweep:
         # Max-plus: the best look-back value of each end (its duration is found afterwards).
         self.best_v = torch.full((N, T + 1, C), NEG_INF, **f64) if mx else self.g
         self.lim = lim
-        self.method = _pick_method(p.durations, mx, trans, init)
         args = (self.cum, start, end, lim, trans, init, p.durations.contiguous())
         rows = (T, C, K, B, NR, first_con)
         flags = dict(HAS_START=has_start, HAS_END=has_end, CONSTRAINED=constrained, MAX=mx)
         BC = _pow2(C)
-        if self.method == "chunked":
+        self._flag = None
+        exact = dict(FAST_EXP=FAST_LOOKBACK, BLOCK_C=BC, BLOCK_K=_pow2(K), num_warps=4 if K * C <= 2048 else 8)
+        if LOOKBACK != "exact":
             Q, warps = chunk_config(K)
             nblk = triton.cdiv(T, Q)
             w, dmax = _duration_weights(p.durations)
@@ -205,19 +215,24 @@ class _Sweep:
                 *args, w, tlin, tmax, dmax, lengths, self.alpha, self.u, self.g, glin, bref, scr, flag, self.best_v,
                 *rows, nblk,
                 **flags, Q=Q, QS=qs, BLOCK_C=BC, NBP=_pow2(triton.cdiv(K, Q) + 2), SPREAD_G=SPREAD_G,
-                num_warps=warps,
+                SPREAD_D=SPREAD_D, num_warps=warps,
             )
-            if bool(flag.any()):  # a score spread the linear far part cannot hold: redo it exactly
-                self.method = "exact"
-                self.alpha.fill_(NEG_INF)
-                self.u.fill_(NEG_INF)
-                self.g.fill_(NEG_INF)
-        if self.method == "exact":
-            _k.sweep_kernel[(N,)](
-                *args, lengths, self.alpha, self.u, self.g, self.best_v, *rows,
-                **flags, FAST_EXP=FAST_LOOKBACK, BLOCK_C=BC, BLOCK_K=_pow2(K),
-                num_warps=4 if K * C <= 2048 else 8,
-            )
+            if not mx:
+                # Rows whose scores the linear parts cannot hold (flagged in the kernel) are redone
+                # exactly; the launch does not wait for the flags (unflagged rows return at once).
+                self._flag = flag
+                _k.sweep_kernel[(N,)](*args, lengths, self.alpha, self.u, self.g, self.best_v, flag, *rows,
+                                      **flags, ONLY_FLAGGED=True, **exact)
+        else:
+            _k.sweep_kernel[(N,)](*args, lengths, self.alpha, self.u, self.g, self.best_v, self.g, *rows,
+                                  **flags, ONLY_FLAGGED=False, **exact)
+
+    @property
+    def method(self) -> str:
+        """"chunked" when every row took the chunked sweep, else "exact" (reads the flags: a sync)."""
+        if LOOKBACK == "exact" or (self._flag is not None and bool(self._flag.any())):
+            return "exact"
+        return "chunked"
 
     def rows(self, group: int, reverse: bool = False) -> slice:
         """The rows of ``group`` (forward, or with ``reverse`` the reversed problem)."""
@@ -241,29 +256,6 @@ def _linear_transitions(trans: torch.Tensor):
     return torch.exp(trans - tmax[:, None, None]).contiguous(), tmax.contiguous()
 
 
-def _spread_ok(x: torch.Tensor, dim) -> bool:
-    """Finite entries of ``x`` spread at most :data:`SPREAD_D` nats along ``dim``."""
-    finite = torch.isfinite(x)
-    hi = torch.where(finite, x, NEG_INF).amax(dim=dim)
-    lo = torch.where(finite, x, float("inf")).amin(dim=dim)
-    spread = torch.where(finite.any(dim=dim), hi - lo, torch.zeros_like(hi))
-    return bool((spread <= SPREAD_D).all())
-
-
-def _pick_method(dur: torch.Tensor, mx: bool, trans: torch.Tensor = None, init: torch.Tensor = None) -> str:
-    """'chunked' (the chunked look-back) unless switched off or, in the log semiring, the finite
-    duration scores of a label spread over more than :data:`SPREAD_D` nats."""
-    if LOOKBACK != "auto":
-        return LOOKBACK
-    if mx:
-        return "chunked"
-    ok = _spread_ok(dur, 0)
-    if trans is not None:
-        # The linear chain scales transitions and initial scores by their largest finite value.
-        ok = ok and _spread_ok(trans.flatten(1), 1) and _spread_ok(init, 1)
-    return "chunked" if ok else "exact"
-
-
 # ln 2 in two parts (the first with trailing zero bits, so k·LN2_HI is exact for |k| < 2^20).
 LN2_HI = 6.93147180369123816490e-01
 LN2_LO = 1.90821492927058770002e-10
@@ -271,12 +263,12 @@ LN2_LO = 1.90821492927058770002e-10
 
 def _split_exp(x: torch.Tensor):
     """(m float64, k int32) with exp(x) = m · 2^k, m in [1, 2] (m = 0, k = -2^20 where x = -inf),
-    for any float64 x, without overflow."""
-    finite = torch.isfinite(x)
-    k = torch.floor(torch.where(finite, x, 0.0) * (1.0 / math.log(2.0)))
-    m = torch.exp((torch.where(finite, x, 0.0) - k * LN2_HI) - k * LN2_LO)
-    m = torch.where(finite, m, 0.0).contiguous()
-    k = torch.where(finite, k, -(2.0 ** 20)).to(torch.int32).contiguous()
+    for any float64 x, without overflow; same shape as x, contiguous."""
+    x = x.contiguous()
+    m = torch.empty_like(x)
+    k = torch.empty(x.shape, dtype=torch.int32, device=x.device)
+    n = x.numel()
+    _k.split_exp_kernel[(triton.cdiv(n, 1024),)](x, m, k, n, LN2_HI=LN2_HI, LN2_LO=LN2_LO, BLOCK=1024)
     return m, k
 
 
@@ -354,13 +346,13 @@ def _forward_backward(p: Problem, groups, need_marginals: bool, chunk: int | Non
     fm, fk = _split_exp(g_f.transpose(1, 2))
     hm, hk = _split_exp(h.transpose(1, 2))
     wm, wk = _split_exp(p.durations)
-    lim_t = sw.lim[:B].transpose(1, 2).contiguous() if sw.lim.dim() == 3 else sw.lim
+    rem = _run_remainders(p) if True in groups else sw.lim
     dur_grad = torch.empty((G * B, K, C), dtype=torch.float64, device=dev)
     block_d = min(DGRAD_BLOCK_D, _pow2(K))
     chunk = _pow2(chunk if chunk is not None else DEFAULT_CHUNK)
     first_con = list(groups).index(True) if True in groups else G
     _k.duration_grad_kernel[(G * B, C, triton.cdiv(K, block_d))](
-        fm, fk, hm, hk, wm, wk, lim_t, L.contiguous(), dur_grad, T, C, K, B, first_con,
+        fm, fk, hm, hk, wm, wk, rem, L.contiguous(), dur_grad, T, C, K, B, first_con,
         CONSTRAINED=first_con < G, BLOCK_S=chunk, BLOCK_D=block_d, num_warps=DGRAD_WARPS,
     )
     out = []

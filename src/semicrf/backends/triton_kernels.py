@@ -72,12 +72,61 @@ def _lse_window(x):
 
 
 @triton.jit
+def _spread(x, lo, hi, axis: tl.constexpr):
+    """Running (lo, hi) of the finite entries of ``x`` along ``axis``."""
+    fin = (x > float("-inf")) & (x < float("inf"))
+    lo = tl.minimum(lo, tl.min(tl.where(fin, x, float("inf")), axis=axis))
+    hi = tl.maximum(hi, tl.max(tl.where(fin, x, float("-inf")), axis=axis))
+    return lo, hi
+
+
+@triton.jit
+def _too_spread(dur_ptr, trans_ptr, init_ptr, direction, C, K, cc, cmask,
+                SPREAD_D: tl.constexpr, BLOCK_C: tl.constexpr):
+    """1 if the finite duration scores of a label, or the finite transition or initial scores of
+    the direction, spread more than ``SPREAD_D`` nats (beyond what the linear chunked sweep holds)."""
+    KB: tl.constexpr = 128
+    lo = tl.full([BLOCK_C], float("inf"), tl.float64)
+    hi = tl.full([BLOCK_C], float("-inf"), tl.float64)
+    for k0 in range(0, K, KB):
+        kk = k0 + tl.arange(0, KB)
+        x = tl.load(dur_ptr + kk[:, None] * C + cc[None, :], mask=(kk < K)[:, None] & cmask[None, :],
+                    other=float("-inf"))
+        lo, hi = _spread(x, lo, hi, 0)
+    bad = tl.max(tl.where(hi - lo > SPREAD_D, 1, 0), axis=0)
+    x = tl.load(trans_ptr + direction * C * C + cc[:, None] * C + cc[None, :],
+                mask=cmask[:, None] & cmask[None, :], other=float("-inf"))
+    lo, hi = _spread(x, tl.full([BLOCK_C], float("inf"), tl.float64), tl.full([BLOCK_C], float("-inf"), tl.float64), 0)
+    lo1 = tl.min(lo, axis=0)
+    hi1 = tl.max(hi, axis=0)
+    bad = tl.maximum(bad, tl.where(hi1 - lo1 > SPREAD_D, 1, 0))
+    x = tl.load(init_ptr + direction * C + cc, mask=cmask, other=float("-inf"))
+    fin = (x > float("-inf")) & (x < float("inf"))
+    spread = tl.max(tl.where(fin, x, float("-inf")), axis=0) - tl.min(tl.where(fin, x, float("inf")), axis=0)
+    return tl.maximum(bad, tl.where(spread > SPREAD_D, 1, 0))
+
+
+@triton.jit
+def split_exp_kernel(x_ptr, m_ptr, k_ptr, n, LN2_HI: tl.constexpr, LN2_LO: tl.constexpr, BLOCK: tl.constexpr):
+    """exp(x) = m · 2^k for any float64 x without overflow: m in [1, 2] float64, k int32 (m = 0 and
+    k = -2^20 where x = -inf); ln 2 in two parts so that k · LN2_HI is exact."""
+    i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    x = tl.load(x_ptr + i, mask=i < n, other=float("-inf"))
+    fin = (x > float("-inf")) & (x < float("inf"))
+    xs = tl.where(fin, x, 0.0)
+    k = tl.floor(xs * 1.4426950408889634)
+    m = tl.exp((xs - k * LN2_HI) - k * LN2_LO)
+    tl.store(m_ptr + i, tl.where(fin, m, 0.0), mask=i < n)
+    tl.store(k_ptr + i, tl.where(fin, k, -1048576.0).to(tl.int32), mask=i < n)
+
+
+@triton.jit
 def sweep_kernel(
     cum_ptr, start_ptr, end_ptr, lim_ptr, trans_ptr, init_ptr, dur_ptr, len_ptr,
-    alpha_ptr, u_ptr, g_ptr, bestv_ptr,
+    alpha_ptr, u_ptr, g_ptr, bestv_ptr, flag_ptr,
     T, C, K, n_per_dir, NR, first_con,
     HAS_START: tl.constexpr, HAS_END: tl.constexpr, CONSTRAINED: tl.constexpr, MAX: tl.constexpr,
-    FAST_EXP: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr,
+    FAST_EXP: tl.constexpr, ONLY_FLAGGED: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     """Sweep of row ``n = program_id(0)`` (see the module docstring for rows and groups).
 
@@ -85,13 +134,17 @@ def sweep_kernel(
     trans (2, C, C) and init (2, C) indexed by direction ``(n % NR) // n_per_dir``; dur (K, C);
     len (NR,). Out: alpha (N, T+1, C), u and g (N, T, C), all float64; with ``MAX``, bestv
     (N, T+1, C) float64, the best look-back value ``max_d (dur[d - 1] + g[e - d])`` of each end
-    (:func:`viterbi_argmax_kernel` finds its duration afterwards).
+    (:func:`viterbi_argmax_kernel` finds its duration afterwards). With ``ONLY_FLAGGED`` only the
+    rows whose ``flag`` the chunked sweep raised run (the others return at once), so the fallback
+    is launched without waiting for the flags on the host.
     """
     n = tl.program_id(0)
     r = n % NR
     direction = r // n_per_dir
     con = (n // NR) >= first_con
     L = tl.load(len_ptr + r)
+    if ONLY_FLAGGED:
+        L = tl.where(tl.load(flag_ptr + n) != 0, L, 0)
     NEG_INF: tl.constexpr = float("-inf")
 
     cc = tl.arange(0, BLOCK_C)
@@ -156,7 +209,7 @@ def sweep_kernel(
 
 @triton.jit
 def duration_grad_kernel(
-    fm_ptr, fk_ptr, hm_ptr, hk_ptr, wm_ptr, wk_ptr, lim_ptr, len_ptr, out_ptr,
+    fm_ptr, fk_ptr, hm_ptr, hk_ptr, wm_ptr, wk_ptr, rem_ptr, len_ptr, out_ptr,
     T, C, K, B, first_con,
     CONSTRAINED: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
@@ -167,8 +220,11 @@ def duration_grad_kernel(
     ``exp(x) = m · 2^k`` (float64 mantissa ``*m``, int32 exponent ``*k``; k very negative for
     -inf), so a term is two products and an exponent sum, with no exponential. A term under
     2^-1022 counts as 0. Row ``i = grp·B + b`` is sequence b of group ``grp``; groups from
-    ``first_con`` on are constrained by ``lim`` (B, C, T). Shapes, positions innermost (the tiles
-    read along e = s + d): fm, fk (G·B, C, T); hm, hk (G·B, C, T + 1); wm, wk (K, C). Grid: (G·B, C, cdiv(K, BLOCK_D)). Positions are summed in
+    ``first_con`` on are constrained: a segment of label c may start at s only for
+    ``d <= rem[b, c, s]``, the length from s to the end of its run of c in the labels (0 where the
+    label is not c), and a tile of positions whose ``rem`` are all below its durations is skipped.
+    Shapes, positions innermost (the tiles read along e = s + d): fm, fk (G·B, C, T); hm, hk
+    (G·B, C, T + 1); wm, wk (K, C); rem (B, C, T) int32. Grid: (G·B, C, cdiv(K, BLOCK_D)). Positions are summed in
     tiles of ``BLOCK_S`` in a fixed order (bitwise reproducible).
     """
     i = tl.program_id(0)
@@ -183,24 +239,29 @@ def duration_grad_kernel(
     wk = tl.load(wk_ptr + (dd - 1) * C + c, mask=dmask, other=0)
     f_base = (i.to(tl.int64) * C + c) * T
     h_base = (i.to(tl.int64) * C + c) * (T + 1)
-    lim_base = (b.to(tl.int64) * C + c) * T
+    rem_base = (b.to(tl.int64) * C + c) * T
     acc = tl.zeros([BLOCK_D], tl.float64)
     ss0 = tl.arange(0, BLOCK_S)
     for s0 in range(0, L, BLOCK_S):
         ss = s0 + ss0
-        fm = tl.load(fm_ptr + f_base + ss, mask=ss < L, other=0.0)
-        fk = tl.load(fk_ptr + f_base + ss, mask=ss < L, other=0)
-        e = ss[:, None] + dd[None, :]  # segment end (exclusive)
-        ok = (ss[:, None] < L) & dmask[None, :] & (e <= L)
         if CONSTRAINED:
-            lim = tl.load(lim_ptr + lim_base + e - 1, mask=ok, other=0)
-            ok = ok & (dd[None, :] <= tl.where(con, lim, K))
-        hm = tl.load(hm_ptr + h_base + e, mask=ok, other=0.0)
-        hk = tl.load(hk_ptr + h_base + e, mask=ok, other=0)
-        kk = tl.minimum(tl.maximum(fk[:, None] + wk[None, :] + hk, -1023), 1023)
-        scale = ((kk + 1023).to(tl.int64) << 52).to(tl.float64, bitcast=True)  # 2^kk, 0 at kk = -1023
-        p = fm[:, None] * wm[None, :] * hm * scale
-        acc += tl.sum(tl.where(ok, p, 0.0), axis=0)
+            rem = tl.where(con, tl.load(rem_ptr + rem_base + ss, mask=ss < L, other=0), K)
+            todo = tl.max(rem, axis=0) > d0
+        else:
+            todo = True
+        if todo:
+            fm = tl.load(fm_ptr + f_base + ss, mask=ss < L, other=0.0)
+            fk = tl.load(fk_ptr + f_base + ss, mask=ss < L, other=0)
+            e = ss[:, None] + dd[None, :]  # segment end (exclusive)
+            ok = (ss[:, None] < L) & dmask[None, :] & (e <= L)
+            if CONSTRAINED:
+                ok = ok & (dd[None, :] <= rem[:, None])
+            hm = tl.load(hm_ptr + h_base + e, mask=ok, other=0.0)
+            hk = tl.load(hk_ptr + h_base + e, mask=ok, other=0)
+            kk = tl.minimum(tl.maximum(fk[:, None] + wk[None, :] + hk, -1023), 1023)
+            scale = ((kk + 1023).to(tl.int64) << 52).to(tl.float64, bitcast=True)  # 2^kk, 0 at kk = -1023
+            p = fm[:, None] * wm[None, :] * hm * scale
+            acc += tl.sum(tl.where(ok, p, 0.0), axis=0)
     tl.store(out_ptr + i.to(tl.int64) * K * C + (dd - 1) * C + c, acc, mask=dmask)
 
 
@@ -284,40 +345,12 @@ def traceback_kernel(link_ptr, last_ptr, len_ptr, ok_ptr, segs_ptr, nseg_ptr, T,
 
 
 @triton.jit
-def _near_inputs(i, nq, t0, C, K, seq, con, cum_base, start_ptr, end_ptr, lim_ptr, dur_ptr, far_base,
-                 cc, cmask, rr,
-                 HAS_START: tl.constexpr, HAS_END: tl.constexpr, CONSTRAINED: tl.constexpr,
-                 BLOCK_C: tl.constexpr):
-    """What Viterbi step ``i`` of a chunk needs that does not depend on the chain (loaded a step ahead).
-
-    Returns ``(cg, ca, drow, farv)``: ``g = u + cg``, ``alpha = ca + best``; ``drow`` (Q, C) the
-    duration scores for the starts of the chunk (-inf where not allowed); ``farv`` the far maximum
-    of the end t + 1.
-    """
-    NEG_INF: tl.constexpr = float("-inf")
-    t = t0 + i
-    m = cmask & ((tl.zeros([BLOCK_C], tl.int32) + i) < nq)
-    cg = -tl.load(cum_base + t * C + cc, mask=m, other=0.0)
-    if HAS_START:
-        cg += tl.load(start_ptr + seq + t * C + cc, mask=m, other=0.0)
-    ca = tl.load(cum_base + (t + 1) * C + cc, mask=m, other=0.0)
-    if HAS_END:
-        ca += tl.load(end_ptr + seq + t * C + cc, mask=m, other=0.0)
-    if CONSTRAINED:
-        lim_t = tl.where(con, tl.minimum(tl.load(lim_ptr + seq + t * C + cc, mask=m, other=0), K), K)
-    else:
-        lim_t = tl.zeros([BLOCK_C], tl.int32) + K
-    dn = i - rr  # duration - 1 of the segment from chunk position r to t
-    okn = (dn[:, None] >= 0) & ((dn[:, None] + 1) <= lim_t[None, :]) & m[None, :]
-    drow = tl.load(dur_ptr + dn[:, None] * C + cc[None, :], mask=okn, other=NEG_INF)
-    farv = tl.load(far_base + i * BLOCK_C + cc, mask=m, other=NEG_INF)
-    return cg, ca, drow, farv
-
-
-@triton.jit
-def _linear_inputs(i, nq, t0, C, K, seq, con, lim_ptr, w_ptr, scr_base, cc, cmask, rr,
-                   CONSTRAINED: tl.constexpr, Q: tl.constexpr, BLOCK_C: tl.constexpr):
-    """The chain-independent factors of linear step ``i``: (fg, fa, fl, wrow), see the kernel."""
+def _step_inputs(i, nq, t0, C, K, seq, con, lim_ptr, w_ptr, scr_base, cc, cmask, rr,
+                 CONSTRAINED: tl.constexpr, MAX: tl.constexpr, Q: tl.constexpr, BLOCK_C: tl.constexpr):
+    """What step ``i`` of a chunk needs that does not depend on the chain (loaded a step ahead):
+    rows i of the chunk's three scratch rows and ``wrow`` (Q, C), the duration weights (log
+    semiring: linear ``w``, 0 where not allowed; max: scores, -inf) of the segments from each
+    position of the chunk to t0 + i. See the kernel for what the rows hold."""
     t = t0 + i
     m = cmask & ((tl.zeros([BLOCK_C], tl.int32) + i) < nq)
     fg = tl.load(scr_base + i * BLOCK_C + cc, mask=m, other=0.0)
@@ -329,7 +362,10 @@ def _linear_inputs(i, nq, t0, C, K, seq, con, lim_ptr, w_ptr, scr_base, cc, cmas
         lim_t = tl.zeros([BLOCK_C], tl.int32) + K
     dn = i - rr
     okn = (dn[:, None] >= 0) & ((dn[:, None] + 1) <= lim_t[None, :]) & m[None, :]
-    wrow = tl.load(w_ptr + dn[:, None] * C + cc[None, :], mask=okn, other=0.0)
+    if MAX:
+        wrow = tl.load(w_ptr + dn[:, None] * C + cc[None, :], mask=okn, other=float("-inf"))
+    else:
+        wrow = tl.load(w_ptr + dn[:, None] * C + cc[None, :], mask=okn, other=0.0)
     return fg, fa, fl, wrow
 
 
@@ -340,6 +376,7 @@ def chunk_linear_sweep_kernel(
     T, C, K, n_per_dir, NR, first_con, NBLK,
     HAS_START: tl.constexpr, HAS_END: tl.constexpr, CONSTRAINED: tl.constexpr, MAX: tl.constexpr,
     Q: tl.constexpr, QS: tl.constexpr, BLOCK_C: tl.constexpr, NBP: tl.constexpr, SPREAD_G: tl.constexpr,
+    SPREAD_D: tl.constexpr,
 ):
     """The chunked sweep with the dependent chain in registers: linear space for the log semiring.
 
@@ -414,6 +451,10 @@ def chunk_linear_sweep_kernel(
 
     alpha_prev = tl.full([BLOCK_C], NEG_INF, tl.float64)
     n_bad = 0
+    if not MAX:
+        # Scores too spread for the linear parts: flag the row for the exact kernel, do nothing here.
+        n_bad = _too_spread(dur_ptr, trans_ptr, init_ptr, direction, C, K, cc, cmask, SPREAD_D, BLOCK_C)
+        L = tl.where(n_bad != 0, 0, L)
     for k in range(0, tl.cdiv(L, Q)):
         t0 = k * Q
         # ------------------------------------------------ far part, all Q ends of the chunk at once
@@ -473,33 +514,46 @@ def chunk_linear_sweep_kernel(
         pos = t0 + rr
         pv2 = (pos < L)[:, None] & cmask[None, :]
         if MAX:
-            tl.store(scr_base + (2 * Q + rr[:, None]) * BLOCK_C + cc[None, :], best)
-            # The far values are read by other threads of the program in the steps below.
+            # -------------------------------------------- chunk inputs: g = u + cg, alpha = ca + best
+            cgs = -tl.load(cum_base + pos[:, None] * C + cc[None, :], mask=pv2, other=0.0)
+            if HAS_START:
+                cgs += tl.load(start_ptr + seq_in + pos[:, None] * C + cc[None, :], mask=pv2, other=0.0)
+            cas = tl.load(cum_base + (pos[:, None] + 1) * C + cc[None, :], mask=pv2, other=0.0)
+            if HAS_END:
+                cas += tl.load(end_ptr + seq_in + pos[:, None] * C + cc[None, :], mask=pv2, other=0.0)
+            srow = (rr[:, None]) * BLOCK_C + cc[None, :]
+            tl.store(scr_base + srow, cgs)
+            tl.store(scr_base + Q * BLOCK_C + srow, cas)
+            tl.store(scr_base + 2 * Q * BLOCK_C + srow, best)
+            # The chunk inputs are read by other threads of the program in the steps below.
             tl.debug_barrier()
             # -------------------------------------------- near part (max-plus), position by position
             gch = tl.full([Q, BLOCK_C], NEG_INF, tl.float64)
-            cg, ca, drow, farv = _near_inputs(
-                0, nq, t0, C, K, seq_in, con, cum_base, start_ptr, end_ptr, lim_ptr, dur_ptr, scr_base + 2 * Q * BLOCK_C,
-                cc, cmask, rr, HAS_START, HAS_END, CONSTRAINED, BLOCK_C)
+            ul = tl.full([Q, BLOCK_C], NEG_INF, tl.float64)
+            bv = tl.full([Q, BLOCK_C], NEG_INF, tl.float64)
+            al = tl.full([Q, BLOCK_C], NEG_INF, tl.float64)
+            cg, ca, farv, drow = _step_inputs(0, nq, t0, C, K, seq_in, con, lim_ptr, dur_ptr, scr_base, cc, cmask,
+                                              rr, CONSTRAINED, MAX, Q, BLOCK_C)
             for i in range(0, nq):
-                t = t0 + i
-                cg_n, ca_n, drow_n, farv_n = _near_inputs(
-                    i + 1, nq, t0, C, K, seq_in, con, cum_base, start_ptr, end_ptr, lim_ptr, dur_ptr,
-                    scr_base + 2 * Q * BLOCK_C, cc, cmask, rr, HAS_START, HAS_END, CONSTRAINED, BLOCK_C)
-                if t == 0:
+                cg_n, ca_n, farv_n, drow_n = _step_inputs(i + 1, nq, t0, C, K, seq_in, con, lim_ptr, dur_ptr,
+                                                          scr_base, cc, cmask, rr, CONSTRAINED, MAX, Q, BLOCK_C)
+                if t0 + i == 0:
                     u = init
                 else:
                     u = tl.max(alpha_prev[:, None] + trans, axis=0)
-                g_t = u + cg
-                tl.store(u_ptr + seq + t * C + cc, u, mask=cmask)
-                tl.store(g_ptr + seq + t * C + cc, g_t, mask=cmask)
-                gch = tl.where(rr[:, None] == i, g_t[None, :], gch)
+                here = rr[:, None] == i
+                gch = tl.where(here, (u + cg)[None, :], gch)
                 bestv = tl.maximum(tl.max(gch + drow, axis=0), farv)
-                tl.store(bestv_base + (t + 1) * C + cc, bestv, mask=cmask)
                 a = tl.where(cmask, ca + bestv, NEG_INF)
-                tl.store(alpha_base + (t + 1) * C + cc, a, mask=cmask)
+                ul = tl.where(here, u[None, :], ul)
+                bv = tl.where(here, bestv[None, :], bv)
+                al = tl.where(here, a[None, :], al)
                 alpha_prev = a
-                cg, ca, drow, farv = cg_n, ca_n, drow_n, farv_n
+                cg, ca, farv, drow = cg_n, ca_n, farv_n, drow_n
+            tl.store(u_ptr + seq + pos[:, None] * C + cc[None, :], ul, mask=pv2)
+            tl.store(g_ptr + seq + pos[:, None] * C + cc[None, :], gch, mask=pv2)
+            tl.store(bestv_base + (pos[:, None] + 1) * C + cc[None, :], bv, mask=pv2)
+            tl.store(alpha_base + (pos[:, None] + 1) * C + cc[None, :], al, mask=pv2)
         else:
             far = tl.where(acc > 0, tl.log(acc) + R + dmax[None, :], NEG_INF)
             n_bad += tl.sum(tl.sum(tl.where(vq2 & (lost != 0) & (acc < 1e-200), 1, 0), axis=1), axis=0)
@@ -535,11 +589,11 @@ def chunk_linear_sweep_kernel(
             ul = tl.zeros([Q, BLOCK_C], tl.float64)
             al = tl.zeros([Q, BLOCK_C], tl.float64)
             nf = tl.zeros([Q, BLOCK_C], tl.float64)
-            fg, fa, fl, wrow = _linear_inputs(0, nq, t0, C, K, seq_in, con, lim_ptr, w_ptr, scr_base, cc, cmask, rr,
-                                              CONSTRAINED, Q, BLOCK_C)
+            fg, fa, fl, wrow = _step_inputs(0, nq, t0, C, K, seq_in, con, lim_ptr, w_ptr, scr_base, cc, cmask, rr,
+                                            CONSTRAINED, MAX, Q, BLOCK_C)
             for i in range(0, nq):
-                fg_n, fa_n, fl_n, wrow_n = _linear_inputs(i + 1, nq, t0, C, K, seq_in, con, lim_ptr, w_ptr, scr_base, cc,
-                                                          cmask, rr, CONSTRAINED, Q, BLOCK_C)
+                fg_n, fa_n, fl_n, wrow_n = _step_inputs(i + 1, nq, t0, C, K, seq_in, con, lim_ptr, w_ptr, scr_base, cc,
+                                                        cmask, rr, CONSTRAINED, MAX, Q, BLOCK_C)
                 if t0 + i == 0:
                     ulin = u0
                 else:
