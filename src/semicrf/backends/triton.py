@@ -31,7 +31,7 @@ except Exception as exc:  # pragma: no cover - depends on the installation
 NEG_INF = float("-inf")
 
 #: Positions per tile of the duration-gradient kernel (``--checkpoint-interval`` of the gradient check).
-#: 16 by measurement (H200, spec size): 64 spilled registers and took 2.2x as long.
+#: 16 by measurement (H200, spec size): 64 spilled registers and took 2.4x as long.
 DEFAULT_CHUNK = 16
 #: Durations per tile and warps per program of the duration-gradient kernel.
 DGRAD_BLOCK_D = 64
