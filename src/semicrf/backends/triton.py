@@ -92,9 +92,10 @@ def check_problem(p: Problem) -> None:
 def chunk_config(K: int) -> tuple[int, int]:
     """(positions per chunk, warps per program) of the chunked sweep, unless set by :data:`CHUNK` /
     :data:`CHUNK_WARPS`. Chosen by measurement on an H200 (docs/engine_gpu.md): for K = 100 chunks
-    of 32 with 4 warps (log sweep 2.6 ms against 3.2 ms for 64/8 and 3.9 ms for the exact kernel);
-    for K = 1000 chunks of 64 with 8 warps (33.5 ms against 37.9 ms for 32/4)."""
-    q, w = (32, 4) if K <= 256 else (64, 8)
+    of 32 with 4 warps (the four sweeps of log_likelihood 3.3 ms against 4.2-4.6 ms for 16/4 and
+    64/4); for K = 1000 chunks of 64 with 16 warps (23.3-23.8 ms against 24.8-25.6 ms for 64/8,
+    and the Viterbi sweep 25.0-25.9 against 27.8-29.1 ms)."""
+    q, w = (32, 4) if K <= 256 else (64, 16)
     return (CHUNK or q, CHUNK_WARPS or w)
 
 
