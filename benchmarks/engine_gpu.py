@@ -70,14 +70,18 @@ def labels_in_runs(B, T, C, run=200, seed=0):
     return torch.randint(0, C, (B, n), generator=g).repeat_interleave(run, dim=1)[:, :T]
 
 
-def ours(B, T, K, C, repeat, check_logz):
+def inputs(B, T, K, C):
+    """(emissions, transitions, durations, labels, lengths) on the GPU, the scores needing gradients."""
     dev = "cuda"
     g = torch.Generator(device=dev).manual_seed(0)
     em = torch.randn(B, T, C, device=dev, generator=g).requires_grad_()
     tr = (0.1 * torch.randn(C, C, device=dev, generator=g)).requires_grad_()
     du = (0.1 * torch.randn(K, C, device=dev, generator=g)).requires_grad_()
-    labels = labels_in_runs(B, T, C).to(dev)
-    lengths = torch.full((B,), T, device=dev)
+    return em, tr, du, labels_in_runs(B, T, C).to(dev), torch.full((B,), T, device=dev)
+
+
+def ours(B, T, K, C, repeat, check_logz):
+    em, tr, du, labels, lengths = inputs(B, T, K, C)
 
     def step():
         ll = semicrf.log_likelihood(em, labels, tr, du, lengths, backend="triton")
@@ -138,12 +142,7 @@ def sweeps(B, T, K, C, repeat):
 def breakdown(B, T, K, C):
     """GPU time per kernel of one log_likelihood forward + backward, from torch.profiler."""
     from torch.profiler import ProfilerActivity, profile
-    dev = "cuda"
-    g = torch.Generator(device=dev).manual_seed(0)
-    em = torch.randn(B, T, C, device=dev, generator=g).requires_grad_()
-    tr = (0.1 * torch.randn(C, C, device=dev, generator=g)).requires_grad_()
-    du = (0.1 * torch.randn(K, C, device=dev, generator=g)).requires_grad_()
-    labels = labels_in_runs(B, T, C).to(dev)
+    em, tr, du, labels, _ = inputs(B, T, K, C)
 
     def step():
         (-semicrf.log_likelihood(em, labels, tr, du, backend="triton").sum()).backward()
