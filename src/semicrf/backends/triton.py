@@ -273,10 +273,6 @@ def _split_exp(x: torch.Tensor):
     return m, k
 
 
-def _exp_or_zero(x: torch.Tensor) -> torch.Tensor:
-    return torch.where(torch.isfinite(x), torch.exp(x), torch.zeros((), dtype=x.dtype, device=x.device))
-
-
 def forward_backward(p: Problem, constrained: bool = False, need_marginals: bool = True,
                      chunk: int | None = None) -> ForwardBackward:
     """log Z (or the constrained log Z of ``p.labels``) and, optionally, all marginals (float64).
@@ -311,29 +307,18 @@ def _forward_backward(p: Problem, groups, need_marginals: bool, chunk: int | Non
         x = x.view(G, 2, B, *x.shape[1:])
         return x[:, 0].reshape(G * B, *x.shape[3:]), x[:, 1].reshape(G * B, *x.shape[3:])
 
-    alpha, alpha_r = split(sw.alpha)
-    u, u_r = split(sw.u)
     LG = L.repeat(G)
     lz = log_z.reshape(G * B)[:, None, None]
-    t = torch.arange(T, device=dev)
-    inside = (t[None, :] < LG[:, None])[:, :, None]
-    # beta[s] = alpha_r[L - s]: everything from s on, first segment starting at s.
-    idx_s = (LG[:, None] - t[None, :]).clamp(min=0)[:, :, None].expand(-1, -1, C)
-    beta = torch.gather(alpha_r, 1, idx_s)
-    start_mass = torch.where(inside, _exp_or_zero(u + beta - lz), 0.0)
-    # Outgoing score after a segment ending at e = t + 1: u_r[L - e] (final when e = L).
-    idx_e = (LG[:, None] - t[None, :] - 1).clamp(min=0)[:, :, None].expand(-1, -1, C)
-    out_score = torch.gather(u_r, 1, idx_e)
-    end_mass = torch.where(inside, _exp_or_zero(alpha[:, 1:] + out_score - lz), 0.0)
-    occupancy = _cumsum_t(start_mass) - (_cumsum_t(end_mass) - end_mass)
-    occupancy = torch.where(inside, occupancy, 0.0)
-
-    # Transitions at inner boundaries s = 1 .. L - 1, one source label at a time (O(B·T·C) memory).
-    inner = ((t[None, :] >= 1) & (t[None, :] < LG[:, None]))[:, :, None]
-    trans_grad = torch.empty((G * B, C, C), dtype=torch.float64, device=dev)
-    for cp in range(C):
-        x = alpha[:, :T, cp, None] + p.transitions[cp][None, None] + beta - lz
-        trans_grad[:, cp] = torch.where(inner, _exp_or_zero(x), 0.0).sum(dim=1)
+    f64 = dict(dtype=torch.float64, device=dev)
+    occupancy = torch.empty((G * B, T, C), **f64)
+    start_mass = torch.empty((G * B, T, C), **f64)
+    end_mass = torch.empty((G * B, T, C), **f64)
+    trans_grad = torch.empty((G * B, C, C), **f64)
+    BC = _pow2(C)
+    _k.marginals_kernel[(G * B,)](
+        sw.alpha, sw.u, p.transitions.contiguous(), log_z.reshape(G * B).contiguous(), L.contiguous(),
+        occupancy, start_mass, end_mass, trans_grad, T, C, B,
+        BLOCK_T=max(16, 1024 // BC), BLOCK_T2=max(2, 2048 // (BC * BC)), BLOCK_C=BC)
 
     # Duration marginal from f[s] = g[s] and h[e] = g_r[L - e] + cum[L] - log Z (the score of
     # everything from segment end e on), split into mantissas and exponents for the kernel.

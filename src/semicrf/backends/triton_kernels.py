@@ -33,6 +33,8 @@ unconstrained and the constrained sweeps of ``log_likelihood`` run in one launch
   the forward ``g`` and the reversed ``g_r`` (as mantissas and exponents: products,
   no exponentials); one program per (sequence, label, block of durations), summing
   over positions in a fixed order (no atomics, so gradients are bitwise reproducible).
+- :func:`marginals_kernel`: the position and transition marginals from the two
+  sweeps, one program per sequence walking its positions in blocks.
 - :func:`viterbi_argmax_kernel`: the arguments of the Viterbi sweep's maxima
   (best duration and previous label of every end), in parallel after the sweep.
 - :func:`traceback_kernel`: Viterbi traceback on the device, one program per
@@ -263,6 +265,74 @@ def duration_grad_kernel(
             p = fm[:, None] * wm[None, :] * hm * scale
             acc += tl.sum(tl.where(ok, p, 0.0), axis=0)
     tl.store(out_ptr + i.to(tl.int64) * K * C + (dd - 1) * C + c, acc, mask=dmask)
+
+
+@triton.jit
+def _exp_finite(x):
+    """exp(x) where x is finite, else 0 (an impossible or undefined term)."""
+    return tl.where((x > float("-inf")) & (x < float("inf")), tl.exp(x), 0.0)
+
+
+@triton.jit
+def marginals_kernel(alpha_ptr, u_ptr, trans_ptr, logz_ptr, len_ptr, occ_ptr, smass_ptr, emass_ptr, tgrad_ptr,
+                     T, C, B,
+                     BLOCK_T: tl.constexpr, BLOCK_T2: tl.constexpr, BLOCK_C: tl.constexpr):
+    """The position and transition marginals of row ``i = grp·B + b`` from its two sweeps.
+
+    The forward sweep is row ``2·B·grp + b`` of alpha (N, T+1, C) and u (N, T, C), the reversed
+    one row ``2·B·grp + B + b``; ``beta[t] = alpha_r[L - t]`` is everything from t on, a segment
+    starting at t. Out, (G·B, T, C) float64, 0 past the length: ``smass[t] = exp(u[t] + beta[t] -
+    log Z)`` (a segment starts at t), ``emass[t] = exp(alpha[t + 1] + u_r[L - t - 1] - log Z)`` (one
+    ends at t), ``occ[t] = sum_{s <= t} smass[s] - sum_{s < t} emass[s]`` (label at t); and tgrad
+    (G·B, C, C), ``sum_{1 <= t < L} exp(alpha[t, c'] + trans[c', c] + beta[t, c] - log Z)``. Positions
+    are walked in blocks in a fixed order (bitwise reproducible). Grid: (G·B,).
+    """
+    NEG_INF: tl.constexpr = float("-inf")
+    i = tl.program_id(0)
+    grp = i // B
+    b = i % B
+    L = tl.load(len_ptr + b).to(tl.int32)
+    lz = tl.load(logz_ptr + i)
+    fwd = (2 * B * grp + b).to(tl.int64)
+    rev = fwd + B
+    a_f = alpha_ptr + fwd * (T + 1) * C
+    a_r = alpha_ptr + rev * (T + 1) * C
+    u_f = u_ptr + fwd * T * C
+    u_r = u_ptr + rev * T * C
+    out = i.to(tl.int64) * T * C
+    cc = tl.arange(0, BLOCK_C)
+    cmask = cc < C
+    run_s = tl.zeros([BLOCK_C], tl.float64)
+    run_e = tl.zeros([BLOCK_C], tl.float64)
+    for t0 in range(0, T, BLOCK_T):
+        tt = t0 + tl.arange(0, BLOCK_T)
+        ins = (tt < L)[:, None] & cmask[None, :]
+        beta = tl.load(a_r + (L - tt)[:, None] * C + cc[None, :], mask=ins, other=NEG_INF)
+        uu = tl.load(u_f + tt[:, None] * C + cc[None, :], mask=ins, other=NEG_INF)
+        sm = tl.where(ins, _exp_finite(uu + beta - lz), 0.0)
+        ao = tl.load(a_f + (tt[:, None] + 1) * C + cc[None, :], mask=ins, other=NEG_INF)
+        osc = tl.load(u_r + (L - tt - 1)[:, None] * C + cc[None, :], mask=ins, other=NEG_INF)
+        em = tl.where(ins, _exp_finite(ao + osc - lz), 0.0)
+        occ = (tl.cumsum(sm, axis=0) + run_s[None, :]) - (tl.cumsum(em, axis=0) + run_e[None, :] - em)
+        keep = (tt < T)[:, None] & cmask[None, :]
+        tl.store(occ_ptr + out + tt[:, None] * C + cc[None, :], tl.where(ins, occ, 0.0), mask=keep)
+        tl.store(smass_ptr + out + tt[:, None] * C + cc[None, :], sm, mask=keep)
+        tl.store(emass_ptr + out + tt[:, None] * C + cc[None, :], em, mask=keep)
+        run_s += tl.sum(sm, axis=0)
+        run_e += tl.sum(em, axis=0)
+    # Transitions at the inner boundaries t = 1 .. L - 1.
+    tr = tl.load(trans_ptr + cc[:, None] * C + cc[None, :], mask=cmask[:, None] & cmask[None, :], other=NEG_INF)
+    acc = tl.zeros([BLOCK_C, BLOCK_C], tl.float64)
+    for t0 in range(0, L, BLOCK_T2):
+        tt = t0 + tl.arange(0, BLOCK_T2)
+        inner = (tt >= 1) & (tt < L)
+        m2 = inner[:, None] & cmask[None, :]
+        at = tl.load(a_f + tt[:, None] * C + cc[None, :], mask=m2, other=NEG_INF)
+        beta = tl.load(a_r + (L - tt)[:, None] * C + cc[None, :], mask=m2, other=NEG_INF)
+        z = at[:, :, None] + tr[None, :, :] + beta[:, None, :] - lz
+        acc += tl.sum(_exp_finite(z), axis=0)
+    tl.store(tgrad_ptr + i.to(tl.int64) * C * C + cc[:, None] * C + cc[None, :], acc,
+             mask=cmask[:, None] & cmask[None, :])
 
 
 @triton.jit
