@@ -179,6 +179,27 @@ def test_wide_score_spreads_take_the_exact_lookback(monkeypatch):
     assert tb._Sweep(make_problem(**kw), semiring="max").method == "chunked"
 
 
+def test_label_runs_match_a_direct_count():
+    """Label limits of the constrained sweeps against a position-by-position count."""
+    B, T, C, K = 3, 23, 3, 4
+    kw = inputs(B, T, C, K, seed=6, optional=False)
+    p = make_problem(**kw, labels=labels_in_runs(B, T, C, seed=3))
+    lim, rem = tb._label_runs(p, reverse=True)
+    lab, L = p.labels.cpu().tolist(), p.lengths.cpu().tolist()
+    want_lim = torch.zeros(2 * B, T, C, dtype=torch.int32)
+    want_rem = torch.zeros(B, C, T, dtype=torch.int32)
+    for b in range(B):
+        seq = lab[b][:L[b]]
+        for t, c in enumerate(seq):
+            back = next(n for n in range(1, t + 2) if n == t + 1 or seq[t - n] != c)
+            ahead = next(n for n in range(1, L[b] - t + 1) if t + n == L[b] or seq[t + n] != c)
+            want_lim[b, t, c] = min(back, K)
+            want_rem[b, c, t] = ahead
+            want_lim[B + b, L[b] - 1 - t, c] = min(ahead, K)
+    assert torch.equal(lim.cpu(), want_lim)
+    assert torch.equal(rem.cpu(), want_rem)
+
+
 @pytest.mark.parametrize("which", ["none", "start_only", "end_only", "initial_only"])
 def test_optional_inputs_each_alone(which):
     kw = inputs(2, 6, 3, 3, seed=5, optional=False)

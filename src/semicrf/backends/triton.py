@@ -116,34 +116,28 @@ def _prefix(em: torch.Tensor) -> torch.Tensor:
     return cum
 
 
-def run_lengths(labels: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """(B, T) length of the run of equal labels ending at each position (vectorised, any device)."""
-    B, T = labels.shape
-    t = torch.arange(T, device=labels.device).expand(B, T)
-    change = torch.ones_like(labels, dtype=torch.bool)
-    change[:, 1:] = labels[:, 1:] != labels[:, :-1]
-    first = torch.where(change, t, torch.zeros_like(t))
-    run_start = torch.cummax(first, dim=1).values
-    return t - run_start + 1
+def _label_runs(p: Problem, reverse: bool):
+    """(lim (B or 2B, T, C), rem (B, C, T)) int32 from ``p.labels`` (see ``label_runs_kernel``): the
+    longest allowed segment of each label ending at each position, for the problem and, with
+    ``reverse``, the reversed problem; and the longest that may start at each position."""
+    B, T, C = p.emissions.shape
+    dev = p.emissions.device
+    lim = torch.empty(((2 if reverse else 1) * B, T, C), dtype=torch.int32, device=dev)
+    rem = torch.empty((B, C, T), dtype=torch.int32, device=dev)
+    _k.label_runs_kernel[(B,)](p.labels.contiguous(), p.lengths.contiguous(), lim, rem, T, C, p.max_duration, B,
+                               REVERSE=reverse, BLOCK_T=256, BLOCK_C=_pow2(C))
+    return lim, rem
 
 
-def _run_remainders(p: Problem) -> torch.Tensor:
-    """(B, C, T) int32: the length from t to the end of its run of equal labels in ``p.labels``, in
-    row c = the label at t (0 in the other rows): the longest segment of label c that may start at t."""
-    C = p.num_classes
-    rem = run_lengths(p.labels.flip(1), p.lengths).flip(1)
-    onehot = torch.nn.functional.one_hot(p.labels, C).bool()
-    return torch.where(onehot, rem[:, :, None], torch.zeros((), dtype=rem.dtype, device=rem.device)) \
-        .transpose(1, 2).to(torch.int32).contiguous()
-
-
-def _limits(p: Problem) -> torch.Tensor:
-    """(B, T, C) int32: the longest allowed segment of label c ending at t under ``p.labels``."""
-    C = p.num_classes
-    run = run_lengths(p.labels, p.lengths).clamp(max=p.max_duration)
-    onehot = torch.nn.functional.one_hot(p.labels, C).bool()
-    return torch.where(onehot, run[:, :, None], torch.zeros((), dtype=run.dtype, device=run.device)) \
-        .to(torch.int32).contiguous()
+def _linear_weights(dur: torch.Tensor, trans: torch.Tensor):
+    """(w (K, C), dmax (C,), tlin (2, C, C), tmax (2,)) float64, see ``weights_kernel``."""
+    K, C = dur.shape
+    f64 = dict(dtype=torch.float64, device=dur.device)
+    w, dmax = torch.empty((K, C), **f64), torch.empty(C, **f64)
+    tlin, tmax = torch.empty((2, C, C), **f64), torch.empty(2, **f64)
+    _k.weights_kernel[(1,)](dur.contiguous(), trans.contiguous(), w, dmax, tlin, tmax, C, K,
+                            BLOCK_K=max(16, 1024 // _pow2(C)), BLOCK_C=_pow2(C))
+    return w, dmax, tlin, tmax
 
 
 class _Sweep:
@@ -180,7 +174,10 @@ class _Sweep:
             if has_start else self.cum
         end = cat([q.end_scores if q.end_scores is not None else zeros for q in problems]) \
             if has_end else self.cum
-        lim = cat([_limits(q) for q in problems]) if constrained else torch.zeros(1, dtype=torch.int32, device=dev)
+        if constrained:
+            lim, self.rem = _label_runs(p, reverse=len(problems) == 2)
+        else:
+            lim = self.rem = torch.zeros(1, dtype=torch.int32, device=dev)
         trans = torch.stack([q.transitions for q in problems] + [p.transitions] * (2 - len(problems))).contiguous()
         init = torch.stack([q.initial for q in problems] + [p.initial] * (2 - len(problems))).contiguous()
         lengths = torch.cat([p.lengths] * len(problems)).contiguous()
@@ -200,7 +197,7 @@ class _Sweep:
         if LOOKBACK != "exact":
             Q, warps = chunk_config(K)
             nblk = triton.cdiv(T, Q)
-            w, dmax = _duration_weights(p.durations)
+            w, dmax, tlin, tmax = _linear_weights(p.durations, trans)
             glin = torch.empty((N, T, C), **f64) if not mx else self.g
             bref = torch.empty((N, nblk, C), **f64) if not mx else self.g
             flag = torch.zeros(N, dtype=torch.int32, device=dev)
@@ -208,10 +205,6 @@ class _Sweep:
             qs = Q
             while qs > 1 and Q * qs * BC > FAR_TILE * 32 * warps:
                 qs //= 2
-            if mx:
-                tlin = tmax = self.g
-            else:
-                tlin, tmax = _linear_transitions(trans)
             _k.chunk_linear_sweep_kernel[(N,)](
                 *args, w, tlin, tmax, dmax, lengths, self.alpha, self.u, self.g, glin, bref, scr, flag, self.best_v,
                 *rows, nblk,
@@ -239,22 +232,6 @@ class _Sweep:
         """The rows of ``group`` (forward, or with ``reverse`` the reversed problem)."""
         start = group * self.NR + (self.B if reverse else 0)
         return slice(start, start + self.B)
-
-
-def _duration_weights(dur: torch.Tensor):
-    """(w (K, C), dmax (C,)): ``w = exp(dur - dmax)`` with dmax the largest finite score per label."""
-    finite = torch.isfinite(dur)
-    dmax = torch.where(finite, dur, NEG_INF).max(dim=0).values
-    dmax = torch.where(torch.isfinite(dmax), dmax, torch.zeros_like(dmax))
-    return torch.exp(dur - dmax[None]).contiguous(), dmax.contiguous()
-
-
-def _linear_transitions(trans: torch.Tensor):
-    """(tlin (2, C, C), tmax (2,)): ``exp(trans - tmax)`` per direction, tmax the largest finite score."""
-    finite = torch.isfinite(trans)
-    tmax = torch.where(finite, trans, NEG_INF).flatten(1).max(dim=1).values
-    tmax = torch.where(torch.isfinite(tmax), tmax, torch.zeros_like(tmax))
-    return torch.exp(trans - tmax[:, None, None]).contiguous(), tmax.contiguous()
 
 
 # ln 2 in two parts (the first with trailing zero bits, so k·LN2_HI is exact for |k| < 2^20).
@@ -332,7 +309,7 @@ def _forward_backward(p: Problem, groups, need_marginals: bool, chunk: int | Non
     fm, fk = _split_exp(g_f.transpose(1, 2))
     hm, hk = _split_exp(h.transpose(1, 2))
     wm, wk = _split_exp(p.durations)
-    rem = _run_remainders(p) if True in groups else sw.lim
+    rem = sw.rem
     dur_grad = torch.empty((G * B, K, C), dtype=torch.float64, device=dev)
     block_d = min(DGRAD_BLOCK_D, _pow2(K))
     chunk = _pow2(chunk if chunk is not None else DEFAULT_CHUNK)
