@@ -157,8 +157,8 @@ class _Sweep:
         dev = p.emissions.device
         NR = B * len(problems)
         N = NR * len(groups)
-        self.B, self.NR, self.groups = B, NR, tuple(groups)
         first_con = list(groups).index(True) if True in groups else len(groups)
+        self.B, self.NR, self.first_con = B, NR, first_con
         constrained = first_con < len(groups)
         f64 = dict(dtype=torch.float64, device=dev)
         cat = lambda xs: torch.cat(xs).contiguous()  # noqa: E731
@@ -187,7 +187,6 @@ class _Sweep:
         mx = semiring == "max"
         # Max-plus: the best look-back value of each end (its duration is found afterwards).
         self.best_v = torch.full((N, T + 1, C), NEG_INF, **f64) if mx else self.g
-        self.lim = lim
         args = (self.cum, start, end, lim, trans, init, p.durations.contiguous())
         rows = (T, C, K, B, NR, first_con)
         flags = dict(HAS_START=has_start, HAS_END=has_end, CONSTRAINED=constrained, MAX=mx)
@@ -263,8 +262,7 @@ def forward_backward(p: Problem, constrained: bool = False, need_marginals: bool
 def forward_backward_pair(p: Problem, need_marginals: bool = True,
                           chunk: int | None = None) -> tuple[ForwardBackward, ForwardBackward]:
     """``forward_backward`` unconstrained and constrained to ``p.labels``, both sweeps in one launch."""
-    full, gold = _forward_backward(p, (False, True), need_marginals, chunk)
-    return full, gold
+    return tuple(_forward_backward(p, (False, True), need_marginals, chunk))
 
 
 def _forward_backward(p: Problem, groups, need_marginals: bool, chunk: int | None) -> list[ForwardBackward]:
@@ -305,18 +303,16 @@ def _forward_backward(p: Problem, groups, need_marginals: bool, chunk: int | Non
     idx_h = (LG[:, None] - e_idx[None, :]).clamp(min=0, max=T - 1)[:, :, None].expand(-1, -1, C)
     cum_l = sw.cum[:B][b, L].repeat(G, 1)
     h = torch.where(valid_e, torch.gather(g_r, 1, idx_h) + (cum_l[:, None, :] - lz), NEG_INF)
-    # Positions innermost: the kernel reads h and lim along e = s + d.
+    # Positions innermost: the kernel reads h along e = s + d.
     fm, fk = _split_exp(g_f.transpose(1, 2))
     hm, hk = _split_exp(h.transpose(1, 2))
     wm, wk = _split_exp(p.durations)
-    rem = sw.rem
     dur_grad = torch.empty((G * B, K, C), dtype=torch.float64, device=dev)
     block_d = min(DGRAD_BLOCK_D, _pow2(K))
     chunk = _pow2(chunk if chunk is not None else DEFAULT_CHUNK)
-    first_con = list(groups).index(True) if True in groups else G
     _k.duration_grad_kernel[(G * B, C, triton.cdiv(K, block_d))](
-        fm, fk, hm, hk, wm, wk, rem, L.contiguous(), dur_grad, T, C, K, B, first_con,
-        CONSTRAINED=first_con < G, BLOCK_S=chunk, BLOCK_D=block_d, num_warps=DGRAD_WARPS,
+        fm, fk, hm, hk, wm, wk, sw.rem, L.contiguous(), dur_grad, T, C, K, B, sw.first_con,
+        CONSTRAINED=sw.first_con < G, BLOCK_S=chunk, BLOCK_D=block_d, num_warps=DGRAD_WARPS,
     )
     out = []
     for i in range(G):

@@ -102,13 +102,10 @@ def _too_spread(dur_ptr, trans_ptr, init_ptr, direction, C, K, cc, cmask,
     x = tl.load(trans_ptr + direction * C * C + cc[:, None] * C + cc[None, :],
                 mask=cmask[:, None] & cmask[None, :], other=float("-inf"))
     lo, hi = _spread(x, tl.full([BLOCK_C], float("inf"), tl.float64), tl.full([BLOCK_C], float("-inf"), tl.float64), 0)
-    lo1 = tl.min(lo, axis=0)
-    hi1 = tl.max(hi, axis=0)
-    bad = tl.maximum(bad, tl.where(hi1 - lo1 > SPREAD_D, 1, 0))
+    bad = tl.maximum(bad, tl.where(tl.max(hi, axis=0) - tl.min(lo, axis=0) > SPREAD_D, 1, 0))
     x = tl.load(init_ptr + direction * C + cc, mask=cmask, other=float("-inf"))
-    fin = (x > float("-inf")) & (x < float("inf"))
-    spread = tl.max(tl.where(fin, x, float("-inf")), axis=0) - tl.min(tl.where(fin, x, float("inf")), axis=0)
-    return tl.maximum(bad, tl.where(spread > SPREAD_D, 1, 0))
+    lo1, hi1 = _spread(x, float("inf"), float("-inf"), 0)
+    return tl.maximum(bad, tl.where(hi1 - lo1 > SPREAD_D, 1, 0))
 
 
 @triton.jit
