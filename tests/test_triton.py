@@ -116,6 +116,7 @@ def test_viterbi_segment_tensors_match_the_lists():
 def test_chunked_lookback_matches_reference(monkeypatch, B, T, C, K, tile):
     monkeypatch.setattr(tb, "CHUNK", 4)
     monkeypatch.setattr(tb, "FAR_TILE", tile)
+    monkeypatch.setattr(tb, "FAR_TILE_MAX", tile)
     kw = inputs(B, T, C, K, seed=T + K)
     labels = labels_in_runs(B, T, C, seed=K)
     p = make_problem(**kw, labels=labels)
@@ -130,6 +131,29 @@ def test_chunked_lookback_matches_reference(monkeypatch, B, T, C, K, tile):
     vt, vr = semicrf.viterbi(**kw, backend="triton"), semicrf.viterbi(**kw, backend="reference")
     assert_close(vt.score, vr.score)
     assert torch.equal(vt.labels.cpu(), vr.labels.cpu()) and vt.segments == vr.segments
+
+
+@pytest.mark.parametrize("K", [3, 9, 30])
+def test_chunked_lookback_with_long_label_runs(monkeypatch, K):
+    """Label runs of 5 to 25 positions span several chunks of 4: the constrained far part must
+    reach back to the run's start and no further (nor past K), for every label."""
+    monkeypatch.setattr(tb, "CHUNK", 4)
+    monkeypatch.setattr(tb, "FAR_TILE", 0)
+    monkeypatch.setattr(tb, "FAR_TILE_MAX", 0)
+    B, T, C = 2, 48, 3
+    g = torch.Generator().manual_seed(K)
+    run = torch.randint(5, 26, (T,), generator=g)
+    lab = torch.randint(0, C, (B, T), generator=g)
+    labels = lab[:, torch.repeat_interleave(torch.arange(T), run)[:T]].to(DEV)
+    kw = inputs(B, T, C, K, seed=K)
+    p = make_problem(**kw, labels=labels)
+    assert tb._Sweep(p, (False, True)).method == "chunked"
+    pair = tb.forward_backward_pair(p)
+    for constrained in (False, True):
+        r = reference.forward_backward(p, constrained, True)
+        assert_close(pair[constrained].log_z, r.log_z, what=f"log Z constrained={constrained}")
+        for f in r.marginals.__dataclass_fields__:
+            assert_close(getattr(pair[constrained].marginals, f), getattr(r.marginals, f), what=f)
 
 
 def test_linear_chain_holds_large_scores(monkeypatch):
@@ -148,15 +172,61 @@ def test_linear_chain_holds_large_scores(monkeypatch):
         assert_close(getattr(a.marginals, f), getattr(r.marginals, f), what=f)
 
 
-def test_chunked_viterbi_breaks_ties_like_the_reference(monkeypatch):
-    """Integer scores make many equal paths: the shorter last segment must win, near or far."""
+def path_score(em, tr, du, segs):
+    """The score of one segmentation (no optional scores), summed independently of any backend."""
+    total, prev = 0.0, None
+    for s, e, c in segs:
+        total += em[s:e, c].sum().item() + du[e - s - 1, c].item() + (tr[prev, c].item() if prev is not None else 0.0)
+        prev = c
+    return total
+
+
+@pytest.mark.parametrize("tile", [0, 32])
+def test_chunked_viterbi_on_many_ties_returns_a_best_path(monkeypatch, tile):
+    """Integer scores make many equal paths. Whichever one the Triton backend returns (it breaks
+    ties at the middle of the sequence, the reference from its end), it must score the best score,
+    tile the sequence, and be the same on a second call."""
     monkeypatch.setattr(tb, "CHUNK", 4)
-    monkeypatch.setattr(tb, "FAR_TILE", 0)
-    g = torch.Generator().manual_seed(0)
-    em = torch.randint(-1, 2, (3, 14, 3), generator=g).double().to(DEV)
-    tr, du = torch.zeros(3, 3, dtype=torch.float64, device=DEV), torch.zeros(7, 3, dtype=torch.float64, device=DEV)
-    vt, vr = semicrf.viterbi(em, tr, du, backend="triton"), semicrf.viterbi(em, tr, du, backend="reference")
-    assert torch.equal(vt.labels.cpu(), vr.labels.cpu()) and vt.segments == vr.segments
+    monkeypatch.setattr(tb, "FAR_TILE", tile)
+    monkeypatch.setattr(tb, "FAR_TILE_MAX", tile)
+    g = torch.Generator().manual_seed(tile)
+    B, T, C, K = 4, 14, 3, 7
+    em = torch.randint(-1, 2, (B, T, C), generator=g).double()
+    tr = torch.randint(-1, 1, (C, C), generator=g).double()
+    du = torch.randint(-1, 1, (K, C), generator=g).double()
+    lengths = torch.tensor([14, 13, 5, 1])
+    args = [x.to(DEV) for x in (em, tr, du, lengths)]
+    vt, vr = semicrf.viterbi(*args, backend="triton"), semicrf.viterbi(*args, backend="reference")
+    assert torch.equal(vt.score.cpu(), vr.score.cpu())
+    again = semicrf.viterbi(*args, backend="triton")
+    assert again.segments == vt.segments and torch.equal(again.labels, vt.labels)
+    for b in range(B):
+        segs = vt.segments[b]
+        assert segs[0][0] == 0 and segs[-1][1] == lengths[b]
+        assert all(segs[i][1] == segs[i + 1][0] and 1 <= segs[i][1] - segs[i][0] <= K for i in range(len(segs) - 1))
+        assert path_score(em[b], tr, du, segs) == vt.score[b].item()
+        for s, e, c in segs:
+            assert (vt.labels[b, s:e].cpu() == c).all()
+
+
+def test_viterbi_across_the_middle():
+    """The best path's segment across the middle, at every offset: one strong segment [s, e) per
+    sequence, placed so that it starts before, at or after the middle or covers the sequence."""
+    T, C, K = 12, 2, 12
+    cases = [(0, 12), (5, 7), (6, 7), (5, 6), (2, 11), (0, 6), (6, 12), (11, 12)]
+    em = torch.zeros(len(cases), T, C, dtype=torch.float64)
+    em[:, :, 0] = 1.0
+    for b, (s, e) in enumerate(cases):
+        em[b, s:e, 1] = 5.0
+    tr = torch.tensor([[0.0, -0.2], [-0.2, 0.0]], dtype=torch.float64)
+    du = torch.full((K, C), -0.2, dtype=torch.float64)  # every segment costs: one per run
+    du[:, 1] -= torch.arange(K, dtype=torch.float64) * 0.01
+    args = [x.to(DEV) for x in (em, tr, du)]
+    vt, vr = semicrf.viterbi(*args, backend="triton"), semicrf.viterbi(*args, backend="reference")
+    assert_close(vt.score, vr.score)
+    assert vt.segments == vr.segments
+    for b, (s, e) in enumerate(cases):
+        assert (s, e, 1) in vt.segments[b]
 
 
 def test_wide_score_spreads_take_the_exact_lookback(monkeypatch):

@@ -143,7 +143,9 @@ def viterbi(emissions: Tensor, transitions: Tensor, durations: Tensor, lengths: 
 
     Arguments as :func:`log_partition`. Returns a :class:`~semicrf.types.ViterbiResult` with
     ``score`` (B,), ``labels`` (B, T) int64 (-1 past each length) and ``segments`` (per sequence a
-    list of ``(start, end, label)``, ``end`` exclusive). Ties go to the shorter last segment.
+    list of ``(start, end, label)``, ``end`` exclusive). Ties go to the shorter last segment; the
+    Triton backend, which meets in the middle of each sequence, may return another of several
+    equally good paths (same score).
     """
     p = make_problem(emissions, transitions, durations, lengths, initial, final, start_scores, end_scores)
     with torch.no_grad():

@@ -48,8 +48,10 @@ LOOKBACK = "auto"
 CHUNK = None
 #: Warps per program of the chunked sweep; None: :func:`chunk_config`.
 CHUNK_WARPS = None
-#: Far-part tile of the linear-near kernel: about this many values per thread per sub-block.
+#: Far-part tile of the chunked sweep: about this many values per thread per sub-block, for the
+#: log semiring and for max-plus (Viterbi). By measurement (H200, spec size; docs/engine_gpu.md).
 FAR_TILE = 32
+FAR_TILE_MAX = 8
 #: Largest spread (nats) of finite duration scores per label, and of finite g below its block's
 #: largest, that the linear far part takes: products stay within [e^-700, 1].
 SPREAD_D = 300.0
@@ -129,15 +131,17 @@ def _label_runs(p: Problem, reverse: bool):
     return lim, rem
 
 
-def _linear_weights(dur: torch.Tensor, trans: torch.Tensor):
-    """(w (K, C), dmax (C,), tlin (2, C, C), tmax (2,)) float64, see ``weights_kernel``."""
+def _linear_weights(dur: torch.Tensor, trans: torch.Tensor, kp: int):
+    """(w (K, C), dp (kp, BC), dmax (C,), tlin (2, C, C), tmax (2,)) float64, see ``weights_kernel``
+    (BC: C rounded up to a power of two; dp has kp >= K rows, -inf past K)."""
     K, C = dur.shape
+    BC = _pow2(C)
     f64 = dict(dtype=torch.float64, device=dur.device)
-    w, dmax = torch.empty((K, C), **f64), torch.empty(C, **f64)
+    w, dp, dmax = torch.empty((K, C), **f64), torch.empty((kp, BC), **f64), torch.empty(C, **f64)
     tlin, tmax = torch.empty((2, C, C), **f64), torch.empty(2, **f64)
-    _k.weights_kernel[(1,)](dur.contiguous(), trans.contiguous(), w, dmax, tlin, tmax, C, K,
-                            BLOCK_K=max(16, 1024 // _pow2(C)), BLOCK_C=_pow2(C))
-    return w, dmax, tlin, tmax
+    _k.weights_kernel[(1,)](dur.contiguous(), trans.contiguous(), w, dp, dmax, tlin, tmax, C, K, kp,
+                            BLOCK_K=max(16, 1024 // BC), BLOCK_C=BC)
+    return w, dp, dmax, tlin, tmax
 
 
 class _Sweep:
@@ -146,11 +150,15 @@ class _Sweep:
     ``groups`` lists, unconstrained first, whether each group of rows is constrained to
     ``p.labels``; with ``reverse`` a group holds the forward rows ``[0, B)`` and the rows of the
     reversed problem ``[B, 2B)``. :meth:`rows` gives a group's slice of ``alpha``, ``u``, ``g``.
+    ``lengths`` (one per row of a group) stops rows early; by default each row runs its sequence.
     """
 
-    def __init__(self, p: Problem, groups=(False,), reverse: bool = False, semiring: str = "log"):
+    def __init__(self, p: Problem, groups=(False,), reverse: bool = False, semiring: str = "log",
+                 lengths: torch.Tensor | None = None):
         if list(groups) != sorted(groups):
             raise ValueError("_Sweep: unconstrained groups come first")
+        if semiring == "max" and True in groups:
+            raise ValueError("_Sweep: max-plus sweeps are unconstrained")
         problems = [p, reverse_problem(p)] if reverse else [p]
         B, T, C = p.emissions.shape
         K = p.max_duration
@@ -180,13 +188,16 @@ class _Sweep:
             lim = self.rem = torch.zeros(1, dtype=torch.int32, device=dev)
         trans = torch.stack([q.transitions for q in problems] + [p.transitions] * (2 - len(problems))).contiguous()
         init = torch.stack([q.initial for q in problems] + [p.initial] * (2 - len(problems))).contiguous()
-        lengths = torch.cat([p.lengths] * len(problems)).contiguous()
+        if lengths is None:
+            lengths = torch.cat([p.lengths] * len(problems))
+        lengths = lengths.contiguous()
         self.alpha = torch.full((N, T + 1, C), NEG_INF, **f64)
         self.u = torch.full((N, T, C), NEG_INF, **f64)
         self.g = torch.full((N, T, C), NEG_INF, **f64)
         mx = semiring == "max"
         # Max-plus: the best look-back value of each end (its duration is found afterwards).
         self.best_v = torch.full((N, T + 1, C), NEG_INF, **f64) if mx else self.g
+        self.end, self.has_end, self.trans = end, has_end, trans
         args = (self.cum, start, end, lim, trans, init, p.durations.contiguous())
         rows = (T, C, K, B, NR, first_con)
         flags = dict(HAS_START=has_start, HAS_END=has_end, CONSTRAINED=constrained, MAX=mx)
@@ -196,16 +207,17 @@ class _Sweep:
         if LOOKBACK != "exact":
             Q, warps = chunk_config(K)
             nblk = triton.cdiv(T, Q)
-            w, dmax, tlin, tmax = _linear_weights(p.durations, trans)
+            # Max-plus far part: score rows for every look-back distance (d - 1 < (cdiv(K, Q) + 1) Q).
+            w, dp, dmax, tlin, tmax = _linear_weights(p.durations, trans, (triton.cdiv(K, Q) + 2) * Q)
             glin = torch.empty((N, T, C), **f64) if not mx else self.g
             bref = torch.empty((N, nblk, C), **f64) if not mx else self.g
             flag = torch.zeros(N, dtype=torch.int32, device=dev)
             scr = torch.empty((N, 3, Q, BC), **f64)
-            qs = Q
-            while qs > 1 and Q * qs * BC > FAR_TILE * 32 * warps:
+            qs, tile = Q, FAR_TILE_MAX if mx else FAR_TILE
+            while qs > 1 and Q * qs * BC > tile * 32 * warps:
                 qs //= 2
             _k.chunk_linear_sweep_kernel[(N,)](
-                *args, w, tlin, tmax, dmax, lengths, self.alpha, self.u, self.g, glin, bref, scr, flag, self.best_v,
+                *args, dp if mx else w, tlin, tmax, dmax, lengths, self.alpha, self.u, self.g, glin, bref, scr, flag, self.best_v,
                 *rows, nblk,
                 **flags, Q=Q, QS=qs, BLOCK_C=BC, NBP=_pow2(triton.cdiv(K, Q) + 2), SPREAD_G=SPREAD_G,
                 SPREAD_D=SPREAD_D, num_warps=warps,
@@ -323,40 +335,81 @@ def _forward_backward(p: Problem, groups, need_marginals: bool, chunk: int | Non
 
 
 def viterbi(p: Problem) -> ViterbiResult:
-    """The best segmentation: max-plus sweep (values only), the arguments of its maxima in parallel,
-    traceback on the device, labels filled from the segments. Ties go to the shorter segment."""
+    """The best segmentation, meeting in the middle: the forward max-plus sweep over the first half
+    of each sequence and the sweep of the reversed sequence over the second half run at the same
+    time (values only); the best segment across the middle joins them. The arguments of the sweeps'
+    maxima are found in parallel, both halves are traced back at the same time on the device, and
+    labels are filled from the segments.
+
+    Equal-scoring paths: within each half, ties go to the shorter segment nearer the middle's
+    side (as :func:`viterbi_argmax_kernel`); across the middle, to the latest start, then the
+    earliest end, then the first label. The reference backend breaks ties from the end of the
+    sequence, so where several paths share the best score the two may return different ones.
+    """
     B, T, C = p.emissions.shape
     K = p.max_duration
     dev = p.emissions.device
-    sw = _Sweep(p, semiring="max")
-    link = torch.empty((B, T + 1, C), dtype=torch.int64, device=dev)
-    block_e = 32
-    _k.viterbi_argmax_kernel[(B, triton.cdiv(T, block_e))](
-        sw.g, sw.alpha, sw.best_v, p.durations.contiguous(), p.transitions.contiguous(), p.lengths.contiguous(),
-        link, T, C, K, BLOCK_E=block_e, BLOCK_D=32, BLOCK_C=_pow2(C))
-    b = torch.arange(B, device=dev)
-    score, last = torch.max(sw.alpha[b, p.lengths] + p.final[None], dim=1)
+    L = p.lengths
+    mid = (L + 1) // 2
+    # Row b runs [0, mid) (its g up to mid - 1); row B + b, reversed, up to position L - mid.
+    sw = _Sweep(p, reverse=True, semiring="max", lengths=torch.cat([mid, L - mid + 1]))
+    block_s = 32
+    nblk = triton.cdiv(K, block_s)
+    val = torch.empty((B, nblk), dtype=torch.float64, device=dev)
+    key = torch.empty((B, nblk), dtype=torch.int64, device=dev)
+    _k.viterbi_meet_kernel[(B, nblk)](
+        sw.g, sw.u, sw.cum, sw.end, p.durations.contiguous(), L.contiguous(), mid.contiguous(), val, key,
+        T, C, K, B, HAS_END=sw.has_end, BLOCK_S=block_s, BLOCK_E=32, BLOCK_C=_pow2(C), num_warps=4)
+    score, _ = val.max(dim=1)
     ok = torch.isfinite(score)
-    segs = torch.zeros((B, T, 3), dtype=torch.int32, device=dev)
-    nseg = torch.zeros(B, dtype=torch.int32, device=dev)
-    _k.traceback_kernel[(B,)](link, last.to(torch.int32).contiguous(), p.lengths.contiguous(),
-                              ok.to(torch.int32), segs, nseg, T, C, num_warps=1)
-    table, offsets = _flat_segments(segs, nseg)
+    k = torch.where(val == score[:, None], key, torch.iinfo(torch.int64).max).min(dim=1).values
+    k = torch.where(ok, k, 0)
+    c = k % C
+    s = mid - 1 - (k // C) // (K + 1)
+    e = mid + (k // C) % (K + 1)
+
+    # Links of both halves (rows b and B + b), then the label before the middle segment on each side.
+    link = torch.empty((2 * B, T + 1, C), dtype=torch.int64, device=dev)
+    row_len = torch.cat([mid, L - mid + 1]).contiguous()
+    block_e = 32
+    _k.viterbi_argmax_kernel[(2 * B, triton.cdiv(T // 2 + 1, block_e))](
+        sw.g, sw.alpha, sw.best_v, p.durations.contiguous(), sw.trans, row_len, link, T, C, K, B,
+        BLOCK_E=block_e, BLOCK_D=32, BLOCK_C=_pow2(C))
+    b = torch.arange(B, device=dev)
+    tr = sw.trans  # tr[1] = trans transposed: tr[1][c'', c] is c -> c''
+    before = torch.argmax(sw.alpha[b, s] + tr[0][:, c].T, dim=1)
+    after = torch.argmax(sw.alpha[B + b, L - e] + tr[1][:, c].T, dim=1)
+    ends = torch.cat([torch.where(ok, s, 0), torch.where(ok, L - e, 0)]).to(torch.int32).contiguous()
+    lasts = torch.cat([before, after]).to(torch.int32).contiguous()
+    segs = torch.zeros((2 * B, T, 3), dtype=torch.int32, device=dev)
+    nseg = torch.zeros(2 * B, dtype=torch.int32, device=dev)
+    _k.traceback_kernel[(2 * B,)](link, lasts, ends, (ends > 0).to(torch.int32), segs, nseg, T, C, num_warps=1)
+    table, offsets = _join_halves(segs, nseg, torch.stack([s, e, c], dim=1), L, ok)
     # Labels: each segment's label repeated over its length, sequence after sequence, in order.
-    inside = (torch.arange(T, device=dev)[None, :] < p.lengths[:, None]) & ok[:, None]
+    inside = (torch.arange(T, device=dev)[None, :] < L[:, None]) & ok[:, None]
     labels = torch.full((B, T), -1, dtype=torch.int64, device=dev)
     labels[inside] = torch.repeat_interleave(table[:, 2], table[:, 1] - table[:, 0])
     return ViterbiResult(score=score, labels=labels, segment_table=table, segment_offsets=offsets)
 
 
-def _flat_segments(segs: torch.Tensor, nseg: torch.Tensor):
-    """(S, 3) int64 table of all segments in order, and (B + 1,) offsets, from the traceback's
-    (B, T, 3) last-first rows and (B,) counts, on their device (one host sync for S)."""
-    counts = nseg.to(torch.int64)
-    offsets = torch.zeros(counts.shape[0] + 1, dtype=torch.int64, device=segs.device)
+def _join_halves(segs: torch.Tensor, nseg: torch.Tensor, middle: torch.Tensor, L: torch.Tensor, ok: torch.Tensor):
+    """(S, 3) int64 table of all segments in order and (B + 1,) offsets, from the traceback's rows
+    (``segs`` (2B, T, 3), ``nseg`` (2B,)): row b holds the first half's segments last first, row
+    B + b the second half's in reversed coordinates, first (in sequence order) first; ``middle``
+    (B, 3) is the segment across the middle. Sequences without a path (``ok`` false) get none.
+    One host sync, for S."""
+    B = L.shape[0]
+    n1, n2 = nseg[:B].to(torch.int64), nseg[B:].to(torch.int64)
+    counts = torch.where(ok, n1 + 1 + n2, 0)
+    offsets = torch.zeros(B + 1, dtype=torch.int64, device=segs.device)
     torch.cumsum(counts, 0, out=offsets[1:])
     total = int(offsets[-1].item())
     r = torch.arange(total, device=segs.device)
     b = torch.searchsorted(offsets[1:], r, right=True)
-    row = counts[b] - 1 - (r - offsets[b])  # the traceback wrote the last segment first
-    return segs[b, row].to(torch.int64), offsets
+    i = r - offsets[b]
+    first = segs[b, (n1[b] - 1 - i).clamp(min=0)].to(torch.int64)
+    second = segs[B + b, (i - n1[b] - 1).clamp(min=0)].to(torch.int64)
+    Lb = L[b]
+    second = torch.stack([Lb - second[:, 1], Lb - second[:, 0], second[:, 2]], dim=1)
+    pick = lambda x, y, z: torch.where((i < n1[b])[:, None], x, torch.where((i == n1[b])[:, None], y, z))  # noqa: E731
+    return pick(first, middle[b].to(torch.int64), second), offsets

@@ -184,11 +184,13 @@ def label_runs_kernel(labels_ptr, len_ptr, lim_ptr, rem_ptr, T, C, K, B,
 
 
 @triton.jit
-def weights_kernel(dur_ptr, trans_ptr, w_ptr, dmax_ptr, tlin_ptr, tmax_ptr, C, K,
+def weights_kernel(dur_ptr, trans_ptr, w_ptr, dp_ptr, dmax_ptr, tlin_ptr, tmax_ptr, C, K, KP,
                    BLOCK_K: tl.constexpr, BLOCK_C: tl.constexpr):
-    """Linear weights of the chunked sweep (one program): ``dmax[c]`` the largest finite duration
-    score of label c (0 if none), ``w = exp(dur - dmax)`` (K, C); per direction ``tmax`` the largest
-    finite transition score (0 if none), ``tlin = exp(trans - tmax)`` (2, C, C)."""
+    """Weights of the chunked sweep (one program): ``dmax[c]`` the largest finite duration score of
+    label c (0 if none), ``w = exp(dur - dmax)`` (K, C); the padded (KP, BLOCK_C) table ``dp = dur``
+    (-inf past K and for padding labels), so that the max-plus far part's look-backs need no mask;
+    per direction ``tmax`` the largest finite transition score (0 if none), ``tlin = exp(trans -
+    tmax)`` (2, C, C)."""
     NEG_INF: tl.constexpr = float("-inf")
     cc = tl.arange(0, BLOCK_C)
     cmask = cc < C
@@ -199,11 +201,12 @@ def weights_kernel(dur_ptr, trans_ptr, w_ptr, dmax_ptr, tlin_ptr, tmax_ptr, C, K
         hi = tl.maximum(hi, tl.max(tl.where(x < float("inf"), x, NEG_INF), axis=0))
     dmax = tl.where(hi == NEG_INF, 0.0, hi)
     tl.store(dmax_ptr + cc, dmax, mask=cmask)
-    for k0 in range(0, K, BLOCK_K):
+    for k0 in range(0, KP, BLOCK_K):
         kk = k0 + tl.arange(0, BLOCK_K)
         m = (kk < K)[:, None] & cmask[None, :]
         x = tl.load(dur_ptr + kk[:, None] * C + cc[None, :], mask=m, other=NEG_INF)
         tl.store(w_ptr + kk[:, None] * C + cc[None, :], tl.exp(x - dmax[None, :]), mask=m)
+        tl.store(dp_ptr + kk[:, None] * BLOCK_C + cc[None, :], x, mask=(kk < KP)[:, None] & (cc < BLOCK_C)[None, :])
     m2 = cmask[:, None] & cmask[None, :]
     for d in tl.static_range(0, 2):
         x = tl.load(trans_ptr + d * C * C + cc[:, None] * C + cc[None, :], mask=m2, other=NEG_INF)
@@ -428,7 +431,7 @@ def marginals_kernel(alpha_ptr, u_ptr, trans_ptr, logz_ptr, len_ptr, occ_ptr, sm
 
 @triton.jit
 def viterbi_argmax_kernel(g_ptr, alpha_ptr, bestv_ptr, dur_ptr, trans_ptr, len_ptr, link_ptr,
-                          T, C, K,
+                          T, C, K, n_per_dir,
                           BLOCK_E: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_C: tl.constexpr):
     """The arguments of the Viterbi sweep's maxima, for a block of ends of sequence b, in parallel.
 
@@ -438,8 +441,9 @@ def viterbi_argmax_kernel(g_ptr, alpha_ptr, bestv_ptr, dur_ptr, trans_ptr, len_p
     maximising ``alpha[b, e - d, c'] + trans[c', c]`` (-1 when e - d = 0). Durations are searched in
     blocks of ``BLOCK_D`` from d = 1 and the search stops once every end of the block has its match,
     so short best segments cost little. Written packed, ``link[b, e, c] = d << 32 | (c' + 1)``, so
-    the traceback makes one dependent load per segment. Shapes: g (B, T, C), alpha and bestv
-    (B, T+1, C) float64; link (B, T+1, C) int64. Grid: (B, cdiv(T, BLOCK_E)).
+    the traceback makes one dependent load per segment. Shapes: g (N, T, C), alpha and bestv
+    (N, T+1, C) float64; trans (2, C, C) indexed by direction ``b // n_per_dir``; len (N,); link
+    (N, T+1, C) int64. Grid: (N, cdiv(max len, BLOCK_E)).
     """
     NEG_INF: tl.constexpr = float("-inf")
     b = tl.program_id(0)
@@ -473,10 +477,68 @@ def viterbi_argmax_kernel(g_ptr, alpha_ptr, bestv_ptr, dur_ptr, trans_ptr, len_p
     sp = ee[:, None] - bd  # [E, C]
     a = tl.load(alpha_ptr + seq1 + sp[:, None, :] * C + cc[None, :, None],
                 mask=ev2[:, None, :] & cmask[None, :, None] & (sp[:, None, :] >= 0), other=NEG_INF)
-    tr = tl.load(trans_ptr + cc[:, None] * C + cc[None, :], mask=cmask[:, None] & cmask[None, :], other=NEG_INF)
+    tr = tl.load(trans_ptr + (b // n_per_dir) * C * C + cc[:, None] * C + cc[None, :],
+                 mask=cmask[:, None] & cmask[None, :], other=NEG_INF)
     prev = tl.where(sp == 0, -1, tl.argmax(a + tr[None, :, :], axis=1))
     link = (bd.to(tl.int64) << 32) | (prev + 1).to(tl.int64)
     tl.store(link_ptr + seq1 + ee[:, None] * C + cc[None, :], link, mask=ev2)
+
+
+@triton.jit
+def viterbi_meet_kernel(g_ptr, u_ptr, cum_ptr, end_ptr, dur_ptr, len_ptr, mid_ptr, val_ptr, key_ptr,
+                        T, C, K, B, HAS_END: tl.constexpr,
+                        BLOCK_S: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_C: tl.constexpr):
+    """The best segment across the middle ``M`` of sequence b, from the forward sweep over
+    ``[0, M)`` (row b) and the sweep of the reversed sequence over ``[0, L - M]`` (row B + b).
+
+    A path whose segment ``[s, e)`` of label c holds ``s < M <= e`` scores
+
+        g[b, s, c] + dur[e - s - 1, c] + cum[b, e, c] + end[b, e - 1, c] + u[B + b, L - e, c],
+
+    the reversed row's ``u`` being the best of everything after e given that label c precedes it.
+    Program (b, j) takes the starts ``s = M - 1 - j·BLOCK_S - i`` and every end, and writes its
+    largest score and, among equal ones, the smallest key ``((M - 1 - s)(K + 1) + e - M) C + c``
+    (the latest start, then the earliest end, then the first label). Shapes: g, u (2B, T, C); cum
+    (2B, T+1, C); end (2B, T, C); dur (K, C); len, mid (B,); val (B, P) float64, key (B, P) int64.
+    Grid: (B, P = cdiv(K, BLOCK_S)).
+    """
+    NEG_INF: tl.constexpr = float("-inf")
+    b = tl.program_id(0)
+    j = tl.program_id(1)
+    L = tl.load(len_ptr + b).to(tl.int32)
+    M = tl.load(mid_ptr + b).to(tl.int32)
+    cc = tl.arange(0, BLOCK_C)
+    cmask = cc < C
+    i_s = j * BLOCK_S + tl.arange(0, BLOCK_S)
+    s = M - 1 - i_s
+    sok = (s >= 0) & (i_s < K)
+    fwd = b.to(tl.int64) * T * C
+    rev = (B + b).to(tl.int64) * T * C
+    gs = tl.load(g_ptr + fwd + s[:, None] * C + cc[None, :], mask=sok[:, None] & cmask[None, :], other=NEG_INF)
+    best = tl.full([BLOCK_S, BLOCK_E, BLOCK_C], NEG_INF, tl.float64)
+    bkey = tl.full([BLOCK_S, BLOCK_E, BLOCK_C], 2 ** 62, tl.int64)
+    # Ends reachable from the latest start of the block: e - s <= K.
+    e_hi = tl.minimum(L, M - 1 - j * BLOCK_S + K)
+    for e0 in range(M, e_hi + 1, BLOCK_E):
+        e = e0 + tl.arange(0, BLOCK_E)
+        eok = e <= e_hi
+        ev = eok[:, None] & cmask[None, :]
+        right = tl.load(cum_ptr + b.to(tl.int64) * (T + 1) * C + e[:, None] * C + cc[None, :], mask=ev, other=0.0)
+        right += tl.load(u_ptr + rev + (L - e)[:, None] * C + cc[None, :], mask=ev, other=NEG_INF)
+        if HAS_END:
+            right += tl.load(end_ptr + fwd + (e - 1)[:, None] * C + cc[None, :], mask=ev, other=0.0)
+        d = e[None, :] - s[:, None]  # [S, E]
+        ok = ((d <= K) & sok[:, None] & eok[None, :])[:, :, None] & cmask[None, None, :]
+        dv = tl.load(dur_ptr + (d[:, :, None] - 1) * C + cc[None, None, :], mask=ok, other=NEG_INF)
+        x = tl.where(ok, gs[:, None, :] + dv + right[None, :, :], NEG_INF)
+        key = ((i_s.to(tl.int64)[:, None, None] * (K + 1) + (e - M)[None, :, None]) * C + cc[None, None, :])
+        better = x > best
+        best = tl.where(better, x, best)
+        bkey = tl.where(better, key, bkey)  # ends ascend, so an equal later end keeps the earlier key
+    top = tl.max(tl.max(tl.max(best, axis=2), axis=1), axis=0)
+    k = tl.min(tl.min(tl.min(tl.where(best == top, bkey, 2 ** 62), axis=2), axis=1), axis=0)
+    tl.store(val_ptr + b * tl.num_programs(1) + j, top)
+    tl.store(key_ptr + b * tl.num_programs(1) + j, k)
 
 
 @triton.jit
@@ -557,7 +619,9 @@ def chunk_linear_sweep_kernel(
     exact kernel, so every product lies in [e^-700, 1] or is exactly 0 and no term is lost. Per end,
     blocks are combined at the largest overlapping reference (scales ``exp(bref - R) <= 1``); a
     block whose scale underflows while contributing, at an end where what remains is below e^-500,
-    flags too. Max semiring (Viterbi): far maxima and their durations per block in log space, exact.
+    flags too. Max semiring (Viterbi): far maxima in log space, exact, kept elementwise over (end,
+    start, label) tiles against ``dp``, the duration scores padded to (cdiv(K, Q) + 2)·Q rows of
+    BLOCK_C with -inf (so the tiles load without masks, and reduce over starts once per chunk).
 
     Log semiring, chunk of positions t0 .. t0 + Q - 1, reference ``S`` (the largest alpha at t0):
 
@@ -575,7 +639,7 @@ def chunk_linear_sweep_kernel(
     space, the chain's inputs loaded one step ahead, values only (the arguments of the maxima are
     found afterwards, in parallel, by :func:`viterbi_argmax_kernel`).
 
-    Shapes as :func:`sweep_kernel`, plus w (K, C), dmax (C,), glin (N, T, C) float64, bref (N, NBLK,
+    Shapes as :func:`sweep_kernel`, plus w (K, C) (max-plus: ``dp``, see above), dmax (C,), glin (N, T, C) float64, bref (N, NBLK,
     C) float64, flag (N,) int32 (written), tlin (2, C, C) and tmax (2,) float64 (per direction),
     scr (N, 3, Q, BLOCK_C) float64 scratch. ``NBP`` is a power of
     two >= the blocks in one look-back.
@@ -610,6 +674,12 @@ def chunk_linear_sweep_kernel(
     scr_base = scr_ptr + n.to(tl.int64) * 3 * Q * BLOCK_C
     kfull = tl.zeros([Q, BLOCK_C], tl.int32) + K
 
+    if MAX:
+        # Far-part tiles (end a, start b, label c): start offsets, offsets into the padded scores.
+        rs3 = tl.arange(0, QS)[None, :, None]
+        cc3 = cc[None, None, :]
+        cm3 = cmask[None, None, :] & (rs3 >= 0)
+        woff3 = (rr[:, None, None] - rs3) * BLOCK_C + cc3
     alpha_prev = tl.full([BLOCK_C], NEG_INF, tl.float64)
     n_bad = 0
     if not MAX:
@@ -632,7 +702,7 @@ def chunk_linear_sweep_kernel(
         j_lo = tl.maximum(lo_min, 0) // Q
         nb = k - j_lo
         if MAX:
-            best = tl.full([Q, BLOCK_C], NEG_INF, tl.float64)
+            best3 = tl.full([Q, QS, BLOCK_C], NEG_INF, tl.float64)
         else:
             jj = tl.arange(0, NBP)
             jb = k - 1 - jj
@@ -647,15 +717,11 @@ def chunk_linear_sweep_kernel(
         for jn in range(0, nb):
             j = k - 1 - jn
             if MAX:
+                # Unmasked: the padded scores are -inf past K, and max-plus rows are never constrained.
                 for sb in tl.static_range(0, Q // QS):
-                    rs = sb * QS + tl.arange(0, QS)
-                    s = j * Q + rs
-                    d3 = (e_q[:, None] - s[None, :])[:, :, None]  # [Q(end), QS(start), 1], >= 1
-                    ok = (d3 <= lmax[:, None, :]) & vq2[:, None, :]
-                    gs = tl.load(g_ptr + seq + s[:, None] * C + cc[None, :], mask=cmask[None, :], other=NEG_INF)
-                    dv = tl.load(dur_ptr + (d3 - 1) * C + cc[None, None, :], mask=ok, other=NEG_INF)
-                    x = tl.where(ok, gs[None, :, :] + dv, NEG_INF)
-                    best = tl.maximum(best, tl.max(x, axis=1))
+                    s0 = j * Q + sb * QS
+                    gv = tl.load(g_ptr + seq + (s0 + rs3) * C + cc3, mask=cm3, other=NEG_INF)
+                    best3 = tl.maximum(best3, tl.load(w_ptr + (t0 - s0) * BLOCK_C + woff3) + gv)
             else:
                 part = tl.zeros([Q, BLOCK_C], tl.float64)
                 for sb in tl.static_range(0, Q // QS):
@@ -671,6 +737,8 @@ def chunk_linear_sweep_kernel(
                 acc += part * scale
                 lost = lost | ((part > 0) & (scale == 0)).to(tl.int32)
 
+        if MAX:
+            best = tl.max(best3, axis=1)
         nq = tl.minimum(Q, L - t0)
         pos = t0 + rr
         pv2 = (pos < L)[:, None] & cmask[None, :]
