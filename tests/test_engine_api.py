@@ -44,6 +44,25 @@ def test_bad_inputs_name_the_argument(over, name):
             fn(**good(**over))
 
 
+def test_value_checks_report_in_argument_order():
+    """The value checks are read from the device together; the first failing argument (lengths,
+    labels, then the scores in signature order) is the one reported, with its own message."""
+    bad = dict(lengths=torch.tensor([0, 3]), transitions=torch.full((C, C), math.nan),
+               end_scores=torch.full((B, T, C), math.inf))
+    with pytest.raises(ValueError, match="`lengths`: every length"):
+        semicrf.log_likelihood(labels=torch.full((B, T), 7), **good(**bad))
+    del bad["lengths"]
+    with pytest.raises(ValueError, match="`labels`: labels must lie"):
+        semicrf.log_likelihood(labels=torch.full((B, T), 7), **good(**bad))
+    with pytest.raises(ValueError, match="`transitions`: contains NaN"):
+        semicrf.log_partition(**good(**bad))
+    with pytest.raises(ValueError, match=r"`end_scores`: contains \+inf"):
+        semicrf.log_partition(**good(end_scores=bad["end_scores"]))
+    with pytest.raises(ValueError, match="`durations`: contains NaN"):
+        semicrf.log_partition(**good(durations=torch.full((K, C), -math.inf).index_fill(0, torch.tensor([1]), math.nan)))
+    semicrf.log_partition(**good(durations=torch.full((K, C), -math.inf).index_fill(0, torch.tensor([1]), 0.0)))
+
+
 @pytest.mark.parametrize("labels,msg", [
     (torch.full((B, T), 3), r"\[0, C\)"),
     (torch.full((B, T), -1), r"\[0, C\)"),

@@ -79,14 +79,19 @@ def _check_float(name: str, x, shape: tuple, shape_text: str, device) -> Tensor:
     return x
 
 
-def _check_values(name: str, x: Tensor, allow_neg_inf: bool) -> None:
+def _bad_values(x: Tensor, allow_neg_inf: bool) -> Tensor:
+    """A 0-d bool tensor, on x's device: x holds NaN or +inf (or -inf, unless allowed)."""
+    return ~(x < float("inf")).all() if allow_neg_inf else ~torch.isfinite(x).all()
+
+
+def _fail_values(name: str, x: Tensor) -> None:
+    """Raise the error for x, which :func:`_bad_values` flagged."""
     if torch.isnan(x).any():
         _fail(name, "contains NaN")
     if torch.isposinf(x).any():
         _fail(name, "contains +inf; scores must be finite (or -inf to forbid a choice)")
-    if not allow_neg_inf and torch.isneginf(x).any():
-        _fail(name, "contains -inf; emissions must be finite (forbid a label with -inf in "
-              "start_scores/end_scores, transitions or durations instead)")
+    _fail(name, "contains -inf; emissions must be finite (forbid a label with -inf in "
+          "start_scores/end_scores, transitions or durations instead)")
 
 
 def make_problem(emissions, transitions, durations, lengths=None, initial=None, final=None,
@@ -131,9 +136,15 @@ def make_problem(emissions, transitions, durations, lengths=None, initial=None, 
         if lengths.shape != (B,):
             _fail("lengths", f"expected shape (B,) = ({B},), got {tuple(lengths.shape)}")
         lengths64 = lengths.to(device=device, dtype=torch.int64)
-        if (lengths64 < 1).any() or (lengths64 > T).any():
+
+    # Every value check is a flag on the device, read once at the end (one host sync), so a call
+    # on a GPU waits for the device once; a failing check then raises its own message, in order.
+    checks = []  # (flag, raise)
+    if lengths is not None:
+        def bad_lengths():
             bad = lengths64[(lengths64 < 1) | (lengths64 > T)][0].item()
             _fail("lengths", f"every length must be in [1, T] = [1, {T}], got {bad}")
+        checks.append((((lengths64 < 1) | (lengths64 > T)).any(), bad_lengths))
 
     t = torch.arange(T, device=device)
     inside = t[None, :] < lengths64[:, None]  # (B, T)
@@ -143,14 +154,14 @@ def make_problem(emissions, transitions, durations, lengths=None, initial=None, 
         x = x.detach().to(torch.float64)
         # Padding past each length may hold anything; it must not reach the sums.
         x = torch.where(mask3, x, torch.zeros((), dtype=torch.float64, device=device))
-        _check_values(name, x, allow_neg_inf=name != "emissions")
+        checks.append((_bad_values(x, allow_neg_inf=name != "emissions"), lambda: _fail_values(name, x)))
         return x
 
     def par64(name, x, default_shape):
         if x is None:
             return torch.zeros(default_shape, dtype=torch.float64, device=device)
         x = x.detach().to(torch.float64)
-        _check_values(name, x, allow_neg_inf=True)
+        checks.append((_bad_values(x, allow_neg_inf=True), lambda: _fail_values(name, x)))
         return x
 
     labels64 = None
@@ -165,12 +176,14 @@ def make_problem(emissions, transitions, durations, lengths=None, initial=None, 
             _fail("labels", f"is on {labels.device} but emissions are on {device}")
         labels64 = torch.where(inside, labels.to(torch.int64), torch.zeros((), dtype=torch.int64, device=device))
         bad = inside & ((labels64 < 0) | (labels64 >= C))
-        if bad.any():
+
+        def bad_labels():
             b, pos = bad.nonzero()[0].tolist()
             _fail("labels", f"labels must lie in [0, C) = [0, {C}) within each length; "
                   f"sequence {b} has {labels[b, pos].item()} at position {pos}")
+        checks.append((bad.any(), bad_labels))
 
-    return Problem(
+    p = Problem(
         emissions=seq64("emissions", emissions),
         transitions=par64("transitions", transitions, (C, C)),
         durations=par64("durations", durations, None),
@@ -181,6 +194,11 @@ def make_problem(emissions, transitions, durations, lengths=None, initial=None, 
         lengths=lengths64,
         labels=labels64,
     )
+    flags = torch.stack([flag for flag, _ in checks]).tolist()
+    for failed, (_, raise_it) in zip(flags, checks):
+        if failed:
+            raise_it()
+    return p
 
 
 def reverse_problem(p: Problem) -> Problem:
