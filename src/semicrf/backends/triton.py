@@ -131,16 +131,18 @@ def _label_runs(p: Problem, reverse: bool):
     return lim, rem
 
 
-def _linear_weights(dur: torch.Tensor, trans: torch.Tensor, kp: int):
-    """(w (K, C), dp (kp, BC), dmax (C,), tlin (2, C, C), tmax (2,)) float64, see ``weights_kernel``
-    (BC: C rounded up to a power of two; dp has kp >= K rows, -inf past K)."""
+def _linear_weights(dur: torch.Tensor, trans: torch.Tensor, kp: int | None = None):
+    """(w (K, C), dp, dmax (C,), tlin (2, C, C), tmax (2,)) float64, see ``weights_kernel``; with
+    ``kp``, dp is the (kp, BC) padded score table (BC: C rounded up to a power of two; -inf past
+    K), else None."""
     K, C = dur.shape
     BC = _pow2(C)
     f64 = dict(dtype=torch.float64, device=dur.device)
-    w, dp, dmax = torch.empty((K, C), **f64), torch.empty((kp, BC), **f64), torch.empty(C, **f64)
+    w, dmax = torch.empty((K, C), **f64), torch.empty(C, **f64)
+    dp = torch.empty((kp, BC), **f64) if kp is not None else None
     tlin, tmax = torch.empty((2, C, C), **f64), torch.empty(2, **f64)
-    _k.weights_kernel[(1,)](dur.contiguous(), trans.contiguous(), w, dp, dmax, tlin, tmax, C, K, kp,
-                            BLOCK_K=max(16, 1024 // BC), BLOCK_C=BC)
+    _k.weights_kernel[(1,)](dur.contiguous(), trans.contiguous(), w, w if dp is None else dp, dmax, tlin, tmax,
+                            C, K, kp or K, PADDED=dp is not None, BLOCK_K=max(16, 1024 // BC), BLOCK_C=BC)
     return w, dp, dmax, tlin, tmax
 
 
@@ -208,7 +210,7 @@ class _Sweep:
             Q, warps = chunk_config(K)
             nblk = triton.cdiv(T, Q)
             # Max-plus far part: score rows for every look-back distance (d - 1 < (cdiv(K, Q) + 1) Q).
-            w, dp, dmax, tlin, tmax = _linear_weights(p.durations, trans, (triton.cdiv(K, Q) + 2) * Q)
+            w, dp, dmax, tlin, tmax = _linear_weights(p.durations, trans, (triton.cdiv(K, Q) + 2) * Q if mx else None)
             glin = torch.empty((N, T, C), **f64) if not mx else self.g
             bref = torch.empty((N, nblk, C), **f64) if not mx else self.g
             flag = torch.zeros(N, dtype=torch.int32, device=dev)
@@ -217,7 +219,8 @@ class _Sweep:
             while qs > 1 and Q * qs * BC > tile * 32 * warps:
                 qs //= 2
             _k.chunk_linear_sweep_kernel[(N,)](
-                *args, dp if mx else w, tlin, tmax, dmax, lengths, self.alpha, self.u, self.g, glin, bref, scr, flag, self.best_v,
+                *args, dp if mx else w, tlin, tmax, dmax, lengths, self.alpha, self.u, self.g, glin, bref, scr, flag,
+                self.best_v,
                 *rows, nblk,
                 **flags, Q=Q, QS=qs, BLOCK_C=BC, NBP=_pow2(triton.cdiv(K, Q) + 2), SPREAD_G=SPREAD_G,
                 SPREAD_D=SPREAD_D, num_warps=warps,
@@ -350,9 +353,8 @@ def viterbi(p: Problem) -> ViterbiResult:
     K = p.max_duration
     dev = p.emissions.device
     L = p.lengths
-    mid = (L + 1) // 2
-    # Row b runs [0, mid) (its g up to mid - 1); row B + b, reversed, up to position L - mid.
-    sw = _Sweep(p, reverse=True, semiring="max", lengths=torch.cat([mid, L - mid + 1]))
+    mid, row_len = viterbi_halves(L)
+    sw = _Sweep(p, reverse=True, semiring="max", lengths=row_len)
     block_s = 32
     nblk = triton.cdiv(K, block_s)
     val = torch.empty((B, nblk), dtype=torch.float64, device=dev)
@@ -370,7 +372,6 @@ def viterbi(p: Problem) -> ViterbiResult:
 
     # Links of both halves (rows b and B + b), then the label before the middle segment on each side.
     link = torch.empty((2 * B, T + 1, C), dtype=torch.int64, device=dev)
-    row_len = torch.cat([mid, L - mid + 1]).contiguous()
     block_e = 32
     _k.viterbi_argmax_kernel[(2 * B, triton.cdiv(T // 2 + 1, block_e))](
         sw.g, sw.alpha, sw.best_v, p.durations.contiguous(), sw.trans, row_len, link, T, C, K, B,
@@ -390,6 +391,13 @@ def viterbi(p: Problem) -> ViterbiResult:
     labels = torch.full((B, T), -1, dtype=torch.int64, device=dev)
     labels[inside] = torch.repeat_interleave(table[:, 2], table[:, 1] - table[:, 0])
     return ViterbiResult(score=score, labels=labels, segment_table=table, segment_offsets=offsets)
+
+
+def viterbi_halves(lengths: torch.Tensor):
+    """The middle ``M = ceil(L / 2)`` of each sequence and the lengths of the Viterbi sweep's 2B rows:
+    row b runs [0, M) (its g up to M - 1), row B + b, reversed, up to position L - M."""
+    mid = (lengths + 1) // 2
+    return mid, torch.cat([mid, lengths - mid + 1]).contiguous()
 
 
 def _join_halves(segs: torch.Tensor, nseg: torch.Tensor, middle: torch.Tensor, L: torch.Tensor, ok: torch.Tensor):

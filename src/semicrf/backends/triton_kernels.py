@@ -185,12 +185,12 @@ def label_runs_kernel(labels_ptr, len_ptr, lim_ptr, rem_ptr, T, C, K, B,
 
 @triton.jit
 def weights_kernel(dur_ptr, trans_ptr, w_ptr, dp_ptr, dmax_ptr, tlin_ptr, tmax_ptr, C, K, KP,
-                   BLOCK_K: tl.constexpr, BLOCK_C: tl.constexpr):
+                   PADDED: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_C: tl.constexpr):
     """Weights of the chunked sweep (one program): ``dmax[c]`` the largest finite duration score of
-    label c (0 if none), ``w = exp(dur - dmax)`` (K, C); the padded (KP, BLOCK_C) table ``dp = dur``
-    (-inf past K and for padding labels), so that the max-plus far part's look-backs need no mask;
-    per direction ``tmax`` the largest finite transition score (0 if none), ``tlin = exp(trans -
-    tmax)`` (2, C, C)."""
+    label c (0 if none), ``w = exp(dur - dmax)`` (K, C); with ``PADDED`` the (KP, BLOCK_C) table
+    ``dp = dur`` (-inf past K and for padding labels), so that the max-plus far part's look-backs
+    need no mask; per direction ``tmax`` the largest finite transition score (0 if none), ``tlin =
+    exp(trans - tmax)`` (2, C, C)."""
     NEG_INF: tl.constexpr = float("-inf")
     cc = tl.arange(0, BLOCK_C)
     cmask = cc < C
@@ -206,7 +206,8 @@ def weights_kernel(dur_ptr, trans_ptr, w_ptr, dp_ptr, dmax_ptr, tlin_ptr, tmax_p
         m = (kk < K)[:, None] & cmask[None, :]
         x = tl.load(dur_ptr + kk[:, None] * C + cc[None, :], mask=m, other=NEG_INF)
         tl.store(w_ptr + kk[:, None] * C + cc[None, :], tl.exp(x - dmax[None, :]), mask=m)
-        tl.store(dp_ptr + kk[:, None] * BLOCK_C + cc[None, :], x, mask=(kk < KP)[:, None] & (cc < BLOCK_C)[None, :])
+        if PADDED:
+            tl.store(dp_ptr + kk[:, None] * BLOCK_C + cc[None, :], x, mask=(kk < KP)[:, None] & (cc < BLOCK_C)[None, :])
     m2 = cmask[:, None] & cmask[None, :]
     for d in tl.static_range(0, 2):
         x = tl.load(trans_ptr + d * C * C + cc[:, None] * C + cc[None, :], mask=m2, other=NEG_INF)
@@ -639,10 +640,10 @@ def chunk_linear_sweep_kernel(
     space, the chain's inputs loaded one step ahead, values only (the arguments of the maxima are
     found afterwards, in parallel, by :func:`viterbi_argmax_kernel`).
 
-    Shapes as :func:`sweep_kernel`, plus w (K, C) (max-plus: ``dp``, see above), dmax (C,), glin (N, T, C) float64, bref (N, NBLK,
-    C) float64, flag (N,) int32 (written), tlin (2, C, C) and tmax (2,) float64 (per direction),
-    scr (N, 3, Q, BLOCK_C) float64 scratch. ``NBP`` is a power of
-    two >= the blocks in one look-back.
+    Shapes as :func:`sweep_kernel`, plus w (K, C) (max-plus: ``dp``, see above), dmax (C,), glin
+    (N, T, C) float64, bref (N, NBLK, C) float64, flag (N,) int32 (written), tlin (2, C, C) and tmax
+    (2,) float64 (per direction), scr (N, 3, Q, BLOCK_C) float64 scratch. ``NBP`` is a power of two
+    >= the blocks in one look-back.
     """
     n = tl.program_id(0)
     r = n % NR
