@@ -105,6 +105,9 @@ def ours(B, T, K, C, repeat, check_logz):
     row["viterbi_sweep_only_s"] = timed(lambda: tb._Sweep(pv, reverse=True, semiring="max", lengths=halves), repeat)
     row["log_sweep_only_s"] = timed(lambda: tb._Sweep(pv), repeat)
     row["method"] = tb._Sweep(pv).method
+    # Whether the four sweeps of log_likelihood ran with far-part helpers (SPLIT_FAR).
+    row["helped"] = tb._Sweep(_mk(em.detach(), tr.detach(), du.detach(), lengths, labels=labels),
+                              (False, True), reverse=True).helped
     # Bitwise reproducibility of the gradients across two runs.
     grads = []
     for _ in range(2):
@@ -198,6 +201,10 @@ def main(argv=None):
     ap.add_argument("--far-tile", type=int, default=None,
                     help="far-part tile of the chunked sweep: about this many values per thread")
     ap.add_argument("--far-tile-max", type=int, default=None, help="the same for the max-plus (Viterbi) sweep")
+    ap.add_argument("--split-far", choices=["auto", "off"], default="auto",
+                    help="far-part helper programs for the log-semiring sweeps (auto: where they all fit)")
+    ap.add_argument("--near-blocks", type=int, default=None,
+                    help="far-part blocks a row keeps when it has a helper (the helper takes the rest)")
     ap.add_argument("--sweeps-only", action="store_true",
                     help="time only the sweep kernels (for scanning configurations)")
     ap.add_argument("--breakdown", action="store_true",
@@ -217,8 +224,12 @@ def main(argv=None):
         tb.FAR_TILE = args.far_tile
     if args.far_tile_max:
         tb.FAR_TILE_MAX = args.far_tile_max
+    tb.SPLIT_FAR = args.split_far
+    if args.near_blocks:
+        tb.NEAR_BLOCKS = args.near_blocks
     print(f"look-back: {tb.LOOKBACK}, chunk {tb.CHUNK or 'auto'}, warps {tb.CHUNK_WARPS or 'auto'}, "
-          f"far tile {tb.FAR_TILE} (max-plus {tb.FAR_TILE_MAX}), fast exp: {tb.FAST_LOOKBACK}")
+          f"far tile {tb.FAR_TILE} (max-plus {tb.FAR_TILE_MAX}), fast exp: {tb.FAST_LOOKBACK}, "
+          f"far-part helpers: {tb.SPLIT_FAR} (rows keep {tb.NEAR_BLOCKS} blocks)")
     if args.sweeps_only or args.breakdown:
         for name in args.sizes.split(","):
             B, T, K, C = size_of(name)
@@ -247,7 +258,7 @@ def main(argv=None):
             ratio = f"{pv / o:.0f}x" if pv else "-"
             pv_s = f"{pv:.3f} s" if pv else "-"
             print(f"| {r['B']}, {r['T']}, {r['K']}, {r['C']} | {label} | {o * 1e3:.1f} ms | {pv_s} | {ratio} | {card} |")
-        extra = (f"{r['ours']['method']} look-back, log sweep alone {r['ours']['log_sweep_only_s'] * 1e3:.1f} ms, "
+        extra = (f"{r['ours']['method']} look-back, helpers {r['ours']['helped']}, log sweep alone {r['ours']['log_sweep_only_s'] * 1e3:.1f} ms, "
                  f"viterbi sweep alone {r['ours']['viterbi_sweep_only_s'] * 1e3:.1f} ms, ")
         extra += f"peak extra {r['ours']['peak_extra_gib']:.3f} GiB, grads bitwise equal: {r['ours']['grads_bitwise_equal']}"
         if "logz_rel_err" in r["ours"]:

@@ -174,6 +174,47 @@ def test_linear_chain_holds_large_scores(monkeypatch):
         assert_close(getattr(a.marginals, f), getattr(r.marginals, f), what=f)
 
 
+@pytest.mark.parametrize("near,K", [(1, 6), (3, 14)])
+def test_far_part_helpers_match_reference(monkeypatch, near, K):
+    """The far part split between each row and a helper program (the helper takes the blocks before
+    the row's last ``near``), its two roles launched one after the other: the sums must combine to
+    the reference's, also where the helper's oldest block reaches only the first end of a chunk
+    (chunks of 4; K = 4·near + 2), with g in the thousands of nats (20 nats a position added to the
+    duration scores: the same for every segmentation, so long segments keep their weight)."""
+    monkeypatch.setattr(tb, "CHUNK", 4)
+    monkeypatch.setattr(tb, "FAR_TILE", 0)
+    monkeypatch.setattr(tb, "SPLIT_FAR", "staged")
+    monkeypatch.setattr(tb, "NEAR_BLOCKS", near)
+    B, T, C = 2, 64, 3
+    kw = inputs(B, T, C, K, seed=near)
+    kw["durations"] = kw["durations"] + 20.0 * torch.arange(1, K + 1, dtype=torch.float64, device=DEV)[:, None]
+    p = make_problem(**kw, labels=labels_in_runs(B, T, C, seed=near))
+    sw = tb._Sweep(p, (False, True), reverse=True)
+    assert sw.helped and sw.method == "chunked"
+    pair = tb.forward_backward_pair(p)
+    for constrained in (False, True):
+        r = reference.forward_backward(p, constrained, True)
+        assert_close(pair[constrained].log_z, r.log_z, tol=1e-12, what=f"log Z constrained={constrained}")
+        for f in r.marginals.__dataclass_fields__:
+            assert_close(getattr(pair[constrained].marginals, f), getattr(r.marginals, f), what=f)
+
+
+def test_rows_whose_helper_never_comes_take_the_exact_sweep(monkeypatch):
+    """A row that waits longer than SPIN_LIMIT polls for its far-part helper gives up instead of
+    hanging, and flags itself: the exact kernel redoes it."""
+    monkeypatch.setattr(tb, "CHUNK", 4)
+    monkeypatch.setattr(tb, "SPLIT_FAR", "orphaned")
+    monkeypatch.setattr(tb, "SPIN_LIMIT", 3)
+    kw = inputs(2, 16, 2, 9, seed=3)
+    p = make_problem(**kw, labels=labels_in_runs(2, 16, 2))
+    assert tb._Sweep(p, (False, True), reverse=True).method == "exact"
+    pair = tb.forward_backward_pair(p)
+    for constrained in (False, True):
+        r = reference.forward_backward(p, constrained, True)
+        assert_close(pair[constrained].log_z, r.log_z, what=f"log Z constrained={constrained}")
+        assert_close(pair[constrained].marginals.durations, r.marginals.durations)
+
+
 @pytest.mark.parametrize("tile", [0, 32])
 def test_chunked_viterbi_on_many_ties_returns_a_best_path(monkeypatch, tile):
     """Integer scores make many equal paths. Whichever one the Triton backend returns (it breaks

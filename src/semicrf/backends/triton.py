@@ -56,6 +56,30 @@ FAR_TILE_MAX = 8
 #: largest, that the linear far part takes: products stay within [e^-700, 1].
 SPREAD_D = 300.0
 SPREAD_G = 400.0
+#: Far-part helpers of the log-semiring chunked sweep: one more program per row computes the far
+#: part of the row's chunks ahead of it, on SMs the rows leave idle (``HELP`` in
+#: ``chunk_linear_sweep_kernel``). "auto": on a GPU when every program fits at once (twice the rows
+#: at most the SMs); "off"; for tests, also under the interpreter: "staged", helpers and rows launched
+#: one after the other on a finished sweep's blocks (the arithmetic, not the hand-over), and
+#: "orphaned", rows without helpers (every wait gives up; the rows go to the exact kernel).
+SPLIT_FAR = "auto"
+#: Blocks of the far part that a row keeps (the helper takes the ones before them).
+NEAR_BLOCKS = 1
+#: Polls of a hand-over counter before a program gives up and flags its row for the exact kernel.
+SPIN_LIMIT = 1 << 22
+_SM_COUNT: dict = {}
+_NO_HELP: set = set()
+_FENCE = True
+RING_DEPTH = None
+
+
+def _split_far(n_rows: int, nblk_lookback: int, dev: torch.device) -> bool:
+    """Whether this launch of ``n_rows`` log-semiring rows gets far-part helpers (SPLIT_FAR "auto")."""
+    if SPLIT_FAR != "auto" or dev.type != "cuda" or nblk_lookback <= NEAR_BLOCKS:
+        return False
+    if dev not in _SM_COUNT:
+        _SM_COUNT[dev] = torch.cuda.get_device_properties(dev).multi_processor_count
+    return 2 * n_rows <= _SM_COUNT[dev]
 
 
 def interpreted() -> bool:
@@ -205,6 +229,7 @@ class _Sweep:
         flags = dict(HAS_START=has_start, HAS_END=has_end, CONSTRAINED=constrained, MAX=mx)
         BC = _pow2(C)
         self._flag = None
+        self.helped = False
         exact = dict(FAST_EXP=FAST_LOOKBACK, BLOCK_C=BC, BLOCK_K=_pow2(K), num_warps=4 if K * C <= 2048 else 8)
         if LOOKBACK != "exact":
             Q, warps = chunk_config(K)
@@ -218,13 +243,43 @@ class _Sweep:
             qs, tile = Q, FAR_TILE_MAX if mx else FAR_TILE
             while qs > 1 and Q * qs * BC > tile * 32 * warps:
                 qs //= 2
-            _k.chunk_linear_sweep_kernel[(N,)](
-                *args, dp if mx else w, tlin, tmax, dmax, lengths, self.alpha, self.u, self.g, glin, bref, scr, flag,
-                self.best_v,
-                *rows, nblk,
-                **flags, Q=Q, QS=qs, BLOCK_C=BC, NBP=_pow2(triton.cdiv(K, Q) + 2), SPREAD_G=SPREAD_G,
-                SPREAD_D=SPREAD_D, num_warps=warps,
-            )
+            staged = SPLIT_FAR in ("staged", "orphaned") and not mx
+            helped = staged or (not mx and (C, K, Q, constrained) not in _NO_HELP
+                                and _split_far(N, triton.cdiv(K, Q) + 1, dev))
+            depth = nblk + 1 if staged else (RING_DEPTH or NEAR_BLOCKS + 2)
+            if helped:
+                prog = torch.full((N,), (1 << 30) - 1 if staged else 0, dtype=torch.int32, device=dev)
+                ready = torch.zeros(N, dtype=torch.int32, device=dev)
+                ring = torch.empty((N, depth, 3, Q, BC), **f64)
+            else:
+                prog = ready = ring = flag
+
+            def launch(grid, help_, pid_off):
+                _k.chunk_linear_sweep_kernel[(grid,)](
+                    *args, dp if mx else w, tlin, tmax, dmax, lengths, self.alpha, self.u, self.g, glin, bref, scr,
+                    flag, self.best_v, prog, ready, ring,
+                    *rows, nblk, N, NEAR_BLOCKS, depth, SPIN_LIMIT, pid_off,
+                    **flags, Q=Q, QS=qs, BLOCK_C=BC, NBP=_pow2(triton.cdiv(K, Q) + 2), SPREAD_G=SPREAD_G,
+                    SPREAD_D=SPREAD_D, HELP=help_, FENCE=help_ and _FENCE and not interpreted(), num_warps=warps,
+                )
+
+            if staged:
+                launch(N, False, 0)  # the blocks the helpers read
+                if SPLIT_FAR == "staged":
+                    launch(N, True, N)
+                launch(N, True, 0)
+            elif helped:
+                try:
+                    launch(2 * N, True, 0)
+                except triton.runtime.errors.OutOfResources:
+                    # The two roles in one program need more shared memory than the SM has (many
+                    # labels): this shape runs without helpers from now on.
+                    _NO_HELP.add((C, K, Q, constrained))
+                    helped = False
+                    launch(N, False, 0)
+            else:
+                launch(N, False, 0)
+            self.helped = helped
             if not mx:
                 # Rows whose scores the linear parts cannot hold (flagged in the kernel) are redone
                 # exactly; the launch does not wait for the flags (unflagged rows return at once).

@@ -594,13 +594,147 @@ def _step_inputs(i, nq, t0, C, K, seq, con, lim_ptr, w_ptr, scr_base, cc, cmask,
 
 
 @triton.jit
+def _chunk_ends(k, L, C, K, seq_in, con, lim_ptr, cc, cmask, kfull, rr,
+                CONSTRAINED: tl.constexpr, Q: tl.constexpr):
+    """The Q ends ``e = k·Q + 1 ..`` of chunk k: (e [Q], valid (e, label) [Q, C], longest allowed
+    segment [Q, C], smallest allowed start [Q, C], first source block of the far part)."""
+    t0 = k * Q
+    e_q = t0 + rr + 1
+    vq2 = (e_q <= L)[:, None] & cmask[None, :]
+    if CONSTRAINED:
+        lmax = tl.minimum(tl.load(lim_ptr + seq_in + (e_q[:, None] - 1) * C + cc[None, :], mask=vq2, other=0), K)
+        lmax = tl.where(con, lmax, K)
+    else:
+        lmax = kfull
+    lo = e_q[:, None] - lmax
+    lo_min = tl.min(tl.min(tl.where(vq2, lo, t0), axis=1), axis=0)
+    return e_q, vq2, lmax, lo, tl.maximum(lo_min, 0) // Q
+
+
+@triton.jit
+def _far_log(j_lo, j_hi, e_q, lo, lmax, glin_ptr, bref_base, w_ptr, seq, C, cc, cmask,
+             Q: tl.constexpr, QS: tl.constexpr, NBP: tl.constexpr, BLOCK_C: tl.constexpr, CG: tl.constexpr):
+    """The linear far part of the log semiring for the ends ``e_q`` over source blocks j_hi down to
+    j_lo (none when j_hi < j_lo): (acc [Q, C], R [Q, C], lost [Q, C] int32), the sum being
+    ``acc · exp(R)`` with R the largest reference of the blocks that reach each (end, label), -inf
+    where none does (acc then 0); ``lost`` marks a contributing block whose scale underflowed.
+    ``CG``: load g and the references past the L1 cache (they were written by another program)."""
+    NEG_INF: tl.constexpr = float("-inf")
+    jb = j_hi - tl.arange(0, NBP)
+    inb = jb >= j_lo
+    bm = inb[:, None] & cmask[None, :]
+    if CG:
+        brefs = tl.load(bref_base + jb[:, None] * C + cc[None, :], mask=bm, other=NEG_INF, cache_modifier=".cg")
+    else:
+        brefs = tl.load(bref_base + jb[:, None] * C + cc[None, :], mask=bm, other=NEG_INF)
+    ov = ((jb[None, :, None] * Q + Q - 1) >= lo[:, None, :]) & inb[None, :, None]
+    R = tl.max(tl.where(ov, brefs[None, :, :], NEG_INF), axis=1)  # [Q, C]
+    R0 = tl.where(R == NEG_INF, 0.0, R)
+    acc = tl.zeros([Q, BLOCK_C], tl.float64)
+    lost = tl.zeros([Q, BLOCK_C], tl.int32)
+    for jn in range(0, j_hi - j_lo + 1):
+        j = j_hi - jn
+        part = tl.zeros([Q, BLOCK_C], tl.float64)
+        for sb in tl.static_range(0, Q // QS):
+            rs = sb * QS + tl.arange(0, QS)
+            s = j * Q + rs
+            if CG:
+                gl = tl.load(glin_ptr + seq + s[:, None] * C + cc[None, :], mask=cmask[None, :], other=0.0,
+                             cache_modifier=".cg")
+            else:
+                gl = tl.load(glin_ptr + seq + s[:, None] * C + cc[None, :], mask=cmask[None, :], other=0.0)
+            d3 = (e_q[:, None] - s[None, :])[:, :, None]  # [Q(end), QS(start), 1], >= 1
+            okw = (d3 <= lmax[:, None, :]) & cmask[None, None, :]
+            wv = tl.load(w_ptr + (d3 - 1) * C + cc[None, None, :], mask=okw, other=0.0)
+            part += tl.sum(wv * gl[None, :, :], axis=1)
+        if CG:
+            br = tl.load(bref_base + j * C + cc, mask=cmask, other=NEG_INF, cache_modifier=".cg")
+        else:
+            br = tl.load(bref_base + j * C + cc, mask=cmask, other=NEG_INF)
+        # Only blocks that reach the (end, label) count: another's scale may overflow (0 · inf).
+        scale = tl.where((j * Q + Q - 1) >= lo, tl.exp(br[None, :] - R0), 0.0)
+        acc += part * scale
+        lost = lost | ((part > 0) & (scale == 0)).to(tl.int32)
+    return acc, R, lost
+
+
+@triton.jit
+def _publish(ptr, value, FENCE: tl.constexpr):
+    """Raise the hand-over counter at ``ptr`` to ``value`` once every thread's stores before it are
+    visible GPU-wide: a barrier, then (``FENCE``, compiled code) ``fence.acq_rel.gpu``, which also
+    releases what the other threads of the program wrote before the barrier, then a release store."""
+    tl.debug_barrier()
+    if FENCE:
+        tl.inline_asm_elementwise("fence.acq_rel.gpu; mov.b32 $0, $1;", "=r,r", [value], dtype=tl.int32,
+                                  is_pure=False, pack=1)
+    tl.atomic_xchg(ptr, value, sem="release", scope="gpu")
+
+
+@triton.jit
+def _wait_at_least(ptr, target, SPIN):
+    """Spin until the counter at ``ptr`` reaches ``target`` (acquire: what its writer stored before
+    raising it is visible after), a negative value shows up, or SPIN polls pass. Returns the value."""
+    v = tl.atomic_add(ptr, 0, sem="acquire", scope="gpu")
+    spins = 0
+    while (v >= 0) & (v < target) & (spins < SPIN):
+        v = tl.atomic_add(ptr, 0, sem="acquire", scope="gpu")
+        spins += 1
+    return v
+
+
+@triton.jit
+def _far_helper(n, NT, len_ptr, lim_ptr, w_ptr, glin_ptr, bref_ptr, prog_ptr, ready_ptr, ring_ptr,
+                T, C, K, NR, first_con, NBLK, NEARB, DEPTH, SPIN,
+                CONSTRAINED: tl.constexpr, Q: tl.constexpr, QS: tl.constexpr, BLOCK_C: tl.constexpr,
+                NBP: tl.constexpr, FENCE: tl.constexpr):
+    """Helper program of row ``n`` (see :func:`chunk_linear_sweep_kernel`, ``HELP``): for each chunk
+    k > NEARB, once the row has finished block k - NEARB - 1, the far part over the blocks up to it,
+    into ring slot k % DEPTH (acc, R, lost), then ``ready[n] = k + 1``."""
+    DONE: tl.constexpr = 1 << 30
+    r = n % NR
+    con = (n // NR) >= first_con
+    L = tl.load(len_ptr + r).to(tl.int32)
+    cc = tl.arange(0, BLOCK_C)
+    cmask = cc < C
+    rr = tl.arange(0, Q)
+    kfull = tl.zeros([Q, BLOCK_C], tl.int32) + K
+    seq = n.to(tl.int64) * T * C
+    seq_in = r.to(tl.int64) * T * C
+    bref_base = bref_ptr + n.to(tl.int64) * NBLK * C
+    ring_base = ring_ptr + n.to(tl.int64) * DEPTH * 3 * Q * BLOCK_C
+    srow = rr[:, None] * BLOCK_C + cc[None, :]
+    live = 1
+    for k in range(NEARB + 1, tl.cdiv(L, Q)):
+        if live != 0:
+            v = _wait_at_least(prog_ptr + n, k - NEARB, SPIN)
+            if v < k - NEARB:
+                # The row's program never got this far (not resident?): tell it, and stop.
+                tl.atomic_xchg(ready_ptr + n, -1, sem="release", scope="gpu")
+                live = 0
+            elif v == DONE:
+                live = 0  # the row stopped early (its scores went to the exact kernel)
+            else:
+                tl.debug_barrier()
+                e_q, vq2, lmax, lo, j_lo = _chunk_ends(k, L, C, K, seq_in, con, lim_ptr, cc, cmask, kfull, rr,
+                                                       CONSTRAINED, Q)
+                acc, R, lost = _far_log(j_lo, k - NEARB - 1, e_q, lo, lmax, glin_ptr, bref_base, w_ptr, seq, C,
+                                        cc, cmask, Q, QS, NBP, BLOCK_C, True)
+                slot = ring_base + (k % DEPTH) * 3 * Q * BLOCK_C
+                tl.store(slot + srow, acc)
+                tl.store(slot + Q * BLOCK_C + srow, R)
+                tl.store(slot + 2 * Q * BLOCK_C + srow, lost.to(tl.float64))
+                _publish(ready_ptr + n, k + 1, FENCE)
+
+
+@triton.jit
 def chunk_linear_sweep_kernel(
     cum_ptr, start_ptr, end_ptr, lim_ptr, trans_ptr, init_ptr, dur_ptr, w_ptr, tlin_ptr, tmax_ptr,
     dmax_ptr, len_ptr, alpha_ptr, u_ptr, g_ptr, glin_ptr, bref_ptr, scr_ptr, flag_ptr, bestv_ptr,
-    T, C, K, n_per_dir, NR, first_con, NBLK,
+    prog_ptr, ready_ptr, ring_ptr,
+    T, C, K, n_per_dir, NR, first_con, NBLK, NT, NEARB, DEPTH, SPIN, pid_off,
     HAS_START: tl.constexpr, HAS_END: tl.constexpr, CONSTRAINED: tl.constexpr, MAX: tl.constexpr,
     Q: tl.constexpr, QS: tl.constexpr, BLOCK_C: tl.constexpr, NBP: tl.constexpr, SPREAD_G: tl.constexpr,
-    SPREAD_D: tl.constexpr,
+    SPREAD_D: tl.constexpr, HELP: tl.constexpr, FENCE: tl.constexpr,
 ):
     """The chunked sweep with the dependent chain in registers: linear space for the log semiring.
 
@@ -644,12 +778,34 @@ def chunk_linear_sweep_kernel(
     (N, T, C) float64, bref (N, NBLK, C) float64, flag (N,) int32 (written), tlin (2, C, C) and tmax
     (2,) float64 (per direction), scr (N, 3, Q, BLOCK_C) float64 scratch. ``NBP`` is a power of two
     >= the blocks in one look-back.
+
+    ``HELP`` (log semiring, GPU): programs ``NT + n`` are helpers (:func:`_far_helper`) that compute
+    the far part of row n's chunk k over the blocks up to k - NEARB - 1 while the row works on the
+    chunks before; the row itself adds only its last NEARB blocks. They hand over through global
+    memory: ``prog[n]`` (int32, the blocks the row has finished; 2^30 once it stops) and ``ready[n]``
+    (the chunks the helper has done; -1 if it gave up), with release stores and acquire loads, and
+    ``ring`` (N, DEPTH, 3, Q, BLOCK_C) float64 (DEPTH > NEARB) for the sums. Every program must be
+    resident at once (the launcher checks the grid against the SMs); a wait longer than SPIN polls
+    flags the row for the exact kernel instead of hanging. ``pid_off`` shifts the program ids (the
+    two roles launched one after the other, for tests under the interpreter).
     """
-    n = tl.program_id(0)
+    n = tl.program_id(0) + pid_off
+    DONE: tl.constexpr = 1 << 30
+    if HELP:
+        is_help = n >= NT
+        is_near = n < NT
+        if is_help:
+            _far_helper(n - NT, NT, len_ptr, lim_ptr, w_ptr, glin_ptr, bref_ptr, prog_ptr, ready_ptr, ring_ptr,
+                        T, C, K, NR, first_con, NBLK, NEARB, DEPTH, SPIN, CONSTRAINED, Q, QS, BLOCK_C, NBP, FENCE)
+        n = tl.where(is_help, n - NT, n)  # the rest of a helper program does nothing (L = 0 below)
+    else:
+        is_help = n < 0
+        is_near = n >= 0
     r = n % NR
     direction = r // n_per_dir
     con = (n // NR) >= first_con
     L = tl.load(len_ptr + r).to(tl.int32)
+    L = tl.where(is_help, 0, L)
     NEG_INF: tl.constexpr = float("-inf")
     BIG: tl.constexpr = 1e290
     SMALL: tl.constexpr = 1e-290
@@ -672,6 +828,7 @@ def chunk_linear_sweep_kernel(
     alpha_base = alpha_ptr + n.to(tl.int64) * (T + 1) * C
     bestv_base = bestv_ptr + n.to(tl.int64) * (T + 1) * C
     bref_base = bref_ptr + n.to(tl.int64) * NBLK * C
+    ring_base = ring_ptr + n.to(tl.int64) * DEPTH * 3 * Q * BLOCK_C
     scr_base = scr_ptr + n.to(tl.int64) * 3 * Q * BLOCK_C
     kfull = tl.zeros([Q, BLOCK_C], tl.int32) + K
 
@@ -687,59 +844,51 @@ def chunk_linear_sweep_kernel(
         # Scores too spread for the linear parts: flag the row for the exact kernel, do nothing here.
         n_bad = _too_spread(dur_ptr, trans_ptr, init_ptr, direction, C, K, cc, cmask, SPREAD_D, BLOCK_C)
         L = tl.where(n_bad != 0, 0, L)
+    dead = 0
     for k in range(0, tl.cdiv(L, Q)):
         t0 = k * Q
         # ------------------------------------------------ far part, all Q ends of the chunk at once
-        e_q = t0 + rr + 1
-        valid_q = e_q <= L
-        vq2 = valid_q[:, None] & cmask[None, :]
-        if CONSTRAINED:
-            lmax = tl.minimum(tl.load(lim_ptr + seq_in + (e_q[:, None] - 1) * C + cc[None, :], mask=vq2, other=0), K)
-            lmax = tl.where(con, lmax, K)
-        else:
-            lmax = kfull
-        lo = e_q[:, None] - lmax  # smallest allowed start per (end, label)
-        lo_min = tl.min(tl.min(tl.where(vq2, lo, t0), axis=1), axis=0)
-        j_lo = tl.maximum(lo_min, 0) // Q
-        nb = k - j_lo
+        e_q, vq2, lmax, lo, j_lo = _chunk_ends(k, L, C, K, seq_in, con, lim_ptr, cc, cmask, kfull, rr,
+                                               CONSTRAINED, Q)
         if MAX:
             best3 = tl.full([Q, QS, BLOCK_C], NEG_INF, tl.float64)
-        else:
-            jj = tl.arange(0, NBP)
-            jb = k - 1 - jj
-            inb = jj < nb
-            brefs = tl.load(bref_base + jb[:, None] * C + cc[None, :], mask=inb[:, None] & cmask[None, :],
-                            other=NEG_INF)
-            ov = ((jb[None, :, None] * Q + Q - 1) >= lo[:, None, :]) & inb[None, :, None]
-            R = tl.max(tl.where(ov, brefs[None, :, :], NEG_INF), axis=1)  # [Q, C]
-            R = tl.where(R == NEG_INF, 0.0, R)
-            acc = tl.zeros([Q, BLOCK_C], tl.float64)
-            lost = tl.zeros([Q, BLOCK_C], tl.int32)
-        for jn in range(0, nb):
-            j = k - 1 - jn
-            if MAX:
+            for jn in range(0, k - j_lo):
                 # Unmasked: the padded scores are -inf past K, and max-plus rows are never constrained.
                 for sb in tl.static_range(0, Q // QS):
-                    s0 = j * Q + sb * QS
+                    s0 = (k - 1 - jn) * Q + sb * QS
                     gv = tl.load(g_ptr + seq + (s0 + rs3) * C + cc3, mask=cm3, other=NEG_INF)
                     best3 = tl.maximum(best3, tl.load(w_ptr + (t0 - s0) * BLOCK_C + woff3) + gv)
-            else:
-                part = tl.zeros([Q, BLOCK_C], tl.float64)
-                for sb in tl.static_range(0, Q // QS):
-                    rs = sb * QS + tl.arange(0, QS)
-                    s = j * Q + rs
-                    gl = tl.load(glin_ptr + seq + s[:, None] * C + cc[None, :], mask=cmask[None, :], other=0.0)
-                    d3 = (e_q[:, None] - s[None, :])[:, :, None]  # [Q(end), QS(start), 1], >= 1
-                    okw = (d3 <= lmax[:, None, :]) & cmask[None, None, :]
-                    wv = tl.load(w_ptr + (d3 - 1) * C + cc[None, None, :], mask=okw, other=0.0)
-                    part += tl.sum(wv * gl[None, :, :], axis=1)
-                br = tl.load(bref_base + j * C + cc, mask=cmask, other=NEG_INF)
-                scale = tl.exp(br[None, :] - R)
-                acc += part * scale
-                lost = lost | ((part > 0) & (scale == 0)).to(tl.int32)
-
-        if MAX:
             best = tl.max(best3, axis=1)
+        else:
+            if HELP:
+                use_help = k > NEARB
+            else:
+                use_help = k < 0
+            # With a helper: the last NEARB blocks here, the ones before from the helper.
+            acc, R, lost = _far_log(tl.where(use_help, tl.maximum(j_lo, k - NEARB), j_lo), k - 1, e_q, lo, lmax,
+                                    glin_ptr, bref_base, w_ptr, seq, C, cc, cmask, Q, QS, NBP, BLOCK_C, False)
+            if HELP:
+                if use_help:
+                    if dead == 0:
+                        v = _wait_at_least(ready_ptr + n, k + 1, SPIN)
+                        if v < k + 1:
+                            dead = 1  # the helper gave up or never came: the exact kernel redoes the row
+                            n_bad += 1
+                    tl.debug_barrier()
+                    slot = ring_base + (k % DEPTH) * 3 * Q * BLOCK_C
+                    srow = rr[:, None] * BLOCK_C + cc[None, :]
+                    acc_h = tl.load(slot + srow, cache_modifier=".cg")
+                    R_h = tl.load(slot + Q * BLOCK_C + srow, cache_modifier=".cg")
+                    lost_h = tl.load(slot + 2 * Q * BLOCK_C + srow, cache_modifier=".cg")
+                    Rc = tl.maximum(R, R_h)
+                    Rc = tl.where(Rc == NEG_INF, 0.0, Rc)
+                    sc_n = tl.where(R == NEG_INF, 0.0, tl.exp(R - Rc))
+                    sc_h = tl.where(R_h == NEG_INF, 0.0, tl.exp(R_h - Rc))
+                    lost = lost | (lost_h != 0).to(tl.int32) | ((acc > 0) & (sc_n == 0)).to(tl.int32) | \
+                        ((acc_h > 0) & (sc_h == 0)).to(tl.int32)
+                    acc = acc * sc_n + acc_h * sc_h
+                    R = Rc
+            R = tl.where(R == NEG_INF, 0.0, R)
         nq = tl.minimum(Q, L - t0)
         pos = t0 + rr
         pv2 = (pos < L)[:, None] & cmask[None, :]
@@ -858,6 +1007,11 @@ def chunk_linear_sweep_kernel(
             n_bad += tl.sum(tl.sum(tl.where(fin & (gch < bref0[None, :] - SPREAD_G), 1, 0), axis=1), axis=0)
             tl.store(glin_ptr + seq + pos[:, None] * C + cc[None, :], gl_k, mask=pv2)
             tl.store(bref_base + k * C + cc, bref_k, mask=cmask)
-        # Block k (glin, bref, g) is read by the next chunk's far part.
+        # Block k (glin, bref, g) is read by the next chunk's far part (and the helper).
         tl.debug_barrier()
-    tl.store(flag_ptr + n, n_bad)
+        if HELP:
+            _publish(prog_ptr + n, k + 1, FENCE)
+    tl.store(flag_ptr + n, n_bad, mask=is_near)
+    if HELP:
+        if is_near:
+            tl.atomic_xchg(prog_ptr + n, DONE, sem="release", scope="gpu")
