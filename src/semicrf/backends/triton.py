@@ -56,8 +56,8 @@ FAR_TILE_MAX = 8
 #: largest, that the linear far part takes: products stay within [e^-700, 1].
 SPREAD_D = 300.0
 SPREAD_G = 400.0
-#: Far-part helpers of the log-semiring chunked sweep: one more program per row computes the far
-#: part of the row's chunks ahead of it, on SMs the rows leave idle (``HELP`` in
+#: Far-part helpers of the chunked sweeps (both semirings): one more program per row computes the
+#: far part of the row's chunks ahead of it, on SMs the rows leave idle (``HELP`` in
 #: ``chunk_linear_sweep_kernel``). "auto": on a GPU when every program fits at once (twice the rows
 #: at most the SMs); "off"; for tests, also under the interpreter: "staged", helpers and rows launched
 #: one after the other on a finished sweep's blocks (the arithmetic, not the hand-over), and
@@ -74,7 +74,7 @@ RING_DEPTH = None
 
 
 def _split_far(n_rows: int, nblk_lookback: int, dev: torch.device) -> bool:
-    """Whether this launch of ``n_rows`` log-semiring rows gets far-part helpers (SPLIT_FAR "auto")."""
+    """Whether this launch of ``n_rows`` rows gets far-part helpers (SPLIT_FAR "auto")."""
     if SPLIT_FAR != "auto" or dev.type != "cuda" or nblk_lookback <= NEAR_BLOCKS:
         return False
     if dev not in _SM_COUNT:
@@ -243,8 +243,8 @@ class _Sweep:
             qs, tile = Q, FAR_TILE_MAX if mx else FAR_TILE
             while qs > 1 and Q * qs * BC > tile * 32 * warps:
                 qs //= 2
-            staged = SPLIT_FAR in ("staged", "orphaned") and not mx
-            helped = staged or (not mx and (C, K, Q, constrained) not in _NO_HELP
+            staged = SPLIT_FAR in ("staged", "orphaned")
+            helped = staged or ((C, K, Q, constrained, mx) not in _NO_HELP
                                 and _split_far(N, triton.cdiv(K, Q) + 1, dev))
             depth = nblk + 1 if staged else (RING_DEPTH or NEAR_BLOCKS + 2)
             if helped:
@@ -274,15 +274,16 @@ class _Sweep:
                 except triton.runtime.errors.OutOfResources:
                     # The two roles in one program need more shared memory than the SM has (many
                     # labels): this shape runs without helpers from now on.
-                    _NO_HELP.add((C, K, Q, constrained))
+                    _NO_HELP.add((C, K, Q, constrained, mx))
                     helped = False
                     launch(N, False, 0)
             else:
                 launch(N, False, 0)
             self.helped = helped
-            if not mx:
-                # Rows whose scores the linear parts cannot hold (flagged in the kernel) are redone
-                # exactly; the launch does not wait for the flags (unflagged rows return at once).
+            if not mx or helped:
+                # Rows whose scores the linear parts cannot hold, or whose helper gave up (flagged in
+                # the kernel), are redone exactly; the launch does not wait for the flags (unflagged
+                # rows return at once).
                 self._flag = flag
                 _k.sweep_kernel[(N,)](*args, lengths, self.alpha, self.u, self.g, self.best_v, flag, *rows,
                                       **flags, ONLY_FLAGGED=True, **exact)

@@ -659,6 +659,44 @@ def _far_log(j_lo, j_hi, e_q, lo, lmax, glin_ptr, bref_base, w_ptr, seq, C, cc, 
 
 
 @triton.jit
+def _far_max(j_lo, j_hi, t0, g_ptr, seq, dp_ptr, C, cc, cmask, rr,
+             Q: tl.constexpr, QS: tl.constexpr, BLOCK_C: tl.constexpr, CG: tl.constexpr):
+    """The max-plus far part of the Q ends of the chunk at ``t0`` over source blocks j_hi down to j_lo
+    (none when j_hi < j_lo): [Q, C], the best ``dur[d - 1] + g[e - d]``, -inf where there is none.
+    Maxima kept elementwise over (end, start, label) tiles and reduced over the starts once; the
+    scores come from ``dp``, padded with -inf, so the tiles load without masks (max-plus rows are
+    never constrained). ``CG`` as :func:`_far_log`."""
+    NEG_INF: tl.constexpr = float("-inf")
+    rs3 = tl.arange(0, QS)[None, :, None]
+    cc3 = cc[None, None, :]
+    cm3 = cmask[None, None, :] & (rs3 >= 0)
+    woff3 = (rr[:, None, None] - rs3) * BLOCK_C + cc3
+    best3 = tl.full([Q, QS, BLOCK_C], NEG_INF, tl.float64)
+    for jn in range(0, j_hi - j_lo + 1):
+        for sb in tl.static_range(0, Q // QS):
+            s0 = (j_hi - jn) * Q + sb * QS
+            if CG:
+                gv = tl.load(g_ptr + seq + (s0 + rs3) * C + cc3, mask=cm3, other=NEG_INF, cache_modifier=".cg")
+            else:
+                gv = tl.load(g_ptr + seq + (s0 + rs3) * C + cc3, mask=cm3, other=NEG_INF)
+            best3 = tl.maximum(best3, tl.load(dp_ptr + (t0 - s0) * BLOCK_C + woff3) + gv)
+    return tl.max(best3, axis=1)
+
+
+@triton.jit
+def _await(ptr, target, dead, SPIN):
+    """A row waiting for its helper's chunk (``ready >= target``), unless it already gave up
+    (``dead``). Returns ``dead``, now 1 if the helper gave up or never came; then a barrier, so the
+    whole program reads the helper's sums after the wait."""
+    if dead == 0:
+        v = _wait_at_least(ptr, target, SPIN)
+        if v < target:
+            dead = 1
+    tl.debug_barrier()
+    return dead
+
+
+@triton.jit
 def _publish(ptr, value, FENCE: tl.constexpr):
     """Raise the hand-over counter at ``ptr`` to ``value`` once every thread's stores before it are
     visible GPU-wide: a barrier, then (``FENCE``, compiled code) ``fence.acq_rel.gpu``, which also
@@ -685,11 +723,12 @@ def _wait_at_least(ptr, target, SPIN):
 @triton.jit
 def _far_helper(n, NT, len_ptr, lim_ptr, w_ptr, glin_ptr, bref_ptr, prog_ptr, ready_ptr, ring_ptr,
                 T, C, K, NR, first_con, NBLK, NEARB, DEPTH, SPIN,
-                CONSTRAINED: tl.constexpr, Q: tl.constexpr, QS: tl.constexpr, BLOCK_C: tl.constexpr,
-                NBP: tl.constexpr, FENCE: tl.constexpr):
+                CONSTRAINED: tl.constexpr, MAX: tl.constexpr, Q: tl.constexpr, QS: tl.constexpr,
+                BLOCK_C: tl.constexpr, NBP: tl.constexpr, FENCE: tl.constexpr):
     """Helper program of row ``n`` (see :func:`chunk_linear_sweep_kernel`, ``HELP``): for each chunk
     k > NEARB, once the row has finished block k - NEARB - 1, the far part over the blocks up to it,
-    into ring slot k % DEPTH (acc, R, lost), then ``ready[n] = k + 1``."""
+    into ring slot k % DEPTH (log semiring: acc, R, lost; max-plus: the best), then
+    ``ready[n] = k + 1``. For max-plus ``glin_ptr`` is g."""
     DONE: tl.constexpr = 1 << 30
     r = n % NR
     con = (n // NR) >= first_con
@@ -717,12 +756,17 @@ def _far_helper(n, NT, len_ptr, lim_ptr, w_ptr, glin_ptr, bref_ptr, prog_ptr, re
                 tl.debug_barrier()
                 e_q, vq2, lmax, lo, j_lo = _chunk_ends(k, L, C, K, seq_in, con, lim_ptr, cc, cmask, kfull, rr,
                                                        CONSTRAINED, Q)
-                acc, R, lost = _far_log(j_lo, k - NEARB - 1, e_q, lo, lmax, glin_ptr, bref_base, w_ptr, seq, C,
-                                        cc, cmask, Q, QS, NBP, BLOCK_C, True)
                 slot = ring_base + (k % DEPTH) * 3 * Q * BLOCK_C
-                tl.store(slot + srow, acc)
-                tl.store(slot + Q * BLOCK_C + srow, R)
-                tl.store(slot + 2 * Q * BLOCK_C + srow, lost.to(tl.float64))
+                if MAX:
+                    best = _far_max(j_lo, k - NEARB - 1, k * Q, glin_ptr, seq, w_ptr, C, cc, cmask, rr, Q, QS,
+                                    BLOCK_C, True)
+                    tl.store(slot + srow, best)
+                else:
+                    acc, R, lost = _far_log(j_lo, k - NEARB - 1, e_q, lo, lmax, glin_ptr, bref_base, w_ptr, seq, C,
+                                            cc, cmask, Q, QS, NBP, BLOCK_C, True)
+                    tl.store(slot + srow, acc)
+                    tl.store(slot + Q * BLOCK_C + srow, R)
+                    tl.store(slot + 2 * Q * BLOCK_C + srow, lost.to(tl.float64))
                 _publish(ready_ptr + n, k + 1, FENCE)
 
 
@@ -779,7 +823,7 @@ def chunk_linear_sweep_kernel(
     (2,) float64 (per direction), scr (N, 3, Q, BLOCK_C) float64 scratch. ``NBP`` is a power of two
     >= the blocks in one look-back.
 
-    ``HELP`` (log semiring, GPU): programs ``NT + n`` are helpers (:func:`_far_helper`) that compute
+    ``HELP`` (GPU; both semirings): programs ``NT + n`` are helpers (:func:`_far_helper`) that compute
     the far part of row n's chunk k over the blocks up to k - NEARB - 1 while the row works on the
     chunks before; the row itself adds only its last NEARB blocks. They hand over through global
     memory: ``prog[n]`` (int32, the blocks the row has finished; 2^30 once it stops) and ``ready[n]``
@@ -796,7 +840,8 @@ def chunk_linear_sweep_kernel(
         is_near = n < NT
         if is_help:
             _far_helper(n - NT, NT, len_ptr, lim_ptr, w_ptr, glin_ptr, bref_ptr, prog_ptr, ready_ptr, ring_ptr,
-                        T, C, K, NR, first_con, NBLK, NEARB, DEPTH, SPIN, CONSTRAINED, Q, QS, BLOCK_C, NBP, FENCE)
+                        T, C, K, NR, first_con, NBLK, NEARB, DEPTH, SPIN, CONSTRAINED, MAX, Q, QS, BLOCK_C, NBP,
+                        FENCE)
         n = tl.where(is_help, n - NT, n)  # the rest of a helper program does nothing (L = 0 below)
     else:
         is_help = n < 0
@@ -832,12 +877,6 @@ def chunk_linear_sweep_kernel(
     scr_base = scr_ptr + n.to(tl.int64) * 3 * Q * BLOCK_C
     kfull = tl.zeros([Q, BLOCK_C], tl.int32) + K
 
-    if MAX:
-        # Far-part tiles (end a, start b, label c): start offsets, offsets into the padded scores.
-        rs3 = tl.arange(0, QS)[None, :, None]
-        cc3 = cc[None, None, :]
-        cm3 = cmask[None, None, :] & (rs3 >= 0)
-        woff3 = (rr[:, None, None] - rs3) * BLOCK_C + cc3
     alpha_prev = tl.full([BLOCK_C], NEG_INF, tl.float64)
     n_bad = 0
     if not MAX:
@@ -850,33 +889,31 @@ def chunk_linear_sweep_kernel(
         # ------------------------------------------------ far part, all Q ends of the chunk at once
         e_q, vq2, lmax, lo, j_lo = _chunk_ends(k, L, C, K, seq_in, con, lim_ptr, cc, cmask, kfull, rr,
                                                CONSTRAINED, Q)
-        if MAX:
-            best3 = tl.full([Q, QS, BLOCK_C], NEG_INF, tl.float64)
-            for jn in range(0, k - j_lo):
-                # Unmasked: the padded scores are -inf past K, and max-plus rows are never constrained.
-                for sb in tl.static_range(0, Q // QS):
-                    s0 = (k - 1 - jn) * Q + sb * QS
-                    gv = tl.load(g_ptr + seq + (s0 + rs3) * C + cc3, mask=cm3, other=NEG_INF)
-                    best3 = tl.maximum(best3, tl.load(w_ptr + (t0 - s0) * BLOCK_C + woff3) + gv)
-            best = tl.max(best3, axis=1)
+        if HELP:
+            use_help = k > NEARB
         else:
-            if HELP:
-                use_help = k > NEARB
-            else:
-                use_help = k < 0
-            # With a helper: the last NEARB blocks here, the ones before from the helper.
-            acc, R, lost = _far_log(tl.where(use_help, tl.maximum(j_lo, k - NEARB), j_lo), k - 1, e_q, lo, lmax,
-                                    glin_ptr, bref_base, w_ptr, seq, C, cc, cmask, Q, QS, NBP, BLOCK_C, False)
+            use_help = k < 0
+        # With a helper: the last NEARB blocks here, the ones before from the helper (its ring slot,
+        # waited for after this program's own part; if it gave up, the exact kernel redoes the row).
+        j_me = tl.where(use_help, tl.maximum(j_lo, k - NEARB), j_lo)
+        slot = ring_base + (k % DEPTH) * 3 * Q * BLOCK_C
+        srow = rr[:, None] * BLOCK_C + cc[None, :]
+        if MAX:
+            best = _far_max(j_me, k - 1, t0, g_ptr, seq, w_ptr, C, cc, cmask, rr, Q, QS, BLOCK_C, False)
             if HELP:
                 if use_help:
-                    if dead == 0:
-                        v = _wait_at_least(ready_ptr + n, k + 1, SPIN)
-                        if v < k + 1:
-                            dead = 1  # the helper gave up or never came: the exact kernel redoes the row
-                            n_bad += 1
-                    tl.debug_barrier()
-                    slot = ring_base + (k % DEPTH) * 3 * Q * BLOCK_C
-                    srow = rr[:, None] * BLOCK_C + cc[None, :]
+                    dead_now = _await(ready_ptr + n, k + 1, dead, SPIN)
+                    n_bad += dead_now - dead
+                    dead = dead_now
+                    best = tl.maximum(best, tl.load(slot + srow, cache_modifier=".cg"))
+        else:
+            acc, R, lost = _far_log(j_me, k - 1, e_q, lo, lmax, glin_ptr, bref_base, w_ptr, seq, C, cc, cmask,
+                                    Q, QS, NBP, BLOCK_C, False)
+            if HELP:
+                if use_help:
+                    dead_now = _await(ready_ptr + n, k + 1, dead, SPIN)
+                    n_bad += dead_now - dead
+                    dead = dead_now
                     acc_h = tl.load(slot + srow, cache_modifier=".cg")
                     R_h = tl.load(slot + Q * BLOCK_C + srow, cache_modifier=".cg")
                     lost_h = tl.load(slot + 2 * Q * BLOCK_C + srow, cache_modifier=".cg")
