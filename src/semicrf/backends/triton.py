@@ -69,8 +69,6 @@ NEAR_BLOCKS = 1
 SPIN_LIMIT = 1 << 22
 _SM_COUNT: dict = {}
 _NO_HELP: set = set()
-_FENCE = True
-RING_DEPTH = None
 
 
 def _split_far(n_rows: int, nblk_lookback: int, dev: torch.device) -> bool:
@@ -244,9 +242,9 @@ class _Sweep:
             while qs > 1 and Q * qs * BC > tile * 32 * warps:
                 qs //= 2
             staged = SPLIT_FAR in ("staged", "orphaned")
-            helped = staged or ((C, K, Q, constrained, mx) not in _NO_HELP
-                                and _split_far(N, triton.cdiv(K, Q) + 1, dev))
-            depth = nblk + 1 if staged else (RING_DEPTH or NEAR_BLOCKS + 2)
+            shape = (C, K, Q, tuple(flags.items()))
+            helped = staged or (shape not in _NO_HELP and _split_far(N, triton.cdiv(K, Q) + 1, dev))
+            depth = nblk + 1 if staged else NEAR_BLOCKS + 2
             if helped:
                 prog = torch.full((N,), (1 << 30) - 1 if staged else 0, dtype=torch.int32, device=dev)
                 ready = torch.zeros(N, dtype=torch.int32, device=dev)
@@ -260,7 +258,7 @@ class _Sweep:
                     flag, self.best_v, prog, ready, ring,
                     *rows, nblk, N, NEAR_BLOCKS, depth, SPIN_LIMIT, pid_off,
                     **flags, Q=Q, QS=qs, BLOCK_C=BC, NBP=_pow2(triton.cdiv(K, Q) + 2), SPREAD_G=SPREAD_G,
-                    SPREAD_D=SPREAD_D, HELP=help_, FENCE=help_ and _FENCE and not interpreted(), num_warps=warps,
+                    SPREAD_D=SPREAD_D, HELP=help_, FENCE=help_ and not interpreted(), num_warps=warps,
                 )
 
             if staged:
@@ -274,7 +272,7 @@ class _Sweep:
                 except triton.runtime.errors.OutOfResources:
                     # The two roles in one program need more shared memory than the SM has (many
                     # labels): this shape runs without helpers from now on.
-                    _NO_HELP.add((C, K, Q, constrained, mx))
+                    _NO_HELP.add(shape)
                     helped = False
                     launch(N, False, 0)
             else:
