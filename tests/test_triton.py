@@ -73,6 +73,16 @@ def assert_close(a, b, tol=1e-9, what=""):
     assert diff.max().item() <= tol * (1 + b.abs().max().item()), f"{what}: {diff.max().item()}"
 
 
+def assert_pair_matches_reference(p, pair, tol=1e-9):
+    """``pair`` (from ``forward_backward_pair(p)``): log Z and every marginal, unconstrained and
+    constrained, against the reference backend."""
+    for constrained in (False, True):
+        r = reference.forward_backward(p, constrained, True)
+        assert_close(pair[constrained].log_z, r.log_z, tol=tol, what=f"log Z constrained={constrained}")
+        for f in r.marginals.__dataclass_fields__:
+            assert_close(getattr(pair[constrained].marginals, f), getattr(r.marginals, f), what=f)
+
+
 # C in {1, 2, 3, 5, 8} and K in {1, 2, 3, > T}, with mixed lengths (one of them 1).
 CASES = [(1, 1), (1, 9), (2, 2), (2, 3), (3, 1), (3, 3), (3, 9), (5, 2), (8, 3), (8, 9)]
 
@@ -150,12 +160,7 @@ def test_chunked_lookback_with_long_label_runs(monkeypatch, K):
     kw = inputs(B, T, C, K, seed=K)
     p = make_problem(**kw, labels=labels)
     assert tb._Sweep(p, (False, True)).method == "chunked"
-    pair = tb.forward_backward_pair(p)
-    for constrained in (False, True):
-        r = reference.forward_backward(p, constrained, True)
-        assert_close(pair[constrained].log_z, r.log_z, what=f"log Z constrained={constrained}")
-        for f in r.marginals.__dataclass_fields__:
-            assert_close(getattr(pair[constrained].marginals, f), getattr(r.marginals, f), what=f)
+    assert_pair_matches_reference(p, tb.forward_backward_pair(p))
 
 
 def test_linear_chain_holds_large_scores(monkeypatch):
@@ -191,12 +196,7 @@ def test_far_part_helpers_match_reference(monkeypatch, near, K):
     p = make_problem(**kw, labels=labels_in_runs(B, T, C, seed=near))
     sw = tb._Sweep(p)
     assert sw.helped and sw.method == "chunked"
-    pair = tb.forward_backward_pair(p)
-    for constrained in (False, True):
-        r = reference.forward_backward(p, constrained, True)
-        assert_close(pair[constrained].log_z, r.log_z, tol=1e-12, what=f"log Z constrained={constrained}")
-        for f in r.marginals.__dataclass_fields__:
-            assert_close(getattr(pair[constrained].marginals, f), getattr(r.marginals, f), what=f)
+    assert_pair_matches_reference(p, tb.forward_backward_pair(p), tol=1e-12)
     vt, vr = semicrf.viterbi(**kw, backend="triton"), semicrf.viterbi(**kw, backend="reference")
     assert_close(vt.score, vr.score, tol=1e-12)
     assert vt.segments == vr.segments
@@ -211,11 +211,7 @@ def test_rows_whose_helper_never_comes_take_the_exact_sweep(monkeypatch):
     kw = inputs(2, 16, 2, 9, seed=3)
     p = make_problem(**kw, labels=labels_in_runs(2, 16, 2))
     assert tb._Sweep(p, (False, True), reverse=True).method == "exact"
-    pair = tb.forward_backward_pair(p)
-    for constrained in (False, True):
-        r = reference.forward_backward(p, constrained, True)
-        assert_close(pair[constrained].log_z, r.log_z, what=f"log Z constrained={constrained}")
-        assert_close(pair[constrained].marginals.durations, r.marginals.durations)
+    assert_pair_matches_reference(p, tb.forward_backward_pair(p))
     assert tb._Sweep(p, reverse=True, semiring="max").method == "exact"
     vt, vr = semicrf.viterbi(**kw, backend="triton"), semicrf.viterbi(**kw, backend="reference")
     assert_close(vt.score, vr.score)
