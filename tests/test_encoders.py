@@ -103,10 +103,11 @@ def test_reverse_within_lengths():
     assert torch.equal(reverse_within_lengths(reverse_within_lengths(y, lengths), lengths), y)
 
 
+@pytest.mark.parametrize("stem", ["linear", "conv"])
 @pytest.mark.parametrize("kind", ["mamba_stub", "bilstm"])
-def test_encoder_shape_gradients_and_both_directions(kind):
+def test_encoder_shape_gradients_and_both_directions(kind, stem):
     torch.manual_seed(0)
-    enc = build_encoder(kind, 5, 16, 2).double()
+    enc = build_encoder(kind, 5, 16, 2, stem=stem).double()
     x = torch.randn(2, 40, 5, dtype=torch.float64, requires_grad=True)
     lengths = torch.tensor([40, 33])
     h = enc(x, lengths)
@@ -118,10 +119,11 @@ def test_encoder_shape_gradients_and_both_directions(kind):
     assert x.grad[1].abs().sum() == 0
 
 
+@pytest.mark.parametrize("stem", ["linear", "conv"])
 @pytest.mark.parametrize("kind", ["mamba_stub", "bilstm"])
-def test_encoder_is_padding_invariant(kind):
+def test_encoder_is_padding_invariant(kind, stem):
     torch.manual_seed(0)
-    enc = build_encoder(kind, 5, 8, 2).double()
+    enc = build_encoder(kind, 5, 8, 2, stem=stem).double()
     short = torch.randn(1, 21, 5, dtype=torch.float64)
     long = torch.randn(1, 50, 5, dtype=torch.float64)
     batch = torch.randn(2, 50, 5, dtype=torch.float64)  # garbage in the padding
@@ -130,6 +132,22 @@ def test_encoder_is_padding_invariant(kind):
     out = enc(batch, torch.tensor([21, 50]))
     assert torch.allclose(out[0, :21], enc(short, torch.tensor([21]))[0], atol=1e-10)
     assert torch.allclose(out[1], enc(long, torch.tensor([50]))[0], atol=1e-10)
+
+
+def test_conv_stem_sees_exactly_its_receptive_field():
+    """Width 9, dilations 1, 2, 4: output t depends on inputs t - 28 .. t + 28 and on no other."""
+    from semicrf.genomics.encoders import ConvStem
+
+    torch.manual_seed(0)
+    stem = ConvStem(5, 8).double()
+    x = torch.randn(1, 101, 5, dtype=torch.float64, requires_grad=True)
+    stem(x)[0, 50].sum().backward()
+    reached = (x.grad[0].abs().sum(-1) > 0).nonzero().flatten()
+    assert reached.min().item() == 50 - 28 and reached.max().item() == 50 + 28
+    with pytest.raises(ValueError, match="odd"):
+        ConvStem(5, 8, width=4)
+    with pytest.raises(ValueError, match="stem"):
+        build_encoder("bilstm", 5, 8, 1, stem="dense")
 
 
 def test_stub_under_bfloat16_autocast_stays_close_to_float32():

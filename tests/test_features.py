@@ -86,3 +86,37 @@ def test_feature_dims_and_errors():
         encode(np.array([0.0, 1.0]), "onehot")
     with pytest.raises(ValueError, match="odd"):
         encode(np.zeros(10, dtype=np.uint8), "kmer", window=8)
+
+
+@pytest.mark.parametrize("kind", FEATURE_KINDS)
+def test_encode_batch_equals_encode_row_by_row(kind):
+    """The torch batch form is the numpy form of each row, zero past each row's length."""
+    import torch
+
+    from semicrf.genomics.features import encode_batch
+
+    rng = np.random.default_rng(7)
+    lengths = [150, 0, 3, 4, 97, 150]
+    width = max(lengths)
+    codes = np.full((len(lengths), width), 9, dtype=np.uint8)  # 9: garbage past each length must not matter
+    rows = []
+    for i, n in enumerate(lengths):
+        row = rng.choice(5, size=n, p=[0.24, 0.24, 0.24, 0.24, 0.04]).astype(np.uint8)
+        codes[i, :n] = row
+        rows.append(row)
+    got = encode_batch(torch.from_numpy(codes), torch.tensor(lengths), kind).numpy()
+    assert got.shape == (len(lengths), width, feature_dim(kind)) and got.dtype == np.float32
+    for i, n in enumerate(lengths):
+        np.testing.assert_allclose(got[i, :n], encode(rows[i], kind), rtol=1e-6, atol=1e-5)
+        assert not got[i, n:].any()
+
+
+def test_encode_batch_refuses_bad_codes():
+    import torch
+
+    from semicrf.genomics.features import encode_batch
+
+    with pytest.raises(ValueError, match="0..4"):
+        encode_batch(torch.tensor([[0, 5]]), torch.tensor([2]), "onehot")
+    with pytest.raises(ValueError, match="lengths"):
+        encode_batch(torch.tensor([[0, 1]]), torch.tensor([2, 2]), "kmer")

@@ -6,6 +6,11 @@ each padded row is real. Every encoder here is bidirectional and padding
 invariant: the states of a sequence do not depend on how much padding its batch
 adds (the backward direction reverses each sequence within its own length).
 
+Every encoder starts with a *stem* from the features to ``hidden_dim``
+channels: ``linear`` (a per-position linear map) or ``conv``
+(:class:`ConvStem`, convolutions that see a few dozen positions, as gene
+finders with learned encoders put in front of their recurrent layers).
+
 Kinds (``build_encoder``):
 
 ``bilstm``
@@ -47,6 +52,8 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 ENCODER_KINDS = ("mamba", "mamba_stub", "bilstm")
+#: How features enter an encoder: a per-position linear map, or a stack of convolutions (:class:`ConvStem`).
+STEM_KINDS = ("linear", "conv")
 
 
 class EncoderUnavailable(ValueError):
@@ -251,8 +258,69 @@ class BidirectionalLayer(nn.Module):
         return h + self._mix(self.forward_mixer, u, recompute).to(h.dtype) + back.to(h.dtype)
 
 
+class LinearStem(nn.Module):
+    """The per-position input projection: (B, T, input_dim) -> (B, T, hidden_dim)."""
+
+    def __init__(self, input_dim: int, hidden_dim: int):
+        super().__init__()
+        self.proj = nn.Linear(input_dim, hidden_dim)
+
+    def forward(self, features, lengths=None):
+        return self.proj(features)
+
+
+class ConvStem(nn.Module):
+    """Local motif detectors ahead of the sequence mixers: (B, T, input_dim) -> (B, T, hidden_dim).
+
+    A centred convolution of width ``width`` from the features to
+    ``hidden_dim`` channels, GELU, then ``blocks`` residual blocks
+    ``h + GELU(conv(norm(h)))`` whose dilations double (2, 4, ...): the
+    receptive field is ``1 + (width - 1)(1 + 2 + 4 + ...)`` positions (57 at
+    the defaults). Splice consensus, polypyrimidine tracts and codon
+    composition are signals of a few to a few dozen bases, which a recurrent
+    mixer would otherwise assemble one base at a time. Positions past each
+    row's length are zeroed after every convolution, so a sequence's output
+    does not depend on how much padding its batch adds.
+    """
+
+    def __init__(self, input_dim: int, hidden_dim: int, width: int = 9, blocks: int = 2):
+        super().__init__()
+        if width < 1 or width % 2 == 0:
+            raise ValueError(f"the conv stem's width must be odd and >= 1, got {width}")
+        self.first = nn.Conv1d(input_dim, hidden_dim, width, padding=width // 2)
+        self.norms = nn.ModuleList([nn.RMSNorm(hidden_dim) for _ in range(blocks)])
+        self.convs = nn.ModuleList([
+            nn.Conv1d(hidden_dim, hidden_dim, width, padding=(width // 2) * 2 ** (i + 1), dilation=2 ** (i + 1))
+            for i in range(blocks)])
+
+    def forward(self, features, lengths=None):
+        keep = None
+        if lengths is not None:
+            keep = (torch.arange(features.shape[1], device=features.device)[None, :]
+                    < lengths.to(features.device)[:, None])[..., None]
+            features = features * keep
+
+        def conv(layer, x):  # (B, T, C) -> (B, T, C'), padding zeroed
+            y = F.gelu(layer(x.transpose(1, 2)).transpose(1, 2))
+            return y if keep is None else y * keep
+
+        h = conv(self.first, features)
+        for norm, layer in zip(self.norms, self.convs):
+            h = h + conv(layer, norm(h))
+        return h
+
+
+def build_stem(kind: str, input_dim: int, hidden_dim: int) -> nn.Module:
+    """The stem ``kind`` (one of :data:`STEM_KINDS`): (B, T, input_dim) -> (B, T, hidden_dim)."""
+    if kind == "linear":
+        return LinearStem(input_dim, hidden_dim)
+    if kind == "conv":
+        return ConvStem(input_dim, hidden_dim)
+    raise ValueError(f"unknown stem {kind!r}; choose one of {', '.join(STEM_KINDS)}")
+
+
 class SSMEncoder(nn.Module):
-    """Input projection, ``num_layers`` bidirectional layers, final RMS norm.
+    """Stem (input projection), ``num_layers`` bidirectional layers, final RMS norm.
 
     forward(features (B, T, input_dim), lengths (B,) | None) -> (B, T, hidden_dim).
 
@@ -265,23 +333,24 @@ class SSMEncoder(nn.Module):
     for the price of one more forward pass of the encoder.
     """
 
-    def __init__(self, input_dim: int, hidden_dim: int, num_layers: int, make_mixer, recompute: bool = True):
+    def __init__(self, input_dim: int, hidden_dim: int, num_layers: int, make_mixer, recompute: bool = True,
+                 stem: str = "linear"):
         super().__init__()
         self.recompute = recompute
-        self.input_proj = nn.Linear(input_dim, hidden_dim)
+        self.stem = build_stem(stem, input_dim, hidden_dim)
         self.layers = nn.ModuleList([BidirectionalLayer(hidden_dim, make_mixer) for _ in range(num_layers)])
         self.final_norm = nn.RMSNorm(hidden_dim)
 
     def forward(self, features, lengths=None):
         recompute = self.recompute
-        h = self.input_proj(features).to(self.input_proj.weight.dtype)
+        h = self.stem(features, lengths).to(self.final_norm.weight.dtype)
         for layer in self.layers:
             h = layer(h, lengths, recompute)
         return self.final_norm(h)
 
 
 class BiLSTMEncoder(nn.Module):
-    """Input projection and ``num_layers`` bidirectional LSTM layers (hidden_dim / 2 units per direction).
+    """Stem (input projection) and ``num_layers`` bidirectional LSTM layers (hidden_dim / 2 units per direction).
 
     forward(features (B, T, input_dim), lengths (B,) | None) -> (B, T, hidden_dim).
     Each layer runs a forward LSTM on the padded batch (padding sits after the
@@ -290,17 +359,17 @@ class BiLSTMEncoder(nn.Module):
     backward pass grows quadratically with T.
     """
 
-    def __init__(self, input_dim: int, hidden_dim: int, num_layers: int):
+    def __init__(self, input_dim: int, hidden_dim: int, num_layers: int, stem: str = "linear"):
         super().__init__()
         if hidden_dim % 2:
             raise ValueError(f"hidden_dim must be even for the bilstm encoder (two directions), got {hidden_dim}")
-        self.input_proj = nn.Linear(input_dim, hidden_dim)
+        self.stem = build_stem(stem, input_dim, hidden_dim)
         half = hidden_dim // 2
         self.forward_lstms = nn.ModuleList([nn.LSTM(hidden_dim, half, batch_first=True) for _ in range(num_layers)])
         self.backward_lstms = nn.ModuleList([nn.LSTM(hidden_dim, half, batch_first=True) for _ in range(num_layers)])
 
     def forward(self, features, lengths=None):
-        h = self.input_proj(features)
+        h = self.stem(features, lengths)
         for fwd, bwd in zip(self.forward_lstms, self.backward_lstms):
             back = reverse_within_lengths(bwd(reverse_within_lengths(h, lengths))[0], lengths)
             h = torch.cat([fwd(h)[0], back], dim=-1)
@@ -351,27 +420,32 @@ def build_encoder(kind: str, input_dim: int, hidden_dim: int, num_layers: int, *
 
     ``options`` go to :class:`SelectiveSSM` for ``mamba_stub`` (state_dim,
     head_dim, expand, conv_width, chunk_length); ``recompute`` (default
-    True) goes to :class:`SSMEncoder` for ``mamba_stub`` and ``mamba``. Raises ValueError for bad sizes or an unknown kind,
-    :class:`EncoderUnavailable` for ``mamba`` without mamba-ssm.
+    True) goes to :class:`SSMEncoder` for ``mamba_stub`` and ``mamba``;
+    ``stem`` (default "linear", see :data:`STEM_KINDS`) to every kind. Raises
+    ValueError for bad sizes or an unknown kind, :class:`EncoderUnavailable`
+    for ``mamba`` without mamba-ssm.
     """
     for name, value in (("input_dim", input_dim), ("hidden_dim", hidden_dim), ("num_layers", num_layers)):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     recompute = options.pop("recompute", True)
+    stem = options.pop("stem", "linear")
+    if stem not in STEM_KINDS:
+        raise ValueError(f"unknown stem {stem!r}; choose one of {', '.join(STEM_KINDS)}")
     if kind == "bilstm":
         if options:
-            raise ValueError(f"the bilstm encoder takes no options, got {sorted(options)}")
-        return BiLSTMEncoder(input_dim, hidden_dim, num_layers)
+            raise ValueError(f"the bilstm encoder takes no options but stem, got {sorted(options)}")
+        return BiLSTMEncoder(input_dim, hidden_dim, num_layers, stem)
     if kind == "mamba_stub":
         if "head_dim" not in options:
             # Mamba2's 64-wide heads at full size; narrower ones keep small CPU models multi-headed.
             d_inner = options.get("expand", 2) * hidden_dim
             options["head_dim"] = 64 if d_inner >= 512 and d_inner % 64 == 0 else 16 if d_inner % 16 == 0 else d_inner
-        return SSMEncoder(input_dim, hidden_dim, num_layers, lambda: SelectiveSSM(hidden_dim, **options), recompute)
+        return SSMEncoder(input_dim, hidden_dim, num_layers, lambda: SelectiveSSM(hidden_dim, **options), recompute, stem)
     if kind == "mamba":
         if options:
-            raise ValueError(f"the mamba encoder takes no options but recompute, got {sorted(options)}")
-        return SSMEncoder(input_dim, hidden_dim, num_layers, _mamba2_mixer_factory(hidden_dim), recompute)
+            raise ValueError(f"the mamba encoder takes no options but recompute and stem, got {sorted(options)}")
+        return SSMEncoder(input_dim, hidden_dim, num_layers, _mamba2_mixer_factory(hidden_dim), recompute, stem)
     raise ValueError(f"unknown encoder {kind!r}; choose one of {', '.join(ENCODER_KINDS)}")
 
 

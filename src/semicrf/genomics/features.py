@@ -18,12 +18,16 @@ Base codes are ``0..4 = A, C, G, T, N``.
     TTTT last).
 
 Both are computed with prefix sums and array indexing, without a loop over
-positions.
+positions: :func:`encode` for one sequence with numpy, :func:`encode_batch`
+for a padded batch of base codes with torch, on the codes' device (a GPU
+computes the k-mer features of a batch in milliseconds, so only the base codes
+need to travel from the host).
 """
 
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 FEATURE_KINDS = ("onehot", "kmer")
 KMER_SIZE = 4
@@ -99,3 +103,52 @@ def _kmer_frequencies(codes: np.ndarray, window: int) -> np.ndarray:
     totals = window_counts.sum(axis=1, keepdims=True)
     np.divide(window_counts * float(4**k), np.maximum(totals, 1), out=out, casting="unsafe")
     return out
+
+
+def encode_batch(codes: torch.Tensor, lengths: torch.Tensor, kind: str, window: int = KMER_WINDOW) -> torch.Tensor:
+    """Features of a padded batch, computed where ``codes`` lives: (B, T, feature_dim(kind)) float32.
+
+    codes: (B, T) integer base codes 0..4 (any value past a row's length).
+    lengths: (B,) real positions of each row. Row ``i`` equals
+    ``encode(codes[i, :lengths[i]], kind)`` and is zero past its length.
+    """
+    dim = feature_dim(kind)
+    if codes.dim() != 2 or codes.dtype.is_floating_point or codes.dtype == torch.bool:
+        raise ValueError(f"codes must be a (B, T) integer tensor, got {codes.dtype} shape {tuple(codes.shape)}")
+    b, t = codes.shape
+    if lengths.shape != (b,):
+        raise ValueError(f"lengths must have shape ({b},), got {tuple(lengths.shape)}")
+    lengths = lengths.to(codes.device, torch.long)
+    real = torch.arange(t, device=codes.device)[None, :] < lengths[:, None]  # (B, T)
+    codes = torch.where(real, codes.long(), 4)
+    if codes.numel() and not 0 <= int(codes.min()) <= int(codes.max()) <= 4:
+        raise ValueError("codes must lie in 0..4 (A, C, G, T, N)")
+    if kind == "onehot":
+        out = torch.nn.functional.one_hot(codes, 5).float()
+        return out * real[..., None]
+    if int(window) != window or window < KMER_SIZE or window % 2 == 0:
+        raise ValueError(f"window must be an odd integer >= {KMER_SIZE}, got {window!r}")
+    k, half = KMER_SIZE, window // 2
+    n_kmers = t - k + 1
+    out = torch.zeros(b, t, dim, device=codes.device)
+    if n_kmers <= 0:
+        return out
+    ids = torch.zeros(b, n_kmers, dtype=torch.long, device=codes.device)
+    valid = torch.ones(b, n_kmers, dtype=torch.bool, device=codes.device)
+    for j in range(k):  # over the letters of a k-mer; padding is N, so no k-mer crosses a row's end
+        letter = codes[:, j:j + n_kmers]
+        ids = ids * 4 + letter.clamp(max=3)
+        valid &= letter < 4
+    # counts[:, s] = number of each valid k-mer starting before s; int32 holds any T here exactly.
+    counts = torch.zeros(b, n_kmers + 1, dim, dtype=torch.int32, device=codes.device)
+    counts[:, 1:].scatter_(2, ids[..., None], valid[..., None].to(torch.int32))
+    counts = counts.cumsum(1, dtype=torch.int32)
+    pos = torch.arange(t, device=codes.device)
+    # The k-mers inside the window of t start in [t - half, t + half - k + 1], and within the row.
+    last = (lengths - k + 1).clamp(min=0)[:, None]  # (B, 1) k-mers of each row
+    lo = (pos[None, :] - half).clamp(min=0).minimum(last)
+    hi = (pos[None, :] + half - k + 2).clamp(min=0).minimum(last)
+    window_counts = counts.gather(1, hi[..., None].expand(b, t, dim)) - counts.gather(1, lo[..., None].expand(b, t, dim))
+    totals = window_counts.sum(-1, keepdim=True)
+    out = window_counts.float() * float(4**k) / totals.clamp(min=1).float()
+    return out * real[..., None]

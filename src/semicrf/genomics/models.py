@@ -61,7 +61,7 @@ class ModelConfig:
     """What every model is built from.
 
     input_dim: feature dimensions D. num_classes: C. encoder, hidden_dim,
-    num_layers: the shared encoder. max_duration: K of the semi-CRF models.
+    num_layers, stem: the shared encoder. max_duration: K of the semi-CRF models.
     backend: the semi-CRF engine backend. mixed_precision: run the encoder
     under bfloat16 autocast on CUDA (the output layers stay in float32).
     """
@@ -74,6 +74,7 @@ class ModelConfig:
     max_duration: int = 1000
     backend: str = "auto"
     mixed_precision: bool = True
+    stem: str = "linear"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -101,7 +102,8 @@ class SequenceLabeler(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
-        self.encoder = build_encoder(config.encoder, config.input_dim, config.hidden_dim, config.num_layers)
+        self.encoder = build_encoder(config.encoder, config.input_dim, config.hidden_dim, config.num_layers,
+                                     stem=config.stem)
 
     def encode(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """(B, T, hidden_dim) encoder states in full precision (float32 under autocast)."""
