@@ -256,7 +256,7 @@ def read_genes_gff3(path, coding_types=("CDS", "stop_codon")) -> tuple[dict[str,
                 raise GeneStructureError(f"{path}:{lineno}: a GFF3 feature line needs 9 tab-separated columns, "
                                          f"got {len(cols)}")
             seqid, ftype, strand = cols[0], cols[2], cols[6]
-            if ftype not in coding_types and ftype != "start_codon":
+            if ftype not in coding_types and ftype not in ("start_codon", "stop_codon"):
                 continue
             try:
                 start, end = int(cols[3]), int(cols[4])

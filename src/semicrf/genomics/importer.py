@@ -367,6 +367,9 @@ def import_dataset(output_dir, train, test, val=None, val_fraction=None, seed: i
             records, desc = read_input(str(spec))
             read[split] += records
             inputs[split].append(desc)
+    label_of = {}
+    for split in dataset.SPLITS:
+        label_of.update(zip(map(id, read[split]), _validate(read[split])))
     if not val:
         pool = read["train"]
         n_val = int(round(fraction * len(pool)))
@@ -385,7 +388,7 @@ def import_dataset(output_dir, train, test, val=None, val_fraction=None, seed: i
                 raise AnnotationError(f"{r.where}: the name {r.name!r} is used twice (first in {seen[r.name]}); "
                                       "each sequence needs its own name, and one locus in two splits would leak")
             seen[r.name] = r.where
-    labels = {split: _validate(read[split]) for split in dataset.SPLITS}
+    labels = {split: [label_of[id(r)] for r in read[split]] for split in dataset.SPLITS}
 
     # Everything is validated: from here on files are written.
     try:
