@@ -1,10 +1,12 @@
 # The two commands of the README: `make demo` (the benchmark at a small size, CPU, minutes)
-# and `make test`. Both install what they need into the current Python first.
+# and `make test`. `make fly-data` imports the AUGUSTUS tutorial's fly genes (needs the Debian
+# packages augustus-doc etc., and the package installed: `make install`); `make gene-finders` runs
+# AUGUSTUS and SNAP on them (benchmarks/real_genes/gene_finders.py). Both install what they need into the current Python first.
 PY ?= python3
 DEMO_DATA ?= data/demo
 DEMO_RESULTS ?= results/demo
 
-.PHONY: install demo test bench
+.PHONY: install demo test bench fly-data gene-finders
 
 install:
 	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
@@ -23,3 +25,19 @@ test: install
 
 bench: install
 	$(PY) benchmarks/engine_cpu.py
+
+# The AUGUSTUS tutorial's D. melanogaster loci (486 training, 100 test), plain or gzipped.
+FLY_SRC ?= /usr/share/doc/augustus/tutorial/results
+FLY_DATA ?= data/fly
+FLY_INSTALL = apt-get install augustus augustus-data augustus-doc snap
+
+fly-data:
+	@train=$$(ls $(FLY_SRC)/genes.gb.train $(FLY_SRC)/genes.gb.train.gz 2>/dev/null | head -n 1); \
+	test=$$(ls $(FLY_SRC)/genes.gb.test $(FLY_SRC)/genes.gb.test.gz 2>/dev/null | head -n 1); \
+	if [ -z "$$train" ] || [ -z "$$test" ]; then \
+		echo "fly-data: $(FLY_SRC)/genes.gb.train and genes.gb.test (AUGUSTUS tutorial) are missing; install them with: $(FLY_INSTALL)" >&2; exit 1; fi; \
+	$(PY) -m semicrf.genomics.cli import --train "$$train" --test "$$test" --val-fraction 0.1 --seed 42 \
+		--output-dir $(FLY_DATA) --overwrite
+
+gene-finders:
+	$(PY) benchmarks/real_genes/gene_finders.py --output-dir results/gene_finders --overwrite

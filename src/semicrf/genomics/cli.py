@@ -15,6 +15,7 @@ import sys
 import time
 
 from .compare import add_compare_parser
+from .importer import add_import_parser
 from .synthetic import CONTENT_KINDS, GeneratorConfig
 from .train import add_run_parser
 
@@ -91,7 +92,7 @@ def run_generate(args) -> int:
 
 
 # A new subcommand: write its add_<name>_parser and list it here.
-SUBCOMMANDS = (add_generate_parser, add_run_parser, add_compare_parser)
+SUBCOMMANDS = (add_generate_parser, add_run_parser, add_compare_parser, add_import_parser)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,6 +22,15 @@ positions) as ``thickStart, thickEnd``. BED12 cannot express a transcript
 that begins or ends with an intron, so such leading or trailing introns are
 left out of the line, and a gene without any exonic position has no line.
 
+Imported real data uses the five stranded classes of
+:mod:`.gene_structures` (intergenic, exon+, intron+, exon-, intron-); for
+those class names the writers and the reader work on strand-aware gene models
+instead (:func:`.gene_structures.labels_to_genes`): a gene per maximal run of
+one strand's exon/intron positions, written with its strand as gene, mRNA,
+exon, CDS (with phase) and intron lines, and as one BED12 line whose blocks are
+the coding exons. Intron positions at either end of such a run (possible in
+predictions) and runs without any exon position are not written.
+
 Every file is written to a temporary file in the same folder and renamed into
 place, so a reader never sees a half-written file.
 """
@@ -213,6 +222,13 @@ def write_gff3(
     path, names: Sequence[str], labels: Sequence[np.ndarray], class_names: Sequence[str], source: str = "semicrf"
 ) -> None:
     """GFF3 of the gene models derived from per-sequence labels (see the module docstring)."""
+    if _stranded(class_names):
+        from .gene_structures import labels_to_genes, write_genes_gff3
+
+        names = _check_names(names, len(labels))
+        labels = [_check_labels(l, 5, n) for n, l in zip(names, labels)]
+        write_genes_gff3(path, [(n, len(l), labels_to_genes(l)) for n, l in zip(names, labels)], source)
+        return
     _class_ids(class_names)
     names = _check_names(names, len(labels))
     if not source or any(ch in source for ch in "\t\n\r"):
@@ -253,6 +269,8 @@ def read_gff3(path, class_names: Sequence[str] | None = None) -> dict[str, np.nd
     types (gene, mRNA, CDS, ...) are ignored. ``class_names`` defaults to the
     five-class names if the file has UTR features, else the three-class names.
     """
+    if class_names is not None and _stranded(class_names):
+        return _read_stranded_gff3(path)
     lengths: dict[str, int] = {}
     features: list[tuple[str, str, int, int, int]] = []
     path = Path(path)
@@ -307,6 +325,12 @@ def read_gff3(path, class_names: Sequence[str] | None = None) -> dict[str, np.nd
 
 def write_bed(path, names: Sequence[str], labels: Sequence[np.ndarray], class_names: Sequence[str]) -> None:
     """BED12 of the transcripts derived from per-sequence labels (see the module docstring)."""
+    if _stranded(class_names):
+        names = _check_names(names, len(labels))
+        with atomic_output(path, "w") as f:
+            for name, lab in zip(names, labels):
+                f.write("".join(_stranded_bed_lines(name, _check_labels(lab, 5, name))))
+        return
     _class_ids(class_names)
     names = _check_names(names, len(labels))
     with atomic_output(path, "w") as f:
@@ -323,3 +347,37 @@ def _bed_line(seqid: str, m: GeneModel) -> str:
         f"{seqid}\t{start}\t{end}\t{m.transcript_id}\t0\t+\t{thick[0]}\t{thick[1]}\t0\t"
         f"{len(m.exons)}\t{sizes},\t{offsets},\n"
     )
+
+
+# ----------------------------------------------------------------------------
+# stranded classes (imported real data)
+
+
+def _stranded(class_names) -> bool:
+    from .gene_structures import STRANDED_CLASSES
+
+    return tuple(class_names) == STRANDED_CLASSES
+
+
+def _stranded_bed_lines(seqid: str, labels: np.ndarray) -> list[str]:
+    from .gene_structures import labels_to_genes
+
+    lines = []
+    for k, g in enumerate(labels_to_genes(labels), 1):
+        sizes = ",".join(str(e - s) for s, e in g.exons)
+        offsets = ",".join(str(s - g.start) for s, _ in g.exons)
+        lines.append(f"{seqid}\t{g.start}\t{g.end}\t{seqid}.g{k}.t1\t0\t{g.strand}\t{g.start}\t{g.end}\t0\t"
+                     f"{len(g.exons)}\t{sizes},\t{offsets},\n")
+    return lines
+
+
+def _read_stranded_gff3(path) -> dict[str, np.ndarray]:
+    """Stranded labels of a GFF3 file: every sequence-region is intergenic but its genes' CDS and introns."""
+    from .gene_structures import genes_to_labels, read_genes_gff3
+
+    genes, lengths = read_genes_gff3(path, coding_types=("CDS",))
+    missing = [s for s in genes if s not in lengths]
+    if missing:
+        raise ValueError(f"{path}: sequences {missing[:3]} have genes but no ##sequence-region line")
+    return {name: genes_to_labels(n, genes.get(name, []), f"{path}: {name}").astype(np.int64)
+            for name, n in lengths.items()}

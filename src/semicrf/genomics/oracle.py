@@ -161,6 +161,10 @@ def duration_log_survival(model: DurationModel, K: int) -> np.ndarray:
 # --------------------------------------------------------------------------- generator config
 def config_from_metadata(meta: dict) -> GeneratorConfig:
     """The :class:`GeneratorConfig` recorded in a data set's metadata (``dataset.load_metadata``)."""
+    if isinstance(meta.get("config"), dict) and meta["config"].get("source") == "imported":
+        raise ValueError("the oracle is the generating model of a synthetic data set, and this data set was "
+                         "imported from annotated real sequence (it has none); leave oracle and "
+                         "oracle_posterior out of --models (e.g. --models softmax,semicrf)")
     try:
         cfg = meta["config"]
         durations = {name: DurationModel(float(d["median"]), float(d["sigma"]), int(d["min"]), int(d["max"]))
