@@ -112,6 +112,7 @@ def main(argv=None) -> int:
     p.add_argument("--schedule", default="constant", choices=("constant", "cosine"))
     p.add_argument("--total-steps", type=int, default=3000, help="length of the cosine schedule")
     p.add_argument("--time-limit", type=float, default=400.0, help="seconds of training")
+    p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
     p.add_argument("--val-every", type=int, default=100)
     p.add_argument("--max-train", type=int, default=None)
     p.add_argument("--max-val", type=int, default=40)
@@ -146,7 +147,7 @@ def main(argv=None) -> int:
     step, losses, step_times, started = 0, [], [], time.perf_counter()
     order = torch.randperm(n_train, generator=gen)
     cursor = 0
-    while time.perf_counter() - started < args.time_limit:
+    while time.perf_counter() - started < args.time_limit and step < (args.max_steps or math.inf):
         if cursor + args.batch_size > n_train:
             order, cursor = torch.randperm(n_train, generator=gen), 0
         index = order[cursor:cursor + args.batch_size].to(device)

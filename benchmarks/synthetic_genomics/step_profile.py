@@ -11,6 +11,14 @@ warm-up step, then one no-grad prediction of the batch.
 
 Prints a table; ``--json`` also writes the numbers. A model that does not fit
 or fails is reported with its error and the others still run.
+
+The phase breakdown times ``--steps`` more steps with a device synchronisation
+between the phases: encoder forward, output layer forward (for the CRF models:
+the emission and boundary heads and the CRF's log-likelihood), output layer
+backward (the CRF's gradient assembly included), encoder backward, optimizer.
+"head share" is the output layer's part of that sum: for semicrf, the semi-CRF's
+share of its step. ``--trace-head FILE`` also writes the profiler's table of the
+output layer's operators (forward and backward) of each model.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ import numpy as np
 import torch
 
 from semicrf.genomics import features
+from semicrf.genomics.encoders import STEM_KINDS
 from semicrf.genomics.models import MODEL_NAMES, ModelConfig, build_model
 from semicrf.genomics.synthetic import GeneratorConfig, generate_sequences
 from semicrf.genomics.train import _param_groups, add_run_arguments
@@ -49,9 +58,58 @@ def make_batch(batch: int, length: int, device: torch.device, seed: int = 0):
     return (torch.from_numpy(x).to(device), torch.from_numpy(y).to(device), torch.from_numpy(lengths).to(device))
 
 
-def profile(name: str, config: ModelConfig, batch, steps: int, device: torch.device) -> dict:
+def _phase_times(model, opt, batch, steps: int, device: torch.device, grad_clip: float) -> dict:
+    """Median seconds of each phase of a training step (synchronised between phases)."""
+    x, y, lengths = batch
+    names = ("encoder_forward", "head_forward", "head_backward", "encoder_backward", "optimizer")
+    samples = {n: [] for n in names}
+    for _ in range(steps):
+        marks = []
+
+        def mark():
+            torch.cuda.synchronize(device)
+            marks.append(time.perf_counter())
+
+        mark()
+        opt.zero_grad(set_to_none=True)
+        hidden = model.encode(x, lengths)
+        mark()
+        detached = hidden.detach().requires_grad_()
+        loss = model.head_loss(detached, y, lengths)
+        mark()
+        loss.backward()
+        mark()
+        hidden.backward(detached.grad)
+        mark()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        opt.step()
+        mark()
+        for n, a, b in zip(names, marks, marks[1:]):
+            samples[n].append(b - a)
+    out = {n: statistics.median(v) for n, v in samples.items()}
+    total = sum(out.values())
+    out["head_share"] = (out["head_forward"] + out["head_backward"]) / total
+    return out
+
+
+def _trace_head(model, batch, device: torch.device) -> str:
+    """The profiler's operator table (by device time) of the output layer's forward and backward."""
+    from torch.profiler import ProfilerActivity, profile as torch_profile
+
+    x, y, lengths = batch
+    hidden = model.encode(x, lengths).detach().requires_grad_()
+    torch.cuda.synchronize(device)
+    with torch_profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        model.head_loss(hidden, y, lengths).backward()
+        torch.cuda.synchronize(device)
+    return prof.key_averages().table(sort_by="cuda_time_total", row_limit=25)
+
+
+def profile(name: str, config: ModelConfig, batch, steps: int, device: torch.device, trace: bool = False,
+            recompute: bool = True) -> dict:
     torch.manual_seed(0)
     model = build_model(name, config).to(device)
+    model.encoder.recompute = recompute
     # The run command's default optimizer settings.
     run = add_run_arguments(argparse.ArgumentParser()).parse_args(["--data-dir", "-", "--output-dir", "-"])
     opt = torch.optim.AdamW(_param_groups(model, run.weight_decay, run.lr, run.crf_lr_scale), lr=run.lr)
@@ -72,6 +130,8 @@ def profile(name: str, config: ModelConfig, batch, steps: int, device: torch.dev
         torch.cuda.synchronize(device)
         times.append(time.perf_counter() - start)
     peak_train = torch.cuda.max_memory_allocated(device) / 2**30
+    phases = _phase_times(model, opt, batch, steps, device, run.grad_clip)
+    head_trace = _trace_head(model, batch, device) if trace else None
     model.eval()
     torch.cuda.reset_peak_memory_stats(device)
     with torch.no_grad():
@@ -83,7 +143,7 @@ def profile(name: str, config: ModelConfig, batch, steps: int, device: torch.dev
     peak_predict = torch.cuda.max_memory_allocated(device) / 2**30
     return {"model": name, "step_s_median": statistics.median(times[1:]), "step_s_all": times,
             "first_step_s": times[0], "peak_train_gib": peak_train, "predict_s": predict_s,
-            "peak_predict_gib": peak_predict, "losses": losses,
+            "peak_predict_gib": peak_predict, "losses": losses, "phases": phases, "head_trace": head_trace,
             "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
 
 
@@ -98,6 +158,9 @@ def main(argv=None) -> int:
     p.add_argument("--max-duration", type=int, default=1000)
     p.add_argument("--steps", type=int, default=3, help="timed steps after one warm-up step")
     p.add_argument("--precision", default="bf16", choices=("bf16", "fp32"))
+    p.add_argument("--stem", default="linear", choices=STEM_KINDS)
+    p.add_argument("--no-recompute", action="store_true", help="keep the encoder's activations for backward")
+    p.add_argument("--trace-head", default=None, help="write the output layers' profiler tables here")
     p.add_argument("--json", default=None, help="also write the results here")
     args = p.parse_args(argv)
     if not torch.cuda.is_available():
@@ -107,31 +170,42 @@ def main(argv=None) -> int:
     device = torch.device("cuda")
     config = ModelConfig(input_dim=features.feature_dim("onehot"), num_classes=3, encoder=args.encoder,
                          hidden_dim=args.hidden_dim, num_layers=args.num_layers, max_duration=args.max_duration,
-                         backend="auto", mixed_precision=args.precision == "bf16")
+                         backend="auto", mixed_precision=args.precision == "bf16", stem=args.stem)
     batch = make_batch(args.batch_size, args.seq_length, device)
     rows = []
     for name in args.models.split(","):
         try:
-            row = profile(name, config, batch, args.steps, device)
+            row = profile(name, config, batch, args.steps, device, trace=args.trace_head is not None,
+                          recompute=not args.no_recompute)
         except Exception as e:  # out of memory, say: report it and go on
             row = {"model": name, "error": f"{type(e).__name__}: {str(e)[:300]}"}
             torch.cuda.empty_cache()
         rows.append(row)
-        print(json.dumps({k: v for k, v in row.items() if k not in ("step_s_all", "losses")}), flush=True)
+        print(json.dumps({k: v for k, v in row.items() if k not in ("step_s_all", "losses", "head_trace")}),
+              flush=True)
     info = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "encoder": args.encoder,
             "batch_size": args.batch_size, "positions": int(batch[2].sum()), "hidden_dim": args.hidden_dim,
             "num_layers": args.num_layers, "max_duration": args.max_duration, "precision": args.precision,
-            "steps": args.steps, "rows": rows}
+            "stem": args.stem, "recompute": not args.no_recompute, "steps": args.steps, "rows": rows}
     print(f"\n{info['gpu']}, encoder {args.encoder}, B={args.batch_size}, T~{args.seq_length}, "
           f"hidden {args.hidden_dim}, {args.num_layers} layers, K={args.max_duration}, {args.precision}")
-    print("| model | step (s, median) | peak memory, training (GiB) | predict (s) | peak memory, predict (GiB) |")
-    print("|---|---:|---:|---:|---:|")
+    print("| model | step (s, median) | encoder fwd / bwd (s) | output layer fwd / bwd (s) | optimizer (s) "
+          "| output layer share | peak memory, training (GiB) | predict (s) | peak memory, predict (GiB) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         if "error" in r:
-            print(f"| {r['model']} | failed: {r['error'][:80]} | | | |")
+            print(f"| {r['model']} | failed: {r['error'][:80]} | | | | | | | |")
         else:
-            print(f"| {r['model']} | {r['step_s_median']:.3f} | {r['peak_train_gib']:.2f} | {r['predict_s']:.3f} "
-                  f"| {r['peak_predict_gib']:.2f} |")
+            ph = r["phases"]
+            print(f"| {r['model']} | {r['step_s_median']:.3f} | {ph['encoder_forward']:.3f} / "
+                  f"{ph['encoder_backward']:.3f} | {ph['head_forward']:.4f} / {ph['head_backward']:.4f} | "
+                  f"{ph['optimizer']:.4f} | {100 * ph['head_share']:.1f}% | {r['peak_train_gib']:.2f} | "
+                  f"{r['predict_s']:.3f} | {r['peak_predict_gib']:.2f} |")
+    if args.trace_head:
+        with open(args.trace_head, "w") as f:
+            for r in rows:
+                if r.get("head_trace"):
+                    f.write(f"== {r['model']}\n{r['head_trace']}\n")
     if args.json:
         Path(args.json).write_text(json.dumps(info, indent=2) + "\n")
     return 0

@@ -115,10 +115,18 @@ class SequenceLabeler(nn.Module):
 
     def loss(self, features, labels, lengths) -> torch.Tensor:
         """Scalar mean negative log-likelihood per position."""
-        raise NotImplementedError
+        return self.head_loss(self.encode(features, lengths), labels, lengths)
 
     def predict(self, features, lengths) -> list[np.ndarray]:
         """The predicted labels of each sequence, (L_i,) int64 arrays."""
+        return self.head_predict(self.encode(features, lengths), lengths)
+
+    # The output layer alone, on encoder states (B, T, hidden_dim): the step profile times it apart.
+
+    def head_loss(self, hidden, labels, lengths) -> torch.Tensor:
+        raise NotImplementedError
+
+    def head_predict(self, hidden, lengths) -> list[np.ndarray]:
         raise NotImplementedError
 
     def duration_scores(self) -> torch.Tensor | None:
@@ -133,16 +141,13 @@ class SoftmaxTagger(SequenceLabeler):
         super().__init__(config)
         self.classifier = nn.Linear(config.hidden_dim, config.num_classes)
 
-    def _logits(self, features, lengths):
-        return self.classifier(self.encode(features, lengths))
-
-    def loss(self, features, labels, lengths):
-        logits = self._logits(features, lengths)
+    def head_loss(self, hidden, labels, lengths):
+        logits = self.classifier(hidden)
         mask = position_mask(lengths, logits.shape[1])
         return F.cross_entropy(logits[mask], labels[mask])
 
-    def predict(self, features, lengths):
-        best = self._logits(features, lengths).argmax(-1).cpu().numpy()
+    def head_predict(self, hidden, lengths):
+        best = self.classifier(hidden).argmax(-1).cpu().numpy()
         return [best[i, :n] for i, n in enumerate(lengths.tolist())]
 
 
@@ -162,13 +167,13 @@ class TorchCRFTagger(SequenceLabeler):
         self.emission = nn.Linear(config.hidden_dim, config.num_classes)
         self.crf = CRF(config.num_classes, batch_first=True)
 
-    def loss(self, features, labels, lengths):
-        emissions = self.emission(self.encode(features, lengths))
+    def head_loss(self, hidden, labels, lengths):
+        emissions = self.emission(hidden)
         mask = position_mask(lengths, emissions.shape[1])
         return -self.crf(emissions, labels, mask, reduction="sum") / lengths.sum()
 
-    def predict(self, features, lengths):
-        emissions = self.emission(self.encode(features, lengths))
+    def head_predict(self, hidden, lengths):
+        emissions = self.emission(hidden)
         mask = position_mask(lengths, emissions.shape[1])
         crf = self.crf
         if emissions.is_cuda:
@@ -199,21 +204,20 @@ class SemiCRFTagger(SequenceLabeler):
             f"(K={max_duration}, durations {duration})"
         )
 
-    def _scores(self, features, lengths):
-        hidden = self.encode(features, lengths)
+    def _scores(self, hidden):
         emissions = self.emission(hidden)
         if not self.boundary_heads:
             return emissions, None, None
         start, end = self.boundary_head(hidden).chunk(2, dim=-1)
         return emissions, start, end
 
-    def loss(self, features, labels, lengths):
-        emissions, start, end = self._scores(features, lengths)
+    def head_loss(self, hidden, labels, lengths):
+        emissions, start, end = self._scores(hidden)
         nll = self.crf.nll(emissions, labels, lengths, start_scores=start, end_scores=end)
         return nll.sum() / lengths.sum()
 
-    def predict(self, features, lengths):
-        emissions, start, end = self._scores(features, lengths)
+    def head_predict(self, hidden, lengths):
+        emissions, start, end = self._scores(hidden)
         best = self.crf.decode(emissions, lengths, start_scores=start, end_scores=end).labels.cpu().numpy()
         return [best[i, :n] for i, n in enumerate(lengths.tolist())]
 
