@@ -21,8 +21,8 @@ else constrained to the labels (longest allowed segment ``lim``). Inputs shared 
 (``cum``, ``start``, ``end``, ``lim``) are indexed by ``n % NR``, outputs by ``n``: the
 unconstrained and the constrained sweeps of ``log_likelihood`` run in one launch.
 
-- :func:`sweep_kernel` (the exact fallback): the chain runs in float64 (with ``FAST_EXP`` the
-  look-back's exponentials are float32, on float64 shifts); each step reads the K-wide look-back
+- :func:`sweep_kernel` (the exact fallback for the rows the chunked sweep flags): the chain runs
+  in float64 log space; each step reads the K-wide look-back
   window of ``g`` from global memory (written by earlier steps of the same program, hence the
   barrier per step). It writes ``alpha``, ``u`` and ``g`` at every position, so marginals need no
   recomputation: O(N·T·C) memory, never T·K.
@@ -59,20 +59,6 @@ def _lse_rows(x, axis: tl.constexpr):
         s = tl.sum(tl.exp(x - m_safe[None, :]), axis=0)
     else:
         s = tl.sum(tl.exp(x - m_safe[:, None]), axis=1)
-    return m_safe + tl.log(s)
-
-
-@triton.jit
-def _lse_window(x):
-    """logsumexp over axis 0 of a float64 window: shifts in float64, exponentials in float32.
-
-    The differences ``x - max`` are formed in float64 (the scores themselves can be ~1e5), so only
-    the terms' relative rounding (~1e-7) reaches the sum, accumulated in float64; the chain stays
-    float64.
-    """
-    m = tl.max(x, axis=0)
-    m_safe = tl.where(m == float("-inf"), 0.0, m)
-    s = tl.sum(tl.exp((x - m_safe[None, :]).to(tl.float32)).to(tl.float64), axis=0)
     return m_safe + tl.log(s)
 
 
@@ -223,7 +209,7 @@ def sweep_kernel(
     alpha_ptr, u_ptr, g_ptr, bestv_ptr, flag_ptr,
     T, C, K, n_per_dir, NR, first_con,
     HAS_START: tl.constexpr, HAS_END: tl.constexpr, CONSTRAINED: tl.constexpr, MAX: tl.constexpr,
-    FAST_EXP: tl.constexpr, ONLY_FLAGGED: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr,
+    BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     """Sweep of row ``n = program_id(0)`` (see the module docstring for rows and groups).
 
@@ -231,17 +217,16 @@ def sweep_kernel(
     trans (2, C, C) and init (2, C) indexed by direction ``(n % NR) // n_per_dir``; dur (K, C);
     len (NR,). Out: alpha (N, T+1, C), u and g (N, T, C), all float64; with ``MAX``, bestv
     (N, T+1, C) float64, the best look-back value ``max_d (dur[d - 1] + g[e - d])`` of each end
-    (:func:`viterbi_argmax_kernel` finds its duration afterwards). With ``ONLY_FLAGGED`` only the
-    rows whose ``flag`` the chunked sweep raised run (the others return at once), so the fallback
-    is launched without waiting for the flags on the host.
+    (:func:`viterbi_argmax_kernel` finds its duration afterwards). Only the rows whose ``flag``
+    the chunked sweep raised run (the others return at once), so the fallback is launched without
+    waiting for the flags on the host.
     """
     n = tl.program_id(0)
     r = n % NR
     direction = r // n_per_dir
     con = (n // NR) >= first_con
     L = tl.load(len_ptr + r)
-    if ONLY_FLAGGED:
-        L = tl.where(tl.load(flag_ptr + n) != 0, L, 0)
+    L = tl.where(tl.load(flag_ptr + n) != 0, L, 0)
     NEG_INF: tl.constexpr = float("-inf")
 
     cc = tl.arange(0, BLOCK_C)
@@ -292,8 +277,6 @@ def sweep_kernel(
         if MAX:
             best = tl.max(win, axis=0)
             tl.store(bestv_ptr + n.to(tl.int64) * (T + 1) * C + (t + 1) * C + cc, best, mask=cmask)
-        elif FAST_EXP:
-            best = _lse_window(win)
         else:
             best = _lse_rows(win, 0)
         a = tl.load(cum_base + (t + 1) * C + cc, mask=cmask, other=0.0) + best
