@@ -204,7 +204,7 @@ def main(argv=None):
                     help="far-part tile of the chunked sweep: about this many values per thread")
     ap.add_argument("--far-tile-max", type=int, default=None, help="the same for the max-plus (Viterbi) sweep")
     ap.add_argument("--split-far", choices=["auto", "off"], default="auto",
-                    help="far-part helper programs for the log-semiring sweeps (auto: where they all fit)")
+                    help="far-part helper programs of the chunked sweeps, both semirings (auto: where they all fit)")
     ap.add_argument("--near-blocks", type=int, default=None,
                     help="far-part blocks a row keeps when it has a helper (the helper takes the rest)")
     ap.add_argument("--sweeps-only", action="store_true",

@@ -6,7 +6,8 @@ launch, one program per (sequence, direction), and store their messages at
 every position; the marginals are then assembled from them with O(B·T·C)
 tensor operations and one lagged-correlation kernel for the durations. All
 arithmetic is float64. Nothing uses float atomics, so results are bitwise
-reproducible.
+reproducible. Settings (chunk size, warps, far-part tiles and helpers, ...) come in a frozen
+:class:`TritonConfig` passed down from the caller; :data:`DEFAULT_CONFIG` holds the measured ones.
 """
 
 from __future__ import annotations
