@@ -12,7 +12,8 @@ row, where it finishes in seconds; its head gets hidden states of width 64 and l
 ``--breakdown`` prints the GPU time of each kernel of one ``log_likelihood`` forward + backward
 and of one ``viterbi``. ``--sweeps-only`` times only the sweep kernels (forward log sweep, both
 directions, the four sweeps of ``log_likelihood`` in one launch, Viterbi sweep) for scanning
-``--chunk`` and ``--warps``; a size may also be given as ``BxTxKxC``.
+``--chunk`` and ``--warps``; a size may also be given as ``BxTxKxC``. The settings flags build one
+``TritonConfig`` that every timed call is given (``Configured``); nothing global is changed.
 """
 
 from __future__ import annotations
@@ -80,16 +81,18 @@ def inputs(B, T, K, C):
     return em, tr, du, labels_in_runs(B, T, C).to(dev), torch.full((B,), T, device=dev)
 
 
-def ours(B, T, K, C, repeat, check_logz):
+def ours(B, T, K, C, repeat, check_logz, config):
+    from semicrf.backends import triton as tb
     em, tr, du, labels, lengths = inputs(B, T, K, C)
+    backend = tb.Configured(config)
 
     def step():
-        ll = semicrf.log_likelihood(em, labels, tr, du, lengths, backend="triton")
+        ll = semicrf.log_likelihood(em, labels, tr, du, lengths, backend=backend)
         (-ll.sum()).backward()
         return ll
 
     def decode():
-        return semicrf.viterbi(em.detach(), tr.detach(), du.detach(), lengths, backend="triton")
+        return semicrf.viterbi(em.detach(), tr.detach(), du.detach(), lengths, backend=backend)
 
     row = {}
     torch.cuda.synchronize()
@@ -98,16 +101,16 @@ def ours(B, T, K, C, repeat, check_logz):
     row["ll_fwd_bwd_s"] = timed(step, repeat)
     row["peak_extra_gib"] = (torch.cuda.max_memory_allocated() - base) / 2**30
     row["viterbi_s"] = timed(decode, repeat)
-    from semicrf.backends import triton as tb
     from semicrf.problem import make_problem as _mk
     pv = _mk(em.detach(), tr.detach(), du.detach(), lengths)
     _, halves = tb.viterbi_halves(lengths)
-    row["viterbi_sweep_only_s"] = timed(lambda: tb._Sweep(pv, reverse=True, semiring="max", lengths=halves), repeat)
-    row["log_sweep_only_s"] = timed(lambda: tb._Sweep(pv), repeat)
-    row["method"] = tb._Sweep(pv).method
-    # Whether the four sweeps of log_likelihood ran with far-part helpers (SPLIT_FAR).
-    row["helped"] = tb._Sweep(_mk(em.detach(), tr.detach(), du.detach(), lengths, labels=labels),
-                              (False, True), reverse=True).helped
+    row["viterbi_sweep_only_s"] = timed(
+        lambda: tb.Sweep(pv, reverse=True, semiring="max", lengths=halves, config=config), repeat)
+    row["log_sweep_only_s"] = timed(lambda: tb.Sweep(pv, config=config), repeat)
+    row["method"] = tb.Sweep(pv, config=config).method
+    # Whether the four sweeps of log_likelihood ran with far-part helpers (config.split_far).
+    row["helped"] = tb.Sweep(_mk(em.detach(), tr.detach(), du.detach(), lengths, labels=labels),
+                             (False, True), reverse=True, config=config).helped
     # Bitwise reproducibility of the gradients across two runs.
     grads = []
     for _ in range(2):
@@ -120,14 +123,13 @@ def ours(B, T, K, C, repeat, check_logz):
         from semicrf.backends import reference
         from semicrf.problem import make_problem
         p = make_problem(em.detach(), tr.detach(), du.detach(), lengths)
-        lz = semicrf.log_partition(em.detach(), tr.detach(), du.detach(), lengths, backend="triton")
-        alpha, _ = reference._forward(p, reference.duration_limits(p, False))
-        ref = reference._log_z(p, alpha)
+        lz = semicrf.log_partition(em.detach(), tr.detach(), du.detach(), lengths, backend=backend)
+        ref = reference.forward_backward(p, need_marginals=False).log_z
         row["logz_rel_err"] = ((lz - ref).abs() / ref.abs()).max().item()
     return row
 
 
-def sweeps(B, T, K, C, repeat):
+def sweeps(B, T, K, C, repeat, config):
     """Seconds of the forward log sweep and of the Viterbi sweep alone (no marginals, no traceback)."""
     from semicrf.backends import triton as tb
     from semicrf.problem import make_problem
@@ -136,23 +138,26 @@ def sweeps(B, T, K, C, repeat):
                      0.1 * torch.randn(C, C, device="cuda", generator=g),
                      0.1 * torch.randn(K, C, device="cuda", generator=g), torch.full((B,), T, device="cuda"))
     pl = make_problem(p.emissions, p.transitions, p.durations, p.lengths, labels=labels_in_runs(B, T, C).cuda())
-    return {"log_sweep_s": timed(lambda: tb._Sweep(p), repeat),
-            "fwd_bwd_sweeps_s": timed(lambda: tb._Sweep(p, reverse=True), repeat),
-            "likelihood_sweeps_s": timed(lambda: tb._Sweep(pl, (False, True), reverse=True), repeat),
-            "viterbi_sweep_s": timed(lambda: tb._Sweep(p, semiring="max"), repeat),
-            "method": tb._Sweep(p).method}
+    return {"log_sweep_s": timed(lambda: tb.Sweep(p, config=config), repeat),
+            "fwd_bwd_sweeps_s": timed(lambda: tb.Sweep(p, reverse=True, config=config), repeat),
+            "likelihood_sweeps_s": timed(lambda: tb.Sweep(pl, (False, True), reverse=True, config=config), repeat),
+            "viterbi_sweep_s": timed(lambda: tb.Sweep(p, semiring="max", config=config), repeat),
+            "method": tb.Sweep(p, config=config).method}
 
 
-def breakdown(B, T, K, C):
+def breakdown(B, T, K, C, config):
     """GPU time per kernel of one log_likelihood forward + backward, from torch.profiler."""
     from torch.profiler import ProfilerActivity, profile
+
+    from semicrf.backends import triton as tb
     em, tr, du, labels, _ = inputs(B, T, K, C)
+    backend = tb.Configured(config)
 
     def step():
-        (-semicrf.log_likelihood(em, labels, tr, du, backend="triton").sum()).backward()
+        (-semicrf.log_likelihood(em, labels, tr, du, backend=backend).sum()).backward()
 
     def decode():
-        semicrf.viterbi(em.detach(), tr.detach(), du.detach(), backend="triton")
+        semicrf.viterbi(em.detach(), tr.detach(), du.detach(), backend=backend)
 
     for name, fn in (("log_likelihood forward + backward", step), ("viterbi + traceback", decode)):
         fn()
@@ -193,16 +198,13 @@ def main(argv=None):
     ap.add_argument("--no-peer", action="store_true")
     ap.add_argument("--check-logz", action="store_true", help="compare log Z with the float64 reference sweep")
     ap.add_argument("--json", type=Path, default=None)
-    ap.add_argument("--fast-lookback", action="store_true", help="float32 exponentials in the look-back")
-    ap.add_argument("--lookback", choices=["auto", "chunked", "exact"], default="auto",
-                    help="look-back of the sweep (auto: chunked where exact, else per-step)")
     ap.add_argument("--chunk", type=int, default=None, help="positions per chunk of the chunked look-back")
     ap.add_argument("--warps", type=int, default=None, help="warps per program of the chunked sweep")
     ap.add_argument("--far-tile", type=int, default=None,
                     help="far-part tile of the chunked sweep: about this many values per thread")
     ap.add_argument("--far-tile-max", type=int, default=None, help="the same for the max-plus (Viterbi) sweep")
     ap.add_argument("--split-far", choices=["auto", "off"], default="auto",
-                    help="far-part helper programs for the log-semiring sweeps (auto: where they all fit)")
+                    help="far-part helper programs of the chunked sweeps, both semirings (auto: where they all fit)")
     ap.add_argument("--near-blocks", type=int, default=None,
                     help="far-part blocks a row keeps when it has a helper (the helper takes the rest)")
     ap.add_argument("--sweeps-only", action="store_true",
@@ -214,38 +216,32 @@ def main(argv=None):
         raise SystemExit("engine_gpu.py needs a CUDA GPU")
     card = torch.cuda.get_device_name()
     from semicrf.backends import triton as tb
-    tb.FAST_LOOKBACK = args.fast_lookback
-    tb.LOOKBACK = args.lookback
-    if args.chunk:
-        tb.CHUNK = args.chunk
-    if args.warps:
-        tb.CHUNK_WARPS = args.warps
-    if args.far_tile:
-        tb.FAR_TILE = args.far_tile
-    if args.far_tile_max:
-        tb.FAR_TILE_MAX = args.far_tile_max
-    tb.SPLIT_FAR = args.split_far
-    if args.near_blocks:
-        tb.NEAR_BLOCKS = args.near_blocks
-    print(f"look-back: {tb.LOOKBACK}, chunk {tb.CHUNK or 'auto'}, warps {tb.CHUNK_WARPS or 'auto'}, "
-          f"far tile {tb.FAR_TILE} (max-plus {tb.FAR_TILE_MAX}), fast exp: {tb.FAST_LOOKBACK}, "
-          f"far-part helpers: {tb.SPLIT_FAR} (rows keep {tb.NEAR_BLOCKS} blocks)")
+    given = dict(chunk=args.chunk, chunk_warps=args.warps, far_tile=args.far_tile, far_tile_max=args.far_tile_max,
+                 split_far=args.split_far, near_blocks=args.near_blocks)
+    try:
+        config = tb.TritonConfig(**{k: v for k, v in given.items() if v is not None})
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
+    print(f"chunk {config.chunk or 'auto'}, warps {config.chunk_warps or 'auto'}, "
+          f"far tile {config.far_tile} (max-plus {config.far_tile_max}), "
+          f"far-part helpers: {config.split_far} (rows keep {config.near_blocks} blocks)")
     if args.sweeps_only or args.breakdown:
         for name in args.sizes.split(","):
             B, T, K, C = size_of(name)
             if args.breakdown:
                 print(f"size {name} ({card}):")
-                breakdown(B, T, K, C)
+                breakdown(B, T, K, C, config)
             if args.sweeps_only:
-                print(json.dumps({"size": name, "card": card, "lookback": tb.LOOKBACK, "chunk": tb.chunk_config(K)[0],
-                                  "warps": tb.chunk_config(K)[1], **sweeps(B, T, K, C, args.repeat)}), flush=True)
+                q, w = tb.chunk_config(K, config)
+                print(json.dumps({"size": name, "card": card, "chunk": q, "warps": w,
+                                  **sweeps(B, T, K, C, args.repeat, config)}), flush=True)
         return
     rows = []
     for name in args.sizes.split(","):
         B, T, K, C = size_of(name)
-        r = {"size": name, "B": B, "T": T, "K": K, "C": C, "card": card, "lookback": tb.LOOKBACK,
-             "chunk": tb.chunk_config(K)[0], "warps": tb.chunk_config(K)[1]}
-        r["ours"] = ours(B, T, K, C, args.repeat, args.check_logz)
+        q, w = tb.chunk_config(K, config)
+        r = {"size": name, "B": B, "T": T, "K": K, "C": C, "card": card, "chunk": q, "warps": w}
+        r["ours"] = ours(B, T, K, C, args.repeat, args.check_logz, config)
         r["peer"] = None if args.no_peer or name != "small" else peer(B, T, K, C, args.repeat)
         rows.append(r)
         print(json.dumps(r), flush=True)

@@ -146,3 +146,18 @@ def test_auto_backend_on_cpu_is_the_compiled_one():
     assert backends.resolve("streaming", torch.device("cpu")) == "cpu"
     with pytest.raises(ValueError, match="backend"):
         backends.resolve("fast", torch.device("cpu"))
+
+
+def test_backend_names_and_aliases_are_one_list():
+    """NAMES and ALIASES are what the dispatcher accepts (the command lines build their choices from
+    them): every name resolves, each concrete name to itself, each alias to a name; nothing else."""
+    from semicrf import backends
+    cpu = torch.device("cpu")
+    assert set(backends.ALIASES.values()) <= set(backends.NAMES)
+    for name in backends.NAMES:
+        assert backends.resolve(name, cpu) == ("cpu" if name == "auto" else name)
+        assert backends.resolve(name.upper(), cpu) == backends.resolve(name, cpu)
+    for alias, name in backends.ALIASES.items():
+        assert backends.resolve(alias, cpu) == backends.resolve(name, cpu)
+    with pytest.raises(ValueError, match="'streaming'"):
+        backends.resolve("numba", cpu)

@@ -125,33 +125,29 @@ def test_viterbi_segment_tensors_match_the_lists():
 # far tile 0 cuts each source block into sub-blocks of one start. The constrained and unconstrained
 # sweeps run alone and together in one launch.
 @pytest.mark.parametrize("B,T,C,K,tile", [(2, 13, 3, 9, 0), (3, 11, 2, 3, 32), (2, 17, 1, 20, 0), (2, 9, 5, 6, 32)])
-def test_chunked_lookback_matches_reference(monkeypatch, B, T, C, K, tile):
-    monkeypatch.setattr(tb, "CHUNK", 4)
-    monkeypatch.setattr(tb, "FAR_TILE", tile)
-    monkeypatch.setattr(tb, "FAR_TILE_MAX", tile)
+def test_chunked_lookback_matches_reference(B, T, C, K, tile):
+    cfg = tb.TritonConfig(chunk=4, far_tile=tile, far_tile_max=tile)
     kw = inputs(B, T, C, K, seed=T + K)
     labels = labels_in_runs(B, T, C, seed=K)
     p = make_problem(**kw, labels=labels)
-    assert tb._Sweep(p).method == "chunked"
-    pair = tb.forward_backward_pair(p)
+    assert tb.Sweep(p, config=cfg).method == "chunked"
+    pair = tb.forward_backward_pair(p, config=cfg)
     for constrained in (False, True):
         r = reference.forward_backward(p, constrained, True)
-        for a in (tb.forward_backward(p, constrained, True), pair[constrained]):
+        for a in (tb.forward_backward(p, constrained, True, config=cfg), pair[constrained]):
             assert_close(a.log_z, r.log_z, what=f"log Z constrained={constrained}")
             for f in r.marginals.__dataclass_fields__:
                 assert_close(getattr(a.marginals, f), getattr(r.marginals, f), what=f)
-    vt, vr = semicrf.viterbi(**kw, backend="triton"), semicrf.viterbi(**kw, backend="reference")
+    vt, vr = semicrf.viterbi(**kw, backend=tb.Configured(cfg)), semicrf.viterbi(**kw, backend="reference")
     assert_close(vt.score, vr.score)
     assert torch.equal(vt.labels.cpu(), vr.labels.cpu()) and vt.segments == vr.segments
 
 
 @pytest.mark.parametrize("K", [3, 9, 30])
-def test_chunked_lookback_with_long_label_runs(monkeypatch, K):
+def test_chunked_lookback_with_long_label_runs(K):
     """Label runs of 5 to 25 positions span several chunks of 4: the constrained far part must
     reach back to the run's start and no further (nor past K), for every label."""
-    monkeypatch.setattr(tb, "CHUNK", 4)
-    monkeypatch.setattr(tb, "FAR_TILE", 0)
-    monkeypatch.setattr(tb, "FAR_TILE_MAX", 0)
+    cfg = tb.TritonConfig(chunk=4, far_tile=0, far_tile_max=0)
     B, T, C = 2, 48, 3
     g = torch.Generator().manual_seed(K)
     run = torch.randint(5, 26, (T,), generator=g)
@@ -159,73 +155,67 @@ def test_chunked_lookback_with_long_label_runs(monkeypatch, K):
     labels = lab[:, torch.repeat_interleave(torch.arange(T), run)[:T]].to(DEV)
     kw = inputs(B, T, C, K, seed=K)
     p = make_problem(**kw, labels=labels)
-    assert tb._Sweep(p, (False, True)).method == "chunked"
-    assert_pair_matches_reference(p, tb.forward_backward_pair(p))
+    assert tb.Sweep(p, (False, True), config=cfg).method == "chunked"
+    assert_pair_matches_reference(p, tb.forward_backward_pair(p, config=cfg))
 
 
-def test_linear_chain_holds_large_scores(monkeypatch):
+def test_linear_chain_holds_large_scores():
     """Emissions of tens of nats a position and strong transitions: the linear chain's per-chunk
     scaling must keep log Z and every marginal at the reference's values."""
-    monkeypatch.setattr(tb, "CHUNK", 8)
+    cfg = tb.TritonConfig(chunk=8)
     kw = inputs(2, 30, 3, 12, seed=14)
     kw["emissions"] = kw["emissions"] * 25
     kw["transitions"] = kw["transitions"] * 10
     kw["start_scores"] = kw["start_scores"] * 10
     p = make_problem(**kw)
-    assert tb._Sweep(p).method == "chunked"
-    a, r = tb.forward_backward(p, False, True), reference.forward_backward(p, False, True)
+    assert tb.Sweep(p, config=cfg).method == "chunked"
+    a, r = tb.forward_backward(p, False, True, config=cfg), reference.forward_backward(p, False, True)
     assert_close(a.log_z, r.log_z, tol=1e-12)
     for f in r.marginals.__dataclass_fields__:
         assert_close(getattr(a.marginals, f), getattr(r.marginals, f), what=f)
 
 
 @pytest.mark.parametrize("near,K", [(1, 6), (3, 14)])
-def test_far_part_helpers_match_reference(monkeypatch, near, K):
+def test_far_part_helpers_match_reference(near, K):
     """The far part split between each row and a helper program (the helper takes the blocks before
     the row's last ``near``), its two roles launched one after the other: the sums must combine to
     the reference's, also where the helper's oldest block reaches only the first end of a chunk
     (chunks of 4; K = 4·near + 2), with g in the thousands of nats (20 nats a position added to the
     duration scores, the same for every segmentation, less 30 a segment, so that long segments, which
     the helpers' blocks hold, weigh most and make the best path)."""
-    monkeypatch.setattr(tb, "CHUNK", 4)
-    monkeypatch.setattr(tb, "SPLIT_FAR", "staged")
-    monkeypatch.setattr(tb, "NEAR_BLOCKS", near)
+    cfg = tb.testing_helpers(tb.TritonConfig(chunk=4, near_blocks=near), "staged")
     B, T, C = 2, 64, 3
     kw = inputs(B, T, C, K, seed=near)
     kw["durations"] = kw["durations"] + 20.0 * torch.arange(1, K + 1, dtype=torch.float64, device=DEV)[:, None] - 30.0
     p = make_problem(**kw, labels=labels_in_runs(B, T, C, seed=near))
-    sw = tb._Sweep(p)
+    sw = tb.Sweep(p, config=cfg)
     assert sw.helped and sw.method == "chunked"
-    assert_pair_matches_reference(p, tb.forward_backward_pair(p), tol=1e-12)
-    vt, vr = semicrf.viterbi(**kw, backend="triton"), semicrf.viterbi(**kw, backend="reference")
+    assert_pair_matches_reference(p, tb.forward_backward_pair(p, config=cfg), tol=1e-12)
+    vt, vr = semicrf.viterbi(**kw, backend=tb.Configured(cfg)), semicrf.viterbi(**kw, backend="reference")
     assert_close(vt.score, vr.score, tol=1e-12)
     assert vt.segments == vr.segments
 
 
-def test_rows_whose_helper_never_comes_take_the_exact_sweep(monkeypatch):
-    """A row that waits longer than SPIN_LIMIT polls for its far-part helper gives up instead of
+def test_rows_whose_helper_never_comes_take_the_exact_sweep():
+    """A row that waits longer than ``spin_limit`` polls for its far-part helper gives up instead of
     hanging, and flags itself: the exact kernel redoes it."""
-    monkeypatch.setattr(tb, "CHUNK", 4)
-    monkeypatch.setattr(tb, "SPLIT_FAR", "orphaned")
-    monkeypatch.setattr(tb, "SPIN_LIMIT", 3)
+    cfg = tb.testing_helpers(tb.TritonConfig(chunk=4, spin_limit=3), "orphaned")
     kw = inputs(2, 16, 2, 9, seed=3)
     p = make_problem(**kw, labels=labels_in_runs(2, 16, 2))
-    assert tb._Sweep(p, (False, True), reverse=True).method == "exact"
-    assert_pair_matches_reference(p, tb.forward_backward_pair(p))
-    assert tb._Sweep(p, reverse=True, semiring="max").method == "exact"
-    vt, vr = semicrf.viterbi(**kw, backend="triton"), semicrf.viterbi(**kw, backend="reference")
+    assert tb.Sweep(p, (False, True), reverse=True, config=cfg).method == "exact"
+    assert_pair_matches_reference(p, tb.forward_backward_pair(p, config=cfg))
+    assert tb.Sweep(p, reverse=True, semiring="max", config=cfg).method == "exact"
+    vt, vr = semicrf.viterbi(**kw, backend=tb.Configured(cfg)), semicrf.viterbi(**kw, backend="reference")
     assert_close(vt.score, vr.score)
     assert vt.segments == vr.segments
 
 
 @pytest.mark.parametrize("tile", [0, 32])
-def test_chunked_viterbi_on_many_ties_returns_a_best_path(monkeypatch, tile):
+def test_chunked_viterbi_on_many_ties_returns_a_best_path(tile):
     """Integer scores make many equal paths. Whichever one the Triton backend returns (it breaks
     ties at the middle of the sequence, the reference from its end), it must score the best score,
     tile the sequence, and be the same on a second call."""
-    monkeypatch.setattr(tb, "CHUNK", 4)
-    monkeypatch.setattr(tb, "FAR_TILE", tile)
-    monkeypatch.setattr(tb, "FAR_TILE_MAX", tile)
+    backend = tb.Configured(tb.TritonConfig(chunk=4, far_tile=tile, far_tile_max=tile))
     g = torch.Generator().manual_seed(tile)
     B, T, C, K = 4, 14, 3, 7
     em = torch.randint(-1, 2, (B, T, C), generator=g).double()
@@ -233,9 +223,9 @@ def test_chunked_viterbi_on_many_ties_returns_a_best_path(monkeypatch, tile):
     du = torch.randint(-1, 1, (K, C), generator=g).double()
     lengths = torch.tensor([14, 13, 5, 1])
     args = [x.to(DEV) for x in (em, tr, du, lengths)]
-    vt, vr = semicrf.viterbi(*args, backend="triton"), semicrf.viterbi(*args, backend="reference")
+    vt, vr = semicrf.viterbi(*args, backend=backend), semicrf.viterbi(*args, backend="reference")
     assert torch.equal(vt.score.cpu(), vr.score.cpu())
-    again = semicrf.viterbi(*args, backend="triton")
+    again = semicrf.viterbi(*args, backend=backend)
     assert again.segments == vt.segments and torch.equal(again.labels, vt.labels)
     for b in range(B):
         segs = vt.segments[b]
@@ -267,24 +257,24 @@ def test_viterbi_across_the_middle():
         assert (s, e, 1) in vt.segments[b]
 
 
-def test_wide_score_spreads_take_the_exact_lookback(monkeypatch):
+def test_wide_score_spreads_take_the_exact_lookback():
     """Scores too spread for the linear far part are detected (in the kernel, or from the durations)
     and recomputed exactly."""
-    monkeypatch.setattr(tb, "CHUNK", 4)
+    cfg = tb.TritonConfig(chunk=4)
     kw = inputs(2, 12, 3, 6, seed=4, optional=False)
     kw["emissions"] = kw["emissions"] * 300
     p = make_problem(**kw, labels=labels_in_runs(2, 12, 3))
-    assert tb._Sweep(p).method == "exact"
-    pair = tb.forward_backward_pair(p)
+    assert tb.Sweep(p, config=cfg).method == "exact"
+    pair = tb.forward_backward_pair(p, config=cfg)
     for constrained in (False, True):
         r = reference.forward_backward(p, constrained, True)
-        for a in (tb.forward_backward(p, constrained, True), pair[constrained]):
+        for a in (tb.forward_backward(p, constrained, True, config=cfg), pair[constrained]):
             assert_close(a.log_z, r.log_z)
             assert_close(a.marginals.durations, r.marginals.durations)
     kw = inputs(2, 12, 3, 6, seed=5, optional=False)
     kw["durations"][0, 0] = -400.0
-    assert tb._Sweep(make_problem(**kw)).method == "exact"
-    assert tb._Sweep(make_problem(**kw), semiring="max").method == "chunked"
+    assert tb.Sweep(make_problem(**kw), config=cfg).method == "exact"
+    assert tb.Sweep(make_problem(**kw), semiring="max", config=cfg).method == "chunked"
 
 
 def test_label_runs_match_a_direct_count():
@@ -381,8 +371,8 @@ def test_results_are_bitwise_reproducible():
 
 def test_chunk_length_does_not_change_results():
     p = make_problem(**inputs(2, 20, 3, 7, seed=2))
-    a = tb.forward_backward(p, False, True, chunk=4).marginals.durations
-    b = tb.forward_backward(p, False, True, chunk=64).marginals.durations
+    a = tb.forward_backward(p, False, True, config=tb.TritonConfig(dgrad_chunk=4)).marginals.durations
+    b = tb.forward_backward(p, False, True, config=tb.TritonConfig(dgrad_chunk=64)).marginals.durations
     assert_close(a, b, tol=1e-12)
 
 
@@ -400,6 +390,37 @@ def test_refuses_what_it_cannot_run(monkeypatch):
     with pytest.raises(ValueError, match="triton"):
         tb.check_problem(p)
     assert tb.usable() is False
+
+
+def test_config_is_frozen_validated_and_keeps_test_modes_out_of_reach():
+    """Settings travel in a frozen TritonConfig; the helpers' test modes come only from the test
+    hook, never from a user's config."""
+    import dataclasses
+
+    from semicrf import backends
+    cfg = tb.TritonConfig(chunk=8)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.chunk = 16
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        tb.DEFAULT_CONFIG.split_far = "off"
+    for bad in (dict(split_far="staged"), dict(split_far="orphaned"), dict(chunk=6), dict(chunk_warps=3),
+                dict(near_blocks=0), dict(spin_limit=0), dict(far_tile=-1), dict(dgrad_chunk=0)):
+        with pytest.raises(ValueError, match="TritonConfig"):
+            tb.TritonConfig(**bad)
+    with pytest.raises(TypeError):
+        tb.TritonConfig(_helpers_test="staged")
+    staged = tb.testing_helpers(cfg, "staged")
+    assert staged._helpers_test == "staged" and staged.chunk == 8 and cfg._helpers_test is None
+    assert staged != cfg  # so caches keyed on the config keep the two apart
+    with pytest.raises(ValueError, match="mode"):
+        tb.testing_helpers(cfg, "auto")
+    assert tb.TritonConfig(dgrad_chunk=5).dgrad_positions == 8 and tb.DEFAULT_CONFIG.dgrad_positions == 16
+    assert tb.chunk_config(100) == (32, 4) and tb.chunk_config(1000) == (64, 16)
+    assert tb.chunk_config(1000, tb.TritonConfig(chunk=128, chunk_warps=8)) == (128, 8)
+    p = make_problem(**inputs(1, 4, 2, 2))
+    assert backends.get(tb.Configured(cfg), p).config is cfg
+    with pytest.raises(TypeError):
+        tb.Configured({"chunk": 8})
 
 
 # ----------------------------------------------------------------------------------------- GPU only
@@ -425,8 +446,7 @@ def test_gpu_long_sequence_log_z_and_invariants():
     kw = inputs(1, T, C, K, seed=31, optional=False)
     p = make_problem(**kw)
     lz = tb.forward_backward(p, False, False).log_z
-    alpha, _ = reference._forward(p, reference.duration_limits(p, False))
-    lz_ref = reference._log_z(p, alpha)
+    lz_ref = reference.forward_backward(p, False, need_marginals=False).log_z
     assert ((lz - lz_ref).abs() / lz_ref.abs()).max().item() < 1e-9
     fb = tb.forward_backward(p, False, True)
     occ = fb.marginals.emissions.sum(-1)
@@ -451,8 +471,8 @@ def test_gradient_check_report_fails_on_disagreement(capsys, monkeypatch):
     from semicrf import gradcheck
     real = tb.forward_backward
 
-    def off_by_a_bit(p, constrained=False, need_marginals=True, chunk=None):
-        fb = real(p, constrained, need_marginals, chunk)
+    def off_by_a_bit(p, constrained=False, need_marginals=True, config=tb.DEFAULT_CONFIG):
+        fb = real(p, constrained, need_marginals, config)
         fb.log_z = fb.log_z * (1 + 1e-3)
         if fb.marginals is not None:
             fb.marginals.durations = fb.marginals.durations * 1.05

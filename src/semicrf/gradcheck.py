@@ -40,19 +40,14 @@ def make_inputs(B: int, T: int, C: int, K: int, seed: int, device: str) -> dict:
                 initial=r(C, s=0.5), final=r(C, s=0.5), start_scores=r(B, T, C, s=0.1), end_scores=r(B, T, C, s=0.1))
 
 
-def log_z_and_grads(kw: dict, backend: str, chunk: int | None = None):
+def log_z_and_grads(kw: dict, backend):
+    """log Z and the gradients of its sum, through the engine's autograd; ``backend`` a name or a
+    configured backend (:class:`semicrf.backends.triton.Configured`)."""
     import semicrf
-    from semicrf.backends import triton as tb
 
     leaves = {k: v.clone().requires_grad_() for k, v in kw.items() if k != "lengths"}
-    old = tb.DEFAULT_CHUNK
-    if chunk is not None:
-        tb.DEFAULT_CHUNK = chunk
-    try:
-        lz = semicrf.log_partition(lengths=kw["lengths"], **leaves, backend=backend)
-        lz.sum().backward()
-    finally:
-        tb.DEFAULT_CHUNK = old
+    lz = semicrf.log_partition(lengths=kw["lengths"], **leaves, backend=backend)
+    lz.sum().backward()
     return lz.detach(), {k: v.grad for k, v in leaves.items()}
 
 
@@ -64,9 +59,12 @@ def _max_rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def report(kw: dict, chunk: int, out=None) -> bool:
-    """Print the comparison (to ``out``, default stdout); True when every criterion passes."""
+    """Print the comparison (to ``out``, default stdout), the Triton backend's duration-gradient
+    kernel with tiles of ``chunk`` positions; True when every criterion passes."""
+    from semicrf.backends import triton as tb
+
     out = out if out is not None else sys.stdout
-    lz_t, g_t = log_z_and_grads(kw, "triton", chunk)
+    lz_t, g_t = log_z_and_grads(kw, tb.Configured(tb.TritonConfig(dgrad_chunk=chunk)))
     lz_r, g_r = log_z_and_grads(kw, "reference")
     ok_all = True
 
@@ -129,12 +127,12 @@ def main(argv=None) -> int:
     if not tb.usable():
         print("Triton is not usable here (install triton, and use a CUDA GPU or TRITON_INTERPRET=1)", file=sys.stderr)
         return 2
-    chunk = args.checkpoint_interval or tb.DEFAULT_CHUNK
+    config = tb.TritonConfig(dgrad_chunk=args.checkpoint_interval or tb.DEFAULT_CONFIG.dgrad_chunk)
     kw = make_inputs(args.batch_size, args.seq_length, args.num_classes, args.max_duration, args.seed, device)
     print(f"B={args.batch_size} T={args.seq_length} K={args.max_duration} C={args.num_classes} "
           f"device={torch.cuda.get_device_name() if device == 'cuda' else 'cpu (Triton interpreter)'} "
-          f"checkpoint interval={tb._pow2(chunk)}\n")
-    return 0 if report(kw, chunk) else 1
+          f"checkpoint interval={config.dgrad_positions}\n")
+    return 0 if report(kw, config.dgrad_chunk) else 1
 
 
 if __name__ == "__main__":

@@ -14,13 +14,15 @@ from __future__ import annotations
 import importlib
 import os
 
+#: The backends' names, and other names for them: the one list (command-line choices are built from
+#: these two).
 NAMES = ("auto", "reference", "cpu", "triton")
 ALIASES = {"streaming": "auto"}
-_MODULES = {"reference": "reference", "cpu": "cpu", "triton": "triton"}
 
 
 def _load(name: str):
-    return importlib.import_module(f"{__name__}.{_MODULES[name]}")
+    """The module of a concrete backend (every name of NAMES but "auto" is its module's)."""
+    return importlib.import_module(f"{__name__}.{name}")
 
 
 def triton_usable() -> bool:
@@ -46,14 +48,18 @@ def resolve(name: str, device) -> str:
     return "cpu"
 
 
-def get(name: str, problem):
-    """The backend module for ``name`` and the problem's device."""
-    concrete = resolve(name, problem.emissions.device)
-    try:
-        mod = _load(concrete)
-    except ImportError as exc:
-        raise ValueError(f"`backend`: the {concrete!r} backend is not available here ({exc}); "
-                         "use backend='reference' or install what it needs") from exc
+def get(name, problem):
+    """The backend module for ``name`` and the problem's device. ``name`` may also be a backend
+    object with its own settings (:class:`semicrf.backends.triton.Configured`), used as it is."""
+    if not isinstance(name, str) and hasattr(name, "forward_backward"):
+        mod = name
+    else:
+        concrete = resolve(name, problem.emissions.device)
+        try:
+            mod = _load(concrete)
+        except ImportError as exc:
+            raise ValueError(f"`backend`: the {concrete!r} backend is not available here ({exc}); "
+                             "use backend='reference' or install what it needs") from exc
     check = getattr(mod, "check_problem", None)
     if check is not None:
         check(problem)

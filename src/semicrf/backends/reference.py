@@ -4,7 +4,7 @@ Every other backend is tested against this one, and this one is tested against
 brute-force enumeration. It favours clarity over speed: float64 throughout, a
 Python loop over positions, the duration look-back vectorised.
 
-Notation (see docs/algorithms.md). ``cum[t, c]`` is the sum of emissions of
+Notation (see docs/engine.md). ``cum[t, c]`` is the sum of emissions of
 label c over positions ``[0, t)``. A segment ``[s, e)`` of label c scores
 ``cum[e, c] - cum[s, c] + durations[e - s - 1, c] + start[s, c] + end[e - 1, c]``.
 

@@ -6,12 +6,14 @@ launch, one program per (sequence, direction), and store their messages at
 every position; the marginals are then assembled from them with O(B·T·C)
 tensor operations and one lagged-correlation kernel for the durations. All
 arithmetic is float64. Nothing uses float atomics, so results are bitwise
-reproducible.
+reproducible. Settings (chunk size, warps, far-part tiles and helpers, ...) come in a frozen
+:class:`TritonConfig` passed down from the caller; :data:`DEFAULT_CONFIG` holds the measured ones.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -30,50 +32,107 @@ except Exception as exc:  # pragma: no cover - depends on the installation
 
 NEG_INF = float("-inf")
 
-#: Positions per tile of the duration-gradient kernel (``--checkpoint-interval`` of the gradient check).
-#: 16 by measurement (H200, spec size): 64 spilled registers and took 2.4x as long.
-DEFAULT_CHUNK = 16
-#: Durations per tile and warps per program of the duration-gradient kernel.
-DGRAD_BLOCK_D = 64
-DGRAD_WARPS = 4
-
-#: Float32 exponentials in the look-back (float64 shifts and chain): faster, ~1e-8 per step instead
-#: of float64 rounding. Off by default.
-FAST_LOOKBACK = False
-
-#: Look-back method: "auto" or "chunked" (the chunked look-back; a row whose scores it cannot hold
-#: exactly is redone by the per-step one), or "exact" (the per-step K-wide look-back for every row).
-LOOKBACK = "auto"
-#: Positions per chunk of the chunked look-back (a power of two); None: :func:`chunk_config`.
-CHUNK = None
-#: Warps per program of the chunked sweep; None: :func:`chunk_config`.
-CHUNK_WARPS = None
-#: Far-part tile of the chunked sweep: about this many values per thread per sub-block, for the
-#: log semiring and for max-plus (Viterbi). By measurement (H200, spec size; docs/engine_gpu.md).
-FAR_TILE = 32
-FAR_TILE_MAX = 8
 #: Largest spread (nats) of finite duration scores per label, and of finite g below its block's
-#: largest, that the linear far part takes: products stay within [e^-700, 1].
+#: largest, that the linear far part takes: products stay within [e^-700, 1]. Part of the
+#: exactness guard, not a tuning knob.
 SPREAD_D = 300.0
 SPREAD_G = 400.0
-#: Far-part helpers of the chunked sweeps (both semirings): one more program per row computes the
-#: far part of the row's chunks ahead of it, on SMs the rows leave idle (``HELP`` in
-#: ``chunk_linear_sweep_kernel``). "auto": on a GPU when every program fits at once (twice the rows
-#: at most the SMs); "off"; for tests, also under the interpreter: "staged", helpers and rows launched
-#: one after the other on a finished sweep's blocks (the arithmetic, not the hand-over), and
-#: "orphaned", rows without helpers (every wait gives up; the rows go to the exact kernel).
-SPLIT_FAR = "auto"
-#: Blocks of the far part that a row keeps (the helper takes the ones before them).
-NEAR_BLOCKS = 1
-#: Polls of a hand-over counter before a program gives up and flags its row for the exact kernel.
-SPIN_LIMIT = 1 << 22
+#: Test modes of the far-part helpers (:func:`testing_helpers`).
+_HELPER_MODES = ("staged", "orphaned")
+
+
+def _pow2(n: int) -> int:
+    """The least power of two >= n (and >= 1)."""
+    return 1 << (max(int(n), 1) - 1).bit_length()
+
+
+@dataclass(frozen=True)
+class TritonConfig:
+    """Settings of the Triton backend; the defaults are the measured ones (docs/engine_gpu.md).
+
+    Pass one to :func:`forward_backward`, :func:`forward_backward_pair`, :func:`viterbi` or
+    :class:`Sweep` (``config=``), or to the engine's functions through :class:`Configured`. None of
+    them changes a result beyond rounding; they change speed.
+    """
+
+    #: Positions per chunk of the chunked sweep (a power of two); None: :func:`chunk_config`.
+    chunk: int | None = None
+    #: Warps per program of the chunked sweep (a power of two); None: :func:`chunk_config`.
+    chunk_warps: int | None = None
+    #: Far-part tile of the chunked sweep: about this many values per thread per sub-block, for the
+    #: log semiring and for max-plus (Viterbi); 0 cuts a block into sub-blocks of one start.
+    far_tile: int = 32
+    far_tile_max: int = 8
+    #: Far-part helpers of the chunked sweeps (both semirings): one more program per row computes
+    #: the far part of the row's chunks ahead of it, on SMs the rows leave idle. "auto": on a GPU
+    #: when every program fits at once (twice the rows at most the SMs); "off".
+    split_far: str = "auto"
+    #: Blocks of the far part that a row with a helper keeps (the helper takes the ones before).
+    near_blocks: int = 1
+    #: Polls of a hand-over counter before a program gives up and flags its row for the exact kernel.
+    spin_limit: int = 1 << 22
+    #: Positions per tile of the duration-gradient kernel (rounded up to a power of two:
+    #: :attr:`dgrad_positions`); ``--checkpoint-interval`` of the gradient check.
+    dgrad_chunk: int = 16
+    #: Durations per tile and warps per program of the duration-gradient kernel.
+    dgrad_block_d: int = 64
+    dgrad_warps: int = 4
+    # Test hook (see :func:`testing_helpers`), not a constructor argument: a user's config always
+    # has None.
+    _helpers_test: str | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self):
+        def pow2(name, v):
+            if v is not None and (int(v) < 1 or _pow2(v) != v):
+                raise ValueError(f"TritonConfig.{name}: must be a power of two >= 1, got {v!r}")
+        pow2("chunk", self.chunk)
+        pow2("chunk_warps", self.chunk_warps)
+        pow2("dgrad_block_d", self.dgrad_block_d)
+        pow2("dgrad_warps", self.dgrad_warps)
+        if self.split_far not in ("auto", "off"):
+            raise ValueError(f"TritonConfig.split_far: 'auto' or 'off', got {self.split_far!r}")
+        for name in ("far_tile", "far_tile_max"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"TritonConfig.{name}: must be >= 0, got {getattr(self, name)!r}")
+        for name in ("near_blocks", "spin_limit", "dgrad_chunk"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"TritonConfig.{name}: must be >= 1, got {getattr(self, name)!r}")
+
+    @property
+    def dgrad_positions(self) -> int:
+        """Positions per tile of the duration-gradient kernel: :attr:`dgrad_chunk` rounded up to a
+        power of two."""
+        return _pow2(self.dgrad_chunk)
+
+
+#: The configuration of every call that passes none. Frozen: to change a setting, pass a config.
+DEFAULT_CONFIG = TritonConfig()
+
+
+def testing_helpers(config: TritonConfig, mode: str) -> TritonConfig:
+    """For tests only: ``config`` with the far-part helpers forced into a test mode, also under the
+    interpreter, where programs run one after another and could never hand over.
+
+    "staged": the helpers and the rows launched one after the other on a finished sweep's blocks
+    (checks the arithmetic of the split, not the hand-over); "orphaned": rows expecting helpers
+    that never come (every wait gives up; the rows go to the exact kernel).
+    """
+    if mode not in _HELPER_MODES:
+        raise ValueError(f"testing_helpers: mode is one of {_HELPER_MODES}, got {mode!r}")
+    out = replace(config)
+    object.__setattr__(out, "_helpers_test", mode)
+    return out
+
+
 _SM_COUNT: dict = {}
+#: Launch shapes (labels, K, compile flags, config) whose rows and helpers need more shared memory
+#: than an SM has: they run without helpers.
 _NO_HELP: set = set()
 
 
-def _split_far(n_rows: int, nblk_lookback: int, dev: torch.device) -> bool:
-    """Whether this launch of ``n_rows`` rows gets far-part helpers (SPLIT_FAR "auto")."""
-    if SPLIT_FAR != "auto" or dev.type != "cuda" or nblk_lookback <= NEAR_BLOCKS:
+def _split_far(n_rows: int, nblk_lookback: int, dev: torch.device, config: TritonConfig) -> bool:
+    """Whether this launch of ``n_rows`` rows gets far-part helpers (``split_far`` "auto")."""
+    if config.split_far != "auto" or dev.type != "cuda" or nblk_lookback <= config.near_blocks:
         return False
     if dev not in _SM_COUNT:
         _SM_COUNT[dev] = torch.cuda.get_device_properties(dev).multi_processor_count
@@ -113,23 +172,17 @@ def check_problem(p: Problem) -> None:
             raise ValueError(f"`{name}`: is on {getattr(p, name).device} but emissions are on {dev}")
 
 
-def chunk_config(K: int) -> tuple[int, int]:
-    """(positions per chunk, warps per program) of the chunked sweep, unless set by :data:`CHUNK` /
-    :data:`CHUNK_WARPS`. Chosen by measurement on an H200 (docs/engine_gpu.md): for K = 100 chunks
-    of 32 with 4 warps (the four sweeps of log_likelihood 3.3 ms against 4.2-4.6 ms for 16/4 and
-    64/4); for K = 1000 chunks of 64 with 16 warps (23.3-23.8 ms against 24.8-25.6 ms for 64/8,
-    and the Viterbi sweep 25.0-25.9 against 27.8-29.1 ms)."""
+def chunk_config(K: int, config: TritonConfig = DEFAULT_CONFIG) -> tuple[int, int]:
+    """(positions per chunk, warps per program) of the chunked sweep: ``config.chunk`` and
+    ``config.chunk_warps`` where set, else by measurement on an H200 (docs/engine_gpu.md, "Chunk
+    and warps"): chunks of 32 with 4 warps for K <= 256, of 64 with 16 warps above."""
     q, w = (32, 4) if K <= 256 else (64, 16)
-    return (CHUNK or q, CHUNK_WARPS or w)
-
-
-def _pow2(n: int) -> int:
-    return triton.next_power_of_2(max(int(n), 1))
+    return (config.chunk or q, config.chunk_warps or w)
 
 
 def _cumsum_t(x: torch.Tensor) -> torch.Tensor:
     """cumsum over dim 1 of (N, T, C), scanned with T innermost (a scan over an outer dim with few
-    labels is ~30x slower on the GPU)."""
+    labels is far slower on the GPU, by measurement: docs/engine_gpu.md)."""
     return torch.cumsum(x.transpose(1, 2).contiguous(), dim=2).transpose(1, 2).contiguous()
 
 
@@ -168,8 +221,9 @@ def _linear_weights(dur: torch.Tensor, trans: torch.Tensor, kp: int | None = Non
     return w, dp, dmax, tlin, tmax
 
 
-class _Sweep:
-    """Messages of the sweeps of ``p``, all in one launch.
+class Sweep:
+    """Messages of the sweeps of ``p``, all in one launch (the chunked sweep; rows it flags are redone
+    by the exact one). Used by the functions below; public for the benchmark and the tests.
 
     ``groups`` lists, unconstrained first, whether each group of rows is constrained to
     ``p.labels``; with ``reverse`` a group holds the forward rows ``[0, B)`` and the rows of the
@@ -178,11 +232,11 @@ class _Sweep:
     """
 
     def __init__(self, p: Problem, groups=(False,), reverse: bool = False, semiring: str = "log",
-                 lengths: torch.Tensor | None = None):
+                 lengths: torch.Tensor | None = None, config: TritonConfig = DEFAULT_CONFIG):
         if list(groups) != sorted(groups):
-            raise ValueError("_Sweep: unconstrained groups come first")
+            raise ValueError("Sweep: unconstrained groups come first")
         if semiring == "max" and True in groups:
-            raise ValueError("_Sweep: max-plus sweeps are unconstrained")
+            raise ValueError("Sweep: max-plus sweeps are unconstrained")
         problems = [p, reverse_problem(p)] if reverse else [p]
         B, T, C = p.emissions.shape
         K = p.max_duration
@@ -226,73 +280,70 @@ class _Sweep:
         rows = (T, C, K, B, NR, first_con)
         flags = dict(HAS_START=has_start, HAS_END=has_end, CONSTRAINED=constrained, MAX=mx)
         BC = _pow2(C)
-        self._flag = None
         self.helped = False
-        exact = dict(FAST_EXP=FAST_LOOKBACK, BLOCK_C=BC, BLOCK_K=_pow2(K), num_warps=4 if K * C <= 2048 else 8)
-        if LOOKBACK != "exact":
-            Q, warps = chunk_config(K)
-            nblk = triton.cdiv(T, Q)
-            # Max-plus far part: score rows for every look-back distance (d - 1 < (cdiv(K, Q) + 1) Q).
-            w, dp, dmax, tlin, tmax = _linear_weights(p.durations, trans, (triton.cdiv(K, Q) + 2) * Q if mx else None)
-            glin = torch.empty((N, T, C), **f64) if not mx else self.g
-            bref = torch.empty((N, nblk, C), **f64) if not mx else self.g
-            flag = torch.zeros(N, dtype=torch.int32, device=dev)
-            scr = torch.empty((N, 3, Q, BC), **f64)
-            qs, tile = Q, FAR_TILE_MAX if mx else FAR_TILE
-            while qs > 1 and Q * qs * BC > tile * 32 * warps:
-                qs //= 2
-            staged = SPLIT_FAR in ("staged", "orphaned")
-            shape = (C, K, Q, tuple(flags.items()))
-            helped = staged or (shape not in _NO_HELP and _split_far(N, triton.cdiv(K, Q) + 1, dev))
-            depth = nblk + 1 if staged else NEAR_BLOCKS + 2
-            if helped:
-                prog = torch.full((N,), (1 << 30) - 1 if staged else 0, dtype=torch.int32, device=dev)
-                ready = torch.zeros(N, dtype=torch.int32, device=dev)
-                ring = torch.empty((N, depth, 3, Q, BC), **f64)
-            else:
-                prog = ready = ring = flag
-
-            def launch(grid, help_, pid_off):
-                _k.chunk_linear_sweep_kernel[(grid,)](
-                    *args, dp if mx else w, tlin, tmax, dmax, lengths, self.alpha, self.u, self.g, glin, bref, scr,
-                    flag, self.best_v, prog, ready, ring,
-                    *rows, nblk, N, NEAR_BLOCKS, depth, SPIN_LIMIT, pid_off,
-                    **flags, Q=Q, QS=qs, BLOCK_C=BC, NBP=_pow2(triton.cdiv(K, Q) + 2), SPREAD_G=SPREAD_G,
-                    SPREAD_D=SPREAD_D, HELP=help_, FENCE=help_ and not interpreted(), num_warps=warps,
-                )
-
-            if staged:
-                launch(N, False, 0)  # the blocks the helpers read
-                if SPLIT_FAR == "staged":
-                    launch(N, True, N)
-                launch(N, True, 0)
-            elif helped:
-                try:
-                    launch(2 * N, True, 0)
-                except triton.runtime.errors.OutOfResources:
-                    # The two roles in one program need more shared memory than the SM has (many
-                    # labels): this shape runs without helpers from now on.
-                    _NO_HELP.add(shape)
-                    helped = False
-                    launch(N, False, 0)
-            else:
-                launch(N, False, 0)
-            self.helped = helped
-            if not mx or helped:
-                # Rows whose scores the linear parts cannot hold, or whose helper gave up (flagged in
-                # the kernel), are redone exactly; the launch does not wait for the flags (unflagged
-                # rows return at once).
-                self._flag = flag
-                _k.sweep_kernel[(N,)](*args, lengths, self.alpha, self.u, self.g, self.best_v, flag, *rows,
-                                      **flags, ONLY_FLAGGED=True, **exact)
+        Q, warps = chunk_config(K, config)
+        nblk = triton.cdiv(T, Q)
+        # Max-plus far part: score rows for every look-back distance (d - 1 < (cdiv(K, Q) + 1) Q).
+        w, dp, dmax, tlin, tmax = _linear_weights(p.durations, trans, (triton.cdiv(K, Q) + 2) * Q if mx else None)
+        glin = torch.empty((N, T, C), **f64) if not mx else self.g
+        bref = torch.empty((N, nblk, C), **f64) if not mx else self.g
+        flag = torch.zeros(N, dtype=torch.int32, device=dev)
+        scr = torch.empty((N, 3, Q, BC), **f64)
+        qs, tile = Q, config.far_tile_max if mx else config.far_tile
+        while qs > 1 and Q * qs * BC > tile * 32 * warps:
+            qs //= 2
+        test_mode = config._helpers_test
+        shape = (C, K, tuple(flags.items()), config)
+        helped = test_mode is not None or (
+            shape not in _NO_HELP and _split_far(N, triton.cdiv(K, Q) + 1, dev, config))
+        depth = nblk + 1 if test_mode is not None else config.near_blocks + 2
+        if helped:
+            # Test modes: the rows' counters start past every block, so helpers never wait.
+            prog = torch.full((N,), (1 << 30) - 1 if test_mode is not None else 0, dtype=torch.int32, device=dev)
+            ready = torch.zeros(N, dtype=torch.int32, device=dev)
+            ring = torch.empty((N, depth, 3, Q, BC), **f64)
         else:
-            _k.sweep_kernel[(N,)](*args, lengths, self.alpha, self.u, self.g, self.best_v, self.g, *rows,
-                                  **flags, ONLY_FLAGGED=False, **exact)
+            prog = ready = ring = flag
+
+        def launch(grid, help_, pid_off):
+            _k.chunk_linear_sweep_kernel[(grid,)](
+                *args, dp if mx else w, tlin, tmax, dmax, lengths, self.alpha, self.u, self.g, glin, bref, scr,
+                flag, self.best_v, prog, ready, ring,
+                *rows, nblk, N, config.near_blocks, depth, config.spin_limit, pid_off,
+                **flags, Q=Q, QS=qs, BLOCK_C=BC, NBP=_pow2(triton.cdiv(K, Q) + 2), SPREAD_G=SPREAD_G,
+                SPREAD_D=SPREAD_D, HELP=help_, FENCE=help_ and not interpreted(), num_warps=warps,
+            )
+
+        if test_mode is not None:
+            launch(N, False, 0)  # the blocks the helpers read
+            if test_mode == "staged":
+                launch(N, True, N)
+            launch(N, True, 0)
+        elif helped:
+            try:
+                launch(2 * N, True, 0)
+            except triton.runtime.errors.OutOfResources:
+                # The two roles in one program need more shared memory than the SM has (many
+                # labels): this shape runs without helpers from now on.
+                _NO_HELP.add(shape)
+                helped = False
+                launch(N, False, 0)
+        else:
+            launch(N, False, 0)
+        self.helped = helped
+        self._flag = None
+        if not mx or helped:
+            # Rows whose scores the linear parts cannot hold, or whose helper gave up (flagged in
+            # the kernel), are redone exactly; the launch does not wait for the flags (unflagged
+            # rows return at once).
+            self._flag = flag
+            _k.sweep_kernel[(N,)](*args, lengths, self.alpha, self.u, self.g, self.best_v, flag, *rows, **flags,
+                                  BLOCK_C=BC, BLOCK_K=_pow2(K), num_warps=4 if K * C <= 2048 else 8)
 
     @property
     def method(self) -> str:
         """"chunked" when every row took the chunked sweep, else "exact" (reads the flags: a sync)."""
-        if LOOKBACK == "exact" or (self._flag is not None and bool(self._flag.any())):
+        if self._flag is not None and bool(self._flag.any()):
             return "exact"
         return "chunked"
 
@@ -319,27 +370,23 @@ def _split_exp(x: torch.Tensor):
 
 
 def forward_backward(p: Problem, constrained: bool = False, need_marginals: bool = True,
-                     chunk: int | None = None) -> ForwardBackward:
-    """log Z (or the constrained log Z of ``p.labels``) and, optionally, all marginals (float64).
-
-    ``chunk`` is the number of positions per tile of the duration-gradient kernel (rounded up to a
-    power of two; default :data:`DEFAULT_CHUNK`, read at call time).
-    """
-    return _forward_backward(p, (constrained,), need_marginals, chunk)[0]
+                     config: TritonConfig = DEFAULT_CONFIG) -> ForwardBackward:
+    """log Z (or the constrained log Z of ``p.labels``) and, optionally, all marginals (float64)."""
+    return _forward_backward(p, (constrained,), need_marginals, config)[0]
 
 
 def forward_backward_pair(p: Problem, need_marginals: bool = True,
-                          chunk: int | None = None) -> tuple[ForwardBackward, ForwardBackward]:
+                          config: TritonConfig = DEFAULT_CONFIG) -> tuple[ForwardBackward, ForwardBackward]:
     """``forward_backward`` unconstrained and constrained to ``p.labels``, both sweeps in one launch."""
-    return tuple(_forward_backward(p, (False, True), need_marginals, chunk))
+    return tuple(_forward_backward(p, (False, True), need_marginals, config))
 
 
-def _forward_backward(p: Problem, groups, need_marginals: bool, chunk: int | None) -> list[ForwardBackward]:
+def _forward_backward(p: Problem, groups, need_marginals: bool, config: TritonConfig) -> list[ForwardBackward]:
     B, T, C = p.emissions.shape
     K = p.max_duration
     G = len(groups)
     dev = p.emissions.device
-    sw = _Sweep(p, groups, reverse=need_marginals)
+    sw = Sweep(p, groups, reverse=need_marginals, config=config)
     b = torch.arange(B, device=dev)
     L = p.lengths
     log_z = torch.stack([torch.logsumexp(sw.alpha[sw.rows(i)][b, L] + p.final[None], dim=1) for i in range(G)])
@@ -377,11 +424,11 @@ def _forward_backward(p: Problem, groups, need_marginals: bool, chunk: int | Non
     hm, hk = _split_exp(h.transpose(1, 2))
     wm, wk = _split_exp(p.durations)
     dur_grad = torch.empty((G * B, K, C), dtype=torch.float64, device=dev)
-    block_d = min(DGRAD_BLOCK_D, _pow2(K))
-    chunk = _pow2(chunk if chunk is not None else DEFAULT_CHUNK)
+    block_d = min(config.dgrad_block_d, _pow2(K))
     _k.duration_grad_kernel[(G * B, C, triton.cdiv(K, block_d))](
         fm, fk, hm, hk, wm, wk, sw.rem, L.contiguous(), dur_grad, T, C, K, B, sw.first_con,
-        CONSTRAINED=sw.first_con < G, BLOCK_S=chunk, BLOCK_D=block_d, num_warps=DGRAD_WARPS,
+        CONSTRAINED=sw.first_con < G, BLOCK_S=config.dgrad_positions, BLOCK_D=block_d,
+        num_warps=config.dgrad_warps,
     )
     out = []
     for i in range(G):
@@ -391,7 +438,7 @@ def _forward_backward(p: Problem, groups, need_marginals: bool, chunk: int | Non
     return out
 
 
-def viterbi(p: Problem) -> ViterbiResult:
+def viterbi(p: Problem, config: TritonConfig = DEFAULT_CONFIG) -> ViterbiResult:
     """The best segmentation, meeting in the middle: the forward max-plus sweep over the first half
     of each sequence and the sweep of the reversed sequence over the second half run at the same
     time (values only); the best segment across the middle joins them. The arguments of the sweeps'
@@ -408,7 +455,7 @@ def viterbi(p: Problem) -> ViterbiResult:
     dev = p.emissions.device
     L = p.lengths
     mid, row_len = viterbi_halves(L)
-    sw = _Sweep(p, reverse=True, semiring="max", lengths=row_len)
+    sw = Sweep(p, reverse=True, semiring="max", lengths=row_len, config=config)
     block_s = 32
     nblk = triton.cdiv(K, block_s)
     val = torch.empty((B, nblk), dtype=torch.float64, device=dev)
@@ -475,3 +522,32 @@ def _join_halves(segs: torch.Tensor, nseg: torch.Tensor, middle: torch.Tensor, L
     second = torch.stack([Lb - second[:, 1], Lb - second[:, 0], second[:, 2]], dim=1)
     pick = lambda x, y, z: torch.where((i < n1[b])[:, None], x, torch.where((i == n1[b])[:, None], y, z))  # noqa: E731
     return pick(first, middle[b].to(torch.int64), second), offsets
+
+
+class Configured:
+    """The Triton backend with ``config`` instead of :data:`DEFAULT_CONFIG`, for the engine's
+    functions, e.g. ``semicrf.log_partition(..., backend=Configured(TritonConfig(chunk=32)))``
+    (:func:`semicrf.backends.get` takes it in place of a backend's name)."""
+
+    name = "triton"
+
+    def __init__(self, config: TritonConfig):
+        if not isinstance(config, TritonConfig):
+            raise TypeError(f"Configured: expected a TritonConfig, got {type(config).__name__}")
+        self.config = config
+
+    def __repr__(self) -> str:
+        return f"Configured({self.config!r})"
+
+    # Module functions looked up at call time, so that a test's stand-in for one is used here too.
+    def check_problem(self, p: Problem) -> None:
+        check_problem(p)
+
+    def forward_backward(self, p: Problem, constrained: bool = False, need_marginals: bool = True) -> ForwardBackward:
+        return forward_backward(p, constrained, need_marginals, config=self.config)
+
+    def forward_backward_pair(self, p: Problem, need_marginals: bool = True):
+        return forward_backward_pair(p, need_marginals, config=self.config)
+
+    def viterbi(self, p: Problem) -> ViterbiResult:
+        return viterbi(p, config=self.config)
