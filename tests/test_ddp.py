@@ -127,11 +127,11 @@ def test_a_group_the_data_cannot_feed_is_refused(data_dir, tmp_path, monkeypatch
 
 CRASHING_LAUNCHER = """
 import os, sys
-from semicrf.genomics import train
+from semicrf.genomics import trainer
 from semicrf.genomics.cli import main
 
 if os.environ["RANK"] == "1":
-    original = train.ModelRun._train_epoch
+    original = trainer.ModelRun._train_epoch
 
     def _train_epoch(self, epoch):
         if epoch == 2:
@@ -146,7 +146,7 @@ if os.environ["RANK"] == "1":
             self.optimizer.step = step_and_die
         return original(self, epoch)
 
-    train.ModelRun._train_epoch = _train_epoch
+    trainer.ModelRun._train_epoch = _train_epoch
 sys.exit(main(sys.argv[1:]))
 """
 

@@ -230,9 +230,9 @@ def test_cuda_without_a_gpu_suggests_cpu(data_dir, tmp_path, capsys):
 
 
 def test_prefetched_keeps_order_and_passes_errors_on():
-    from semicrf.genomics.train import _prefetched
+    from semicrf.genomics.batches import prefetched
 
-    assert list(_prefetched(iter(range(20)), depth=3)) == list(range(20))
+    assert list(prefetched(iter(range(20)), depth=3)) == list(range(20))
 
     def failing():
         yield 1
@@ -240,11 +240,11 @@ def test_prefetched_keeps_order_and_passes_errors_on():
 
     got = []
     with pytest.raises(KeyError, match="boom"):
-        for item in _prefetched(failing()):
+        for item in prefetched(failing()):
             got.append(item)
     assert got == [1]
     # Leaving early does not hang.
-    for item in _prefetched(iter(range(1000)), depth=1):
+    for item in prefetched(iter(range(1000)), depth=1):
         if item == 2:
             break
 

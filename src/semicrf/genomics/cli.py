@@ -16,7 +16,7 @@ import time
 
 from .compare import add_compare_parser
 from .synthetic import CONTENT_KINDS, GeneratorConfig
-from .train import add_run_parser
+from .run import add_run_parser
 
 
 def add_generate_parser(subparsers) -> argparse.ArgumentParser:
