@@ -133,7 +133,7 @@ from semicrf.genomics.cli import main
 if os.environ["RANK"] == "1":
     original = trainer.ModelRun._train_epoch
 
-    def _train_epoch(self, epoch):
+    def _train_epoch(self, epoch, *rest):
         if epoch == 2:
             # Dies without any cleanup after epoch 2's first step; that step's
             # all-reduce means rank 0 has written epoch 1's checkpoints.
@@ -144,7 +144,7 @@ if os.environ["RANK"] == "1":
                 os._exit(7)
 
             self.optimizer.step = step_and_die
-        return original(self, epoch)
+        return original(self, epoch, *rest)
 
     trainer.ModelRun._train_epoch = _train_epoch
 sys.exit(main(sys.argv[1:]))

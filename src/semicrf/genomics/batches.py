@@ -50,8 +50,12 @@ class Batcher:
         for index, x, y, lengths in prefetched(map(self._host_batch, indices)):
             yield index, (x.to(self.device), y.to(self.device), lengths.to(self.device))
 
-    def shuffled(self, seed: int, epoch: int):
-        """This rank's part of each batch, in an order drawn from (seed, epoch).
+    def shuffled(self, seed: int, epoch: int, start: int = 0):
+        """This rank's part of each batch from batch ``start`` on, in an order drawn from (seed, epoch).
+
+        The order does not depend on ``start``: a run resumed mid-epoch sees
+        the batches the uninterrupted run would have seen (the skipped ones
+        are not computed).
 
         Yields (features, labels, lengths, share): ``share`` = this rank's
         positions x world / the global batch's positions, the factor that
@@ -72,7 +76,7 @@ class Batcher:
             else:
                 parts.append(batch[:1])
                 shares.append(0.0)
-        for share, (_, batch) in zip(shares, self._batches(parts)):
+        for share, (_, batch) in zip(shares[start:], self._batches(parts[start:])):
             yield (*batch, share)
 
     def in_length_order(self):

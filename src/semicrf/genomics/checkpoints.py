@@ -19,7 +19,14 @@ from .outputs import CURVES_PLOT, DURATION_PLOT, METRICS_FILE
 from .run_config import IDENTITY_KEYS, RunConfig, RunError
 
 CHECKPOINT_FORMAT = "semicrf-benchmark-checkpoint"
-FORMAT_VERSION = 1
+# 2: the last checkpoint adds the position within the epoch, the global step, the unfinished
+# epoch's loss sums, the RNG states and why training stopped. Version 1 still resumes.
+FORMAT_VERSION = 2
+# What a version-1 checkpoint's config means for the settings it did not record.
+_LEGACY_DEFAULTS = {"warmup_steps": 0, "lr_schedule": "constant", "min_lr_ratio": 0.1}
+# How a refusal names each identity setting (default: its flag).
+_SETTING_NAMES = {"data": "the data set's generator settings (--data-dir)",
+                  "data_files": "the data files in --data-dir (regenerated or edited since)"}
 CHECKPOINT_DIR = "checkpoints"
 PREDICTION_DIR = "predictions"
 
@@ -59,6 +66,21 @@ def known_outputs(out: Path) -> list[Path]:
     return paths
 
 
+def _changed_settings(old: dict, now: dict) -> list[str]:
+    """The identity settings in which a checkpoint's config ``old`` differs from ``now``, described."""
+    diff = []
+    for key in IDENTITY_KEYS:
+        if key not in old and key not in _LEGACY_DEFAULTS:
+            continue  # not recorded by a version-1 checkpoint (the data files' hash): nothing to compare
+        before = old.get(key, _LEGACY_DEFAULTS.get(key))
+        if key == "min_lr_ratio" and now["lr_schedule"] == "constant" == old.get("lr_schedule", "constant"):
+            continue  # only the cosine schedule reads it
+        if before != now[key]:
+            name = _SETTING_NAMES.get(key, "--" + key.replace("_", "-"))
+            diff.append(f"{name}: checkpoint {before!r}, now {now[key]!r}")
+    return diff
+
+
 def check_resume(config: RunConfig) -> dict[str, dict]:
     """The last checkpoints to resume from, each checked against ``config``."""
     found = {}
@@ -69,14 +91,18 @@ def check_resume(config: RunConfig) -> dict[str, dict]:
             continue
         ckpt = load_checkpoint(path)
         old = ckpt.get("config", {})
-        diff = [k for k in IDENTITY_KEYS if old.get(k) != current[k]]
+        diff = _changed_settings(old, current)
         if diff:
-            detail = ", ".join(f"{k}: checkpoint {old.get(k)!r} vs now {current[k]!r}" for k in diff)
-            raise RunError(f"--resume: {path} was trained with other settings ({detail}); rerun with the "
+            raise RunError(f"--resume: {path} was trained with other settings ({'; '.join(diff)}); rerun with the "
                            "checkpoint's settings, or use --overwrite to start afresh")
-        if ckpt["epoch"] > config.epochs:
-            raise RunError(f"--resume: {path} has already trained {ckpt['epoch']} epochs, more than --epochs "
-                           f"{config.epochs}; give --epochs >= {ckpt['epoch']} or use --overwrite")
+        if config.lr_schedule == "cosine" and old.get("epochs") != config.epochs:
+            raise RunError(f"--resume: {path} was trained with --lr-schedule cosine over --epochs {old.get('epochs')}; "
+                           f"the cosine schedule spans --epochs, so --epochs {config.epochs} would change every "
+                           f"later learning rate; give --epochs {old.get('epochs')} or use --overwrite")
+        begun = int(ckpt["epoch"]) + (1 if ckpt.get("step_in_epoch") else 0)
+        if begun > config.epochs:
+            raise RunError(f"--resume: {path} has already trained {begun} epochs, more than --epochs "
+                           f"{config.epochs}; give --epochs >= {begun} or use --overwrite")
         found[m] = ckpt
     return found
 

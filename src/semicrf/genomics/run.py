@@ -6,7 +6,7 @@ Output directory (``--output-dir``)::
     duration_comparison.png      true vs predicted segment durations (and learned priors)
     training_curves.png          training loss and validation F1 per model
     checkpoints/<model>_best.pt  weights at the best validation boundary F1
-    checkpoints/<model>_last.pt  weights + optimizer after the latest epoch (for --resume)
+    checkpoints/<model>_last.pt  everything --resume needs, at the latest epoch end or step boundary
     predictions/<model>.gff3     the model's test-split predictions as gene models
     predictions/<model>.bed
 
@@ -15,8 +15,15 @@ The steps, each in its own module: the flags become a checked
 (``run_data``), the process group is checked and formed (``distributed``),
 the output directory and any checkpoints to resume from are checked
 (``checkpoints``) -- every input is checked before anything is written --
-then each model is trained (``trainer``) and evaluated (``evaluation``), and
-metrics.json and the figures are written (``outputs``).
+then each model is trained (``trainer``, with the schedule and the stops of
+``control``) and evaluated (``evaluation``), and metrics.json and the figures
+are written (``outputs``).
+
+A run may end early and be continued with ``--resume``: ``--time-limit``
+stops it at the first step boundary after that many seconds (status 0, the
+last checkpoints written, metrics only for the models that finished);
+SIGTERM or SIGINT stop it at the next step boundary after saving (status
+128 + signal number).
 
 Several processes (``torchrun --nproc_per_node=N ... run ...``): the run
 trains with DistributedDataParallel, one process per GPU (NCCL) or per CPU
@@ -36,17 +43,19 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 import torch
 
 from . import features
 from .checkpoints import check_output_dir, make_output_dir
+from .control import Interrupted, TrainingControl
 from .distributed import Processes, check_processes, process_group
 from .evaluation import evaluate_model
 from .models import ModelConfig
 from .outputs import write_figures, write_metrics
 from .run_config import RunConfig, add_run_arguments
-from .run_data import data_fingerprint, load_run_data
+from .run_data import data_files_hash, data_fingerprint, load_run_data
 from .trainer import ModelRun
 
 
@@ -66,22 +75,30 @@ def add_run_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run_main(args: argparse.Namespace) -> int:
-    """Run the benchmark as ``args`` (from :func:`add_run_arguments`) says; returns 0.
+    """Run the benchmark as ``args`` (from :func:`add_run_arguments`) says; returns the exit status.
 
-    Under torchrun (WORLD_SIZE > 1) this is one process of a DistributedDataParallel run.
+    0 when every model finished or ``--time-limit`` stopped the run; 128 +
+    signal number when SIGTERM / SIGINT did. Under torchrun (WORLD_SIZE > 1)
+    this is one process of a DistributedDataParallel run.
     """
+    started = time.monotonic()
     processes = Processes.from_environment()
     config = RunConfig.from_args(args)
     meta, data = load_run_data(config)
     check_processes(processes, config, len(data["train"]))
-    config = config.with_data(data_fingerprint(meta), processes.world)
+    config = config.with_data(data_fingerprint(meta), data_files_hash(config.data_dir), processes.world)
     resumable = check_output_dir(config)
     device = processes.device(config.device)
-    with process_group(processes, device):
+    control = TrainingControl(config.time_limit, config.checkpoint_every, processes, device, started)
+    with process_group(processes, device), control.signals():
         # Everything is validated: from here on files are written.
         if processes.writer:
             make_output_dir(config)
-        return _train_and_report(config, meta, data, resumable, device, processes)
+        try:
+            return _train_and_report(config, meta, data, resumable, device, processes, control)
+        except Interrupted as stop:
+            print(f"run: {stop}; continue with the same command plus --resume", file=sys.stderr)
+            return 128 + stop.signum
 
 
 def _progress_factory(disabled: bool):
@@ -101,7 +118,15 @@ def _model_config(config: RunConfig, meta: dict) -> ModelConfig:
     )
 
 
-def _train_and_report(config: RunConfig, meta, data, resumable, device, processes: Processes) -> int:
+def _stopped_early(config: RunConfig, control: TrainingControl, where: str, log) -> int:
+    log(f"stopped early: --time-limit {config.time_limit:g} s reached after {control.elapsed():.1f} s; {where}. "
+        f"Finished models' results are in {config.output_path / 'metrics.json'}; continue with the same command "
+        "plus --resume")
+    return 0
+
+
+def _train_and_report(config: RunConfig, meta, data, resumable, device, processes: Processes,
+                      control: TrainingControl) -> int:
     if config.threads:
         torch.set_num_threads(config.threads)
     progress, write = _progress_factory(config.no_progress or not processes.writer)
@@ -118,11 +143,14 @@ def _train_and_report(config: RunConfig, meta, data, resumable, device, processe
     out, record = config.output_path, config.to_dict()
     results, histories = {}, {}
     for name in config.models:
+        if control.stop_between_models():
+            return _stopped_early(config, control, f"{name} and the models after it not started", log)
         run = ModelRun(name, config, model_config, meta, data, device, progress, processes)
         if name in resumable:
             run.restore(resumable[name])
-            log(f"{name}: resuming after epoch {run.epoch}")
-        run.train(log)
+            log(f"{name}: resuming at {run.position()}")
+        if not run.train(log, control):
+            return _stopped_early(config, control, f"{name} saved at {run.position()}", log)
         results[name] = evaluate_model(run, log)
         histories[name] = run.history
         if processes.writer:

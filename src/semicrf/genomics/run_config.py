@@ -26,10 +26,11 @@ from .models import DEFAULT_MODELS, available_models, parse_model_list
 
 # "streaming" first: it is the default and the name the benchmark documents.
 BACKEND_CHOICES = tuple(dict.fromkeys((*_BACKEND_ALIASES, *_BACKEND_NAMES)))
+LR_SCHEDULES = ("constant", "cosine")
 # Settings that change what a checkpoint's training computes; --resume refuses to mix them.
-IDENTITY_KEYS = ("data", "encoder", "features", "max_duration", "hidden_dim", "num_layers", "batch_size", "lr",
-                 "crf_lr_scale", "weight_decay", "grad_clip", "seed", "log_every", "max_train", "max_val", "max_test",
-                 "precision")
+IDENTITY_KEYS = ("data", "data_files", "encoder", "features", "max_duration", "hidden_dim", "num_layers",
+                 "batch_size", "lr", "crf_lr_scale", "weight_decay", "grad_clip", "seed", "log_every", "max_train",
+                 "max_val", "max_test", "precision", "warmup_steps", "lr_schedule", "min_lr_ratio")
 
 
 class RunError(ValueError):
@@ -74,7 +75,57 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
     p.add_argument("--max-test", type=int, default=None, help="use only the first N test sequences")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (default: its own choice)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    g = p.add_argument_group("learning-rate schedule (all parameter groups scaled alike)")
+    g.add_argument("--warmup-steps", type=int, default=0,
+                   help="raise the learning rate linearly over the first N optimizer steps")
+    g.add_argument("--lr-schedule", default="constant", choices=LR_SCHEDULES,
+                   help="after the warm-up: constant, or cosine decay to --min-lr-ratio x the learning rate at "
+                        "the last step of --epochs")
+    g.add_argument("--min-lr-ratio", type=float, default=0.1, help="where the cosine schedule ends, x --lr")
+    g = p.add_argument_group("stopping and checkpoints (for long runs trained in several invocations)")
+    g.add_argument("--step-budget", default=None, metavar="MODEL=N[,MODEL=N...]",
+                   help="stop the named models after N optimizer steps (e.g. pytorch-crf=20); a budgeted model "
+                        "validates when it stops and is evaluated from its best checkpoint")
+    g.add_argument("--patience", type=int, default=None,
+                   help="stop a model after N validations without a better validation boundary F1 (None: never)")
+    g.add_argument("--checkpoint-every", type=float, default=300.0, metavar="SECONDS",
+                   help="also write <model>_last.pt at the first step boundary after this many seconds since "
+                        "the last one (mid-epoch)")
+    g.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                   help="stop at the first step boundary after SECONDS of this invocation, write the last "
+                        "checkpoints and exit with status 0 (no metrics for unfinished models); continue with "
+                        "the same command plus --resume. SIGTERM/SIGINT also stop at a step boundary after "
+                        "saving, with status 128 + signal number")
     return p
+
+
+def parse_step_budget(text: str | None, models: list[str]) -> dict[str, int]:
+    """{model: steps} from ``--step-budget MODEL=N[,MODEL=N...]``; raises :class:`RunError`."""
+    if text is None:
+        return {}
+    budget: dict[str, int] = {}
+    for item in text.split(","):
+        name, sep, value = item.strip().partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise RunError(f"--step-budget: {item.strip()!r} is not MODEL=N; give e.g. --step-budget pytorch-crf=20")
+        if name not in available_models():
+            raise RunError(f"--step-budget: unknown model {name!r}; choose from {', '.join(available_models())}")
+        if name not in models:
+            raise RunError(f"--step-budget names {name}, which is not among --models ({','.join(models)}); "
+                           "add it to --models or leave it out of --step-budget")
+        if name == "oracle":
+            raise RunError("--step-budget names oracle, which trains nothing; leave it out")
+        if name in budget:
+            raise RunError(f"--step-budget gives {name} twice; give each model once")
+        try:
+            steps = int(value)
+        except ValueError:
+            steps = 0
+        if steps < 1 or str(steps) != value.strip():
+            raise RunError(f"--step-budget {name}={value.strip()}: the budget must be an integer >= 1")
+        budget[name] = steps
+    return budget
 
 
 def _check_int(name: str, value, minimum: int = 1, allow_none: bool = False):
@@ -144,11 +195,19 @@ class RunConfig:
     engine_backend_resolved: str
     no_triton: bool
     models: tuple[str, ...]
+    warmup_steps: int = 0
+    lr_schedule: str = "constant"
+    min_lr_ratio: float = 0.1
+    step_budget: tuple[tuple[str, int], ...] = ()
+    patience: int | None = None
+    checkpoint_every: float = 300.0
+    time_limit: float | None = None
     resume: bool = False
     overwrite: bool = False
     threads: int | None = None
     no_progress: bool = False
     data: str | None = None
+    data_files: str | None = None
     processes: int = 1
 
     @classmethod
@@ -156,6 +215,7 @@ class RunConfig:
         """Check the parsed flags of :func:`add_run_arguments`; raises :class:`RunError`."""
         _check_numbers(args)
         models, backend = _check_choices(args)
+        budget = parse_step_budget(args.step_budget, models)
         _check_environment(args, models)
         return cls(
             data_dir=str(args.data_dir), output_dir=str(args.output_dir), encoder=args.encoder,
@@ -165,13 +225,20 @@ class RunConfig:
             log_every=args.log_every, max_train=args.max_train, max_val=args.max_val, max_test=args.max_test,
             precision=args.precision, device=args.device, backend=args.backend, engine_backend=backend,
             engine_backend_resolved=_resolved_backend(backend, args.device), no_triton=bool(args.no_triton),
-            models=tuple(models), resume=bool(args.resume), overwrite=bool(args.overwrite), threads=args.threads,
+            models=tuple(models), warmup_steps=args.warmup_steps, lr_schedule=args.lr_schedule,
+            min_lr_ratio=float(args.min_lr_ratio), step_budget=tuple(budget.items()), patience=args.patience,
+            checkpoint_every=float(args.checkpoint_every),
+            time_limit=None if args.time_limit is None else float(args.time_limit), resume=bool(args.resume), overwrite=bool(args.overwrite), threads=args.threads,
             no_progress=bool(args.no_progress),
         )
 
-    def with_data(self, fingerprint: str, processes: int) -> "RunConfig":
-        """This config with the data set's fingerprint and the number of processes."""
-        return dataclasses.replace(self, data=fingerprint, processes=processes)
+    def with_data(self, fingerprint: str, files_hash: str, processes: int) -> "RunConfig":
+        """This config with the data set's fingerprint, its files' hash and the number of processes."""
+        return dataclasses.replace(self, data=fingerprint, data_files=files_hash, processes=processes)
+
+    def budget(self, model: str) -> int | None:
+        """The optimizer-step budget of ``model`` (None: --epochs alone decides)."""
+        return dict(self.step_budget).get(model)
 
     @property
     def output_path(self) -> Path:
@@ -183,8 +250,10 @@ class RunConfig:
                 "crf_lr_scale", "weight_decay", "grad_clip", "epochs", "seed", "log_every", "max_train", "max_val",
                 "max_test", "precision", "device", "backend", "engine_backend", "engine_backend_resolved",
                 "no_triton")
-        return {"data": self.data, "data_dir": str(Path(self.data_dir).resolve()),
-                **{k: getattr(self, k) for k in keys}, "models": list(self.models), "processes": self.processes}
+        later = ("warmup_steps", "lr_schedule", "min_lr_ratio", "patience", "checkpoint_every", "time_limit")
+        return {"data": self.data, "data_files": self.data_files, "data_dir": str(Path(self.data_dir).resolve()),
+                **{k: getattr(self, k) for k in keys}, "models": list(self.models), "processes": self.processes,
+                **{k: getattr(self, k) for k in later}, "step_budget": dict(self.step_budget)}
 
 
 def _check_numbers(args) -> None:
@@ -202,6 +271,13 @@ def _check_numbers(args) -> None:
     _check_float("--weight-decay", args.weight_decay, positive=False)
     _check_float("--crf-lr-scale", args.crf_lr_scale, positive=True)
     _check_float("--grad-clip", args.grad_clip, positive=False)
+    _check_int("--warmup-steps", args.warmup_steps, minimum=0)
+    if _check_float("--min-lr-ratio", args.min_lr_ratio, positive=False) > 1:
+        raise RunError(f"--min-lr-ratio must lie in [0, 1] (a fraction of --lr), got {args.min_lr_ratio!r}")
+    _check_int("--patience", args.patience, allow_none=True)
+    _check_float("--checkpoint-every", args.checkpoint_every, positive=True)
+    if args.time_limit is not None:
+        _check_float("--time-limit", args.time_limit, positive=True)
 
 
 def _check_choices(args) -> tuple[list[str], str]:

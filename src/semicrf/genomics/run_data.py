@@ -1,9 +1,17 @@
-"""The data of a ``run``: the three splits (cut to ``--max-*``) and the data set's fingerprint."""
+"""The data of a ``run``: the three splits (cut to ``--max-*``) and what identifies the data set.
+
+Two identities, both recorded in checkpoints and compared by ``--resume``:
+:func:`data_fingerprint` (what the metadata says defines the set: generator
+settings, seed, sizes, classes) and :func:`data_files_hash` (the bytes of the
+files the runner reads), which catches a set that was edited, or regenerated
+by another version of the generator, under the same metadata.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 from . import dataset
 from .run_config import RunConfig
@@ -33,3 +41,20 @@ def data_fingerprint(meta: dict) -> str:
     """A short hash of what defines a data set (generator config, seed, split sizes, classes)."""
     key = {k: meta.get(k) for k in ("config", "seed", "splits", "class_names")}
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def data_files_hash(data_dir) -> str:
+    """A short SHA-256 of the metadata and split files the runner reads.
+
+    The split files are compressed arrays (tens of MB for the default set),
+    so this costs well under a second; the exports (FASTA, GFF3, BED) are not
+    read by the runner and are left out.
+    """
+    digest = hashlib.sha256()
+    files = [dataset.METADATA_FILE] + [f"{split}.npz" for split in SPLITS]
+    for name in files:
+        digest.update(name.encode() + b"\0")
+        with open(Path(data_dir) / name, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
