@@ -394,7 +394,7 @@ def test_checkpoint_every_writes_mid_epoch_without_changing_training(full_run, d
 
 def test_step_budget_stops_a_model_validates_and_reports_it(data_dir, tmp_path, capsys):
     out = tmp_path / "budget"
-    assert _run(data_dir, out, "--models", "softmax,linear", "--epochs", "3", "--log-every", "2",
+    assert _run(data_dir, out, "--models", "softmax,linear", "--epochs", "3", "--log-every", "5",
                 "--step-budget", "softmax=3") == 0
     stdout = capsys.readouterr().out
     doc = json.loads((out / "metrics.json").read_text())
@@ -408,14 +408,14 @@ def test_step_budget_stops_a_model_validates_and_reports_it(data_dir, tmp_path, 
     assert all(float(s["step"]) == 3 for s in last["optimizer"]["state"].values())
     history = last["history"]
     assert [(h["epoch"], h["steps"]) for h in history] == [(1, 2), (2, 3)]
-    # --log-every 2 would validate epoch 2 anyway; epoch 1 is not validated, the cut epoch 2 is.
+    # --log-every 5 validates only the last epoch (3): the cut epoch 2 is validated because the budget ended it.
     assert "val_boundary_f1" not in history[0] and "val_boundary_f1" in history[1]
     assert _ckpt(out, "softmax", "best")["epoch"] == soft["best_epoch"] == 2
     assert "stopped by its --step-budget after 3 steps" in stdout
     assert "3 (budget)" in stdout  # the closing table shows it
     # Resumed, a budget-stopped model is finished: not retrained, even with more epochs.
     before = (out / "checkpoints" / "softmax_last.pt").stat().st_mtime_ns
-    assert _run(data_dir, out, "--models", "softmax,linear", "--epochs", "4", "--log-every", "2",
+    assert _run(data_dir, out, "--models", "softmax,linear", "--epochs", "4", "--log-every", "5",
                 "--step-budget", "softmax=3", "--resume") == 0
     assert "softmax: finished earlier" in capsys.readouterr().out
     assert (out / "checkpoints" / "softmax_last.pt").stat().st_mtime_ns == before
@@ -479,3 +479,23 @@ def test_resume_refuses_edited_data_files(data_dir, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "data files in --data-dir" in err and "--overwrite" in err
     assert _run(data, out, "--models", "softmax", "--epochs", "2", "--overwrite") == 0
+
+
+def test_a_signal_during_the_last_validation_stops_before_the_next_model(data_dir, tmp_path, monkeypatch, capsys):
+    from semicrf.genomics import trainer
+
+    original = trainer.ModelRun._validate
+
+    def validate_then_signal(self, record, log):
+        original(self, record, log)
+        if self.name == "softmax" and self.epoch == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(trainer.ModelRun, "_validate", validate_then_signal)
+    out = tmp_path / "out"
+    assert _run(data_dir, out, "--models", "softmax,linear", "--epochs", "2") == 128 + signal.SIGINT
+    err = capsys.readouterr().err
+    assert "SIGINT" in err and "linear and the models after it not started" in err
+    # softmax finished (it was past its last step), linear never began.
+    assert list(json.loads((out / "metrics.json").read_text())["models"]) == ["softmax"]
+    assert not (out / "checkpoints" / "linear_last.pt").exists()

@@ -95,9 +95,16 @@ class TrainingControl:
         stop = SIGNAL if flags[1] else TIME_LIMIT if flags[0] else None
         return stop, bool(flags[2])
 
-    def stop_between_models(self) -> bool:
-        """Whether to stop before the next model (time limit only; agreed by every process)."""
-        return self.poll(time.monotonic())[0] is not None
+    def stop_between_models(self, next_model: str) -> bool:
+        """Whether the time limit stops the run before ``next_model`` (agreed by every process).
+
+        A signal received since the last step boundary (during a validation
+        or an evaluation) raises :class:`Interrupted` here.
+        """
+        stop, _ = self.poll(time.monotonic())
+        if stop == SIGNAL:
+            raise Interrupted(self.signum, f"{next_model} and the models after it not started")
+        return stop is not None
 
     @contextmanager
     def signals(self):

@@ -143,7 +143,7 @@ def _train_and_report(config: RunConfig, meta, data, resumable, device, processe
     out, record = config.output_path, config.to_dict()
     results, histories = {}, {}
     for name in config.models:
-        if control.stop_between_models():
+        if control.stop_between_models(name):
             return _stopped_early(config, control, f"{name} and the models after it not started", log)
         run = ModelRun(name, config, model_config, meta, data, device, progress, processes)
         if name in resumable:
