@@ -75,3 +75,21 @@ def test_unusable_results_are_refused_clearly(tmp_path, capsys, setup, message):
         load_results(d)
     assert main(["compare", "--results-dir", str(d)]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_steps_trained_show_and_say_what_stopped_a_model():
+    # Steps appear only when the results record them (older metrics.json files keep their table).
+    budgeted = {**_model(0.5, {"intergenic": 1.0, "exon": 1.0, "intron": 1.0}), "steps_trained": 20,
+                "stopped_by": "step_budget", "step_budget": 20}
+    full = {**_model(0.7, {"intergenic": 1.0, "exon": 1.0, "intron": 1.0}), "steps_trained": 1200,
+            "stopped_by": "epochs", "step_budget": None}
+    patient = {**_model(0.6, {"intergenic": 1.0, "exon": 1.0, "intron": 1.0}), "steps_trained": 300,
+               "stopped_by": "patience", "step_budget": None}
+    lines = format_table([_doc({"pytorch-crf": budgeted, "semicrf": full, "linear": patient,
+                                "oracle": _model(0.9, {})})]).splitlines()
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    assert header[:3] == ["Model", "Steps", "Boundary F1"]
+    rows = {r[0]: r for r in ([c.strip() for c in line.strip("|").split("|")] for line in lines[2:])}
+    assert rows["pytorch-crf"][1:3] == ["20 (budget)", "0.500"]
+    assert rows["semicrf"][1] == "1200" and rows["linear"][1] == "300 (patience)"
+    assert rows["oracle"][1] == "-"

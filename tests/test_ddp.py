@@ -127,13 +127,13 @@ def test_a_group_the_data_cannot_feed_is_refused(data_dir, tmp_path, monkeypatch
 
 CRASHING_LAUNCHER = """
 import os, sys
-from semicrf.genomics import train
+from semicrf.genomics import trainer
 from semicrf.genomics.cli import main
 
 if os.environ["RANK"] == "1":
-    original = train.ModelRun._train_epoch
+    original = trainer.ModelRun._train_epoch
 
-    def _train_epoch(self, epoch):
+    def _train_epoch(self, epoch, *rest):
         if epoch == 2:
             # Dies without any cleanup after epoch 2's first step; that step's
             # all-reduce means rank 0 has written epoch 1's checkpoints.
@@ -144,9 +144,9 @@ if os.environ["RANK"] == "1":
                 os._exit(7)
 
             self.optimizer.step = step_and_die
-        return original(self, epoch)
+        return original(self, epoch, *rest)
 
-    train.ModelRun._train_epoch = _train_epoch
+    trainer.ModelRun._train_epoch = _train_epoch
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -205,3 +205,50 @@ def test_two_gpus_train_as_one(data_dir, tmp_path, encoder):
             for key, value in a["state_dict"].items():
                 assert torch.allclose(value, b["state_dict"][key], rtol=1e-3, atol=1e-4), (model, key)
         assert 0 <= db["models"][model]["boundary_f1"] <= 1
+
+
+STOPPING_LAUNCHER = """
+import os, sys
+from semicrf.genomics import control
+from semicrf.genomics.cli import main
+
+# Stands in for --time-limit at a known step: this invocation stops after its STOP_AFTER-th step.
+limit = int(os.environ["STOP_AFTER"])
+control.TrainingControl.time_up = lambda self: self.steps_done >= limit
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_two_processes_stopped_mid_epoch_resume_to_the_uninterrupted_run(runs, data_dir, tmp_path, monkeypatch):
+    _, straight, _ = runs
+    launcher = tmp_path / "launch.py"
+    launcher.write_text(STOPPING_LAUNCHER)
+    out = tmp_path / "out"
+    argv = ["run", "--data-dir", str(data_dir), "--output-dir", str(out), "--models", MODELS, *TINY,
+            "--time-limit", "3600"]
+    # 7 sequences in batches of 3: 3 steps an epoch, 6 per model. First invocation: softmax to epoch 2, step 1.
+    monkeypatch.setenv("STOP_AFTER", "4")
+    done = _torchrun(2, argv, script=launcher)
+    assert done.returncode == 0 and "stopped early" in done.stdout, done.stderr[-3000:]
+    last = _weights(out, "softmax")
+    assert (last["epoch"], last["step_in_epoch"], last["global_step"]) == (1, 1, 4)
+    assert len(last["epoch_loss"]) == 2  # each process's share of epoch 2's loss so far
+    # Second: softmax's last 2 steps and evaluation, then semicrf to epoch 1, step 2.
+    done = _torchrun(2, [*argv, "--resume"], script=launcher)
+    assert done.returncode == 0 and "stopped early" in done.stdout, done.stderr[-3000:]
+    last = _weights(out, "semicrf")
+    assert (last["epoch"], last["step_in_epoch"], last["global_step"]) == (0, 2, 2)
+    done = _torchrun(2, [*argv, "--resume"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    da, db = (json.loads((d / "metrics.json").read_text()) for d in (straight, out))
+    timing = {"training_time_s", "time_per_epoch_s", "inference_time_s", "inference_throughput", "peak_memory_mb"}
+    for model in MODELS.split(","):
+        for kind in ("last", "best"):
+            a, b = _weights(straight, model, kind)["state_dict"], _weights(out, model, kind)["state_dict"]
+            assert all(torch.equal(a[k], b[k]) for k in a), (model, kind)
+        ha, hb = _weights(straight, model)["history"], _weights(out, model)["history"]
+        assert [{k: v for k, v in h.items() if k != "elapsed_s"} for h in ha] == \
+            [{k: v for k, v in h.items() if k != "elapsed_s"} for h in hb]
+        assert {k: v for k, v in da["models"][model].items() if k not in timing} == \
+            {k: v for k, v in db["models"][model].items() if k not in timing}

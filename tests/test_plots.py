@@ -244,3 +244,23 @@ def test_package_import_does_not_need_matplotlib():
         "sys.exit(1 if 'matplotlib' in sys.modules else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_a_figure_that_fails_midway_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    rng = np.random.default_rng(5)
+    true, pred, kl, _ = duration_inputs(rng)
+    target = tmp_path / "duration_comparison.png"
+    P.plot_duration_comparison(target, NAMES, true, pred, kl, max_duration=100)
+    before = target.read_bytes()
+
+    def half_then_fail(self, fname, **kwargs):
+        fname.write(PNG_MAGIC)  # some bytes are out before the failure
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Figure, "savefig", half_then_fail)
+    with pytest.raises(OSError, match="disk full"):
+        P.plot_duration_comparison(target, NAMES, true, pred, kl, max_duration=100)
+    assert target.read_bytes() == before
+    only_file(tmp_path, "duration_comparison.png")

@@ -2,6 +2,9 @@
 
 import json
 import math
+import os
+import shutil
+import signal
 
 import numpy as np
 import pytest
@@ -197,6 +200,12 @@ def test_non_empty_output_is_refused_unless_overwrite(data_dir, tmp_path, capsys
         ({"--epochs": "0"}, "--epochs"),
         ({"--resume": None, "--overwrite": None}, "contradict"),
         ({"--backend": "triton"}, "GPU"),
+        ({"--warmup-steps": "-1"}, "--warmup-steps"),
+        ({"--min-lr-ratio": "1.5"}, "--min-lr-ratio"),
+        ({"--time-limit": "0"}, "--time-limit"),
+        ({"--checkpoint-every": "-5"}, "--checkpoint-every"),
+        ({"--patience": "0"}, "--patience"),
+        ({"--step-budget": "softmax=many"}, "--step-budget"),
     ],
 )
 def test_bad_input_is_refused_before_anything_is_written(data_dir, tmp_path, capsys, change, message):
@@ -230,9 +239,9 @@ def test_cuda_without_a_gpu_suggests_cpu(data_dir, tmp_path, capsys):
 
 
 def test_prefetched_keeps_order_and_passes_errors_on():
-    from semicrf.genomics.train import _prefetched
+    from semicrf.genomics.batches import prefetched
 
-    assert list(_prefetched(iter(range(20)), depth=3)) == list(range(20))
+    assert list(prefetched(iter(range(20)), depth=3)) == list(range(20))
 
     def failing():
         yield 1
@@ -240,11 +249,11 @@ def test_prefetched_keeps_order_and_passes_errors_on():
 
     got = []
     with pytest.raises(KeyError, match="boom"):
-        for item in _prefetched(failing()):
+        for item in prefetched(failing()):
             got.append(item)
     assert got == [1]
     # Leaving early does not hang.
-    for item in _prefetched(iter(range(1000)), depth=1):
+    for item in prefetched(iter(range(1000)), depth=1):
         if item == 2:
             break
 
@@ -273,3 +282,220 @@ def test_run_on_a_gpu_writes_every_model(data_dir, tmp_path, capsys):
         assert r["peak_memory_source"] == "cuda_max_memory_allocated" and r["peak_memory_mb"] > 0
         assert 0 <= r["boundary_f1"] <= 1
     assert doc["versions"]["gpu"]
+
+
+# ----------------------------------------------------------------------------
+# stopping, mid-epoch checkpoints and exact resume. The oracle is the
+# uninterrupted run (full_run: every model, 2 epochs of 2 steps each).
+
+
+def _ckpt(out, model, kind="last"):
+    return torch.load(out / "checkpoints" / f"{model}_{kind}.pt", weights_only=True)
+
+
+def _without_timing(history):
+    return [{k: v for k, v in h.items() if k != "elapsed_s"} for h in history]
+
+
+def _assert_same_training(a_dir, b_dir, model):
+    """Bitwise the same weights (last and best), optimizer state and history."""
+    for kind in ("last", "best"):
+        a, b = _ckpt(a_dir, model, kind)["state_dict"], _ckpt(b_dir, model, kind)["state_dict"]
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), (model, kind)
+    a, b = _ckpt(a_dir, model), _ckpt(b_dir, model)
+    for p, state in a["optimizer"]["state"].items():
+        for key, value in state.items():
+            assert torch.equal(value, b["optimizer"]["state"][p][key]), (model, p, key)
+    assert _without_timing(a["history"]) == _without_timing(b["history"])
+    assert (a["epoch"], a["global_step"], a["best_epoch"]) == (b["epoch"], b["global_step"], b["best_epoch"])
+
+
+def test_time_limit_stops_at_each_step_and_resuming_repeats_the_uninterrupted_run(full_run, data_dir, tmp_path,
+                                                                                  capsys):
+    _, straight, _ = full_run
+    out = tmp_path / "pieces"
+    models = ["--models", "softmax,semicrf", "--epochs", "2"]
+    # A limit shorter than any step: every invocation makes exactly one optimizer step (mid-epoch or at an
+    # epoch end), then stops there.
+    assert _run(data_dir, out, *models, "--time-limit", "1e-6") == 0
+    stdout = capsys.readouterr().out
+    assert "stopped early" in stdout and "--resume" in stdout
+    assert not (out / "metrics.json").exists()  # nothing finished, so no metrics
+    first = _ckpt(out, "softmax")
+    assert (first["epoch"], first["step_in_epoch"], first["global_step"]) == (0, 1, 1)
+    assert not first["history"] and not (out / "checkpoints" / "semicrf_last.pt").exists()
+    invocations = 1
+    while not (out / "duration_comparison.png").exists():
+        assert _run(data_dir, out, *models, "--time-limit", "1e-6", "--resume") == 0
+        invocations += 1
+        assert invocations <= 12
+        if invocations == 4:  # softmax finished in this one; semicrf not started
+            assert list(json.loads((out / "metrics.json").read_text())["models"]) == ["softmax"]
+            assert not (out / "checkpoints" / "semicrf_last.pt").exists()
+    capsys.readouterr()
+    assert invocations == 8  # 2 models x 2 epochs x 2 steps
+    for m in ("softmax", "semicrf"):
+        _assert_same_training(straight, out, m)
+    same = _model_metrics(straight)
+    assert {m: same[m] for m in ("softmax", "semicrf")} == _model_metrics(out)
+    for m in ("softmax", "semicrf"):
+        assert (out / "predictions" / f"{m}.gff3").read_text() == (straight / "predictions" / f"{m}.gff3").read_text()
+
+
+def test_sigterm_saves_at_the_step_boundary_and_resume_repeats(full_run, data_dir, tmp_path, monkeypatch, capsys):
+    from semicrf.genomics import trainer
+
+    _, straight, _ = full_run
+    out = tmp_path / "signalled"
+    original, steps = trainer.ModelRun._step, []
+
+    def step_then_signal(self, *args):
+        value = original(self, *args)
+        steps.append(self.global_step)
+        if self.global_step == 3:  # during epoch 2's first step, as a job scheduler would
+            os.kill(os.getpid(), signal.SIGTERM)
+        return value
+
+    monkeypatch.setattr(trainer.ModelRun, "_step", step_then_signal)
+    assert _run(data_dir, out, "--models", "softmax", "--epochs", "2") == 128 + signal.SIGTERM
+    assert steps == [1, 2, 3]  # the step in progress finished, no further one began
+    assert "SIGTERM" in capsys.readouterr().err
+    last = _ckpt(out, "softmax")
+    assert (last["epoch"], last["step_in_epoch"], last["global_step"]) == (1, 1, 3)
+    assert not (out / "metrics.json").exists() and not list(out.rglob("*.tmp"))
+    monkeypatch.undo()
+    assert _run(data_dir, out, "--models", "softmax", "--epochs", "2", "--resume") == 0
+    _assert_same_training(straight, out, "softmax")
+    assert _model_metrics(out)["softmax"] == _model_metrics(straight)["softmax"]
+
+
+def test_checkpoint_every_writes_mid_epoch_without_changing_training(full_run, data_dir, tmp_path, monkeypatch):
+    from semicrf.genomics import trainer
+
+    _, straight, _ = full_run
+    saved = []
+    original = trainer.save_checkpoint
+
+    def recording(state, path):
+        if path.name.endswith("_last.pt"):
+            saved.append((state["epoch"], state["step_in_epoch"], state["finished"]))
+        original(state, path)
+
+    monkeypatch.setattr(trainer, "save_checkpoint", recording)
+    assert _run(data_dir, tmp_path / "default", "--models", "softmax", "--epochs", "2") == 0
+    # Default (300 s): at each epoch end, and once finished.
+    assert saved == [(1, 0, False), (2, 0, False), (2, 0, True)]
+    saved.clear()
+    out = tmp_path / "often"
+    assert _run(data_dir, out, "--models", "softmax", "--epochs", "2", "--checkpoint-every", "1e-9") == 0
+    assert saved == [(0, 1, False), (1, 0, False), (1, 1, False), (2, 0, False), (2, 0, True)]
+    _assert_same_training(straight, out, "softmax")
+
+
+def test_step_budget_stops_a_model_validates_and_reports_it(data_dir, tmp_path, capsys):
+    out = tmp_path / "budget"
+    assert _run(data_dir, out, "--models", "softmax,linear", "--epochs", "3", "--log-every", "5",
+                "--step-budget", "softmax=3") == 0
+    stdout = capsys.readouterr().out
+    doc = json.loads((out / "metrics.json").read_text())
+    soft, lin = doc["models"]["softmax"], doc["models"]["linear"]
+    # 2 steps an epoch: the budget ends epoch 2 after its first step.
+    assert (soft["steps_trained"], soft["step_budget"], soft["stopped_by"], soft["epochs_trained"]) == \
+        (3, 3, "step_budget", 2)
+    assert (lin["steps_trained"], lin["step_budget"], lin["stopped_by"], lin["epochs_trained"]) == (6, None, "epochs", 3)
+    last = _ckpt(out, "softmax")
+    # AdamW counts its own steps: an independent count of what was trained.
+    assert all(float(s["step"]) == 3 for s in last["optimizer"]["state"].values())
+    history = last["history"]
+    assert [(h["epoch"], h["steps"]) for h in history] == [(1, 2), (2, 3)]
+    # --log-every 5 validates only the last epoch (3): the cut epoch 2 is validated because the budget ended it.
+    assert "val_boundary_f1" not in history[0] and "val_boundary_f1" in history[1]
+    assert _ckpt(out, "softmax", "best")["epoch"] == soft["best_epoch"] == 2
+    assert "stopped by its --step-budget after 3 steps" in stdout
+    assert "3 (budget)" in stdout  # the closing table shows it
+    # Resumed, a budget-stopped model is finished: not retrained, even with more epochs.
+    before = (out / "checkpoints" / "softmax_last.pt").stat().st_mtime_ns
+    assert _run(data_dir, out, "--models", "softmax,linear", "--epochs", "4", "--log-every", "5",
+                "--step-budget", "softmax=3", "--resume") == 0
+    assert "softmax: finished earlier" in capsys.readouterr().out
+    assert (out / "checkpoints" / "softmax_last.pt").stat().st_mtime_ns == before
+
+
+def test_step_budget_at_an_epoch_end_validates_that_epoch(data_dir, tmp_path):
+    out = tmp_path / "even"
+    assert _run(data_dir, out, "--models", "softmax", "--epochs", "3", "--log-every", "5",
+                "--step-budget", "softmax=2") == 0
+    history = _ckpt(out, "softmax")["history"]
+    assert [(h["epoch"], h["steps"]) for h in history] == [(1, 2)] and "val_boundary_f1" in history[0]
+
+
+def test_patience_stops_after_validations_without_a_better_f1(data_dir, tmp_path):
+    out = tmp_path / "patience"
+    # lr 0: the weights never move, so validation F1 never improves after the first validation.
+    assert _run(data_dir, out, "--models", "softmax", "--epochs", "6", "--lr", "1e-12", "--patience", "2") == 0
+    m = json.loads((out / "metrics.json").read_text())["models"]["softmax"]
+    history = _ckpt(out, "softmax")["history"]
+    f1s = [h["val_boundary_f1"] for h in history]
+    assert len(set(f1s)) == 1  # the premise: no validation beat the first
+    assert (m["stopped_by"], m["epochs_trained"], m["best_epoch"], m["steps_trained"]) == ("patience", 3, 1, 6)
+
+
+def test_learning_rate_schedule_scales_every_group(full_run, data_dir, tmp_path, capsys):
+    _, straight, _ = full_run
+    # Defaults: every group at its own base rate, exactly as before the schedule existed.
+    groups = _ckpt(straight, "semicrf")["optimizer"]["param_groups"]
+    assert [g["lr"] for g in groups] == [0.01, 0.01, 0.01 * 20.0]
+    out = tmp_path / "cosine"
+    args = ["--models", "semicrf", "--epochs", "2", "--lr-schedule", "cosine", "--warmup-steps", "1",
+            "--min-lr-ratio", "0.25"]
+    assert _run(data_dir, out, *args) == 0
+    last = _ckpt(out, "semicrf")
+    # The 4th and last step (of 2 epochs x 2 steps) runs at 0.25 x each group's base rate.
+    assert [g["lr"] for g in last["optimizer"]["param_groups"]] == pytest.approx([0.0025, 0.0025, 0.05])
+    assert last["config"]["lr_schedule"] == "cosine" and last["config"]["warmup_steps"] == 1
+    # A cosine schedule spans --epochs: a resume with more epochs is refused, and so is another schedule.
+    capsys.readouterr()
+    assert _run(data_dir, out, *args, "--epochs", "3", "--resume") == 2
+    err = capsys.readouterr().err
+    assert "cosine" in err and "--epochs 2" in err and "--overwrite" in err
+    assert _run(data_dir, out, "--models", "semicrf", "--epochs", "2", "--resume") == 2
+    err = capsys.readouterr().err
+    assert "--lr-schedule: checkpoint 'cosine', now 'constant'" in err and "--warmup-steps" in err
+
+
+def test_resume_refuses_edited_data_files(data_dir, tmp_path, capsys):
+    from semicrf.genomics.dataset import save_split
+
+    data = tmp_path / "data"
+    shutil.copytree(data_dir, data)
+    out = tmp_path / "out"
+    assert _run(data, out, "--models", "softmax", "--epochs", "1") == 0
+    # Same metadata, one label changed: only the files' hash can tell.
+    train = load_split(data, "train")
+    train.labels[0][5] = (train.labels[0][5] + 1) % 3
+    save_split(data, "train", train)
+    capsys.readouterr()
+    assert _run(data, out, "--models", "softmax", "--epochs", "2", "--resume") == 2
+    err = capsys.readouterr().err
+    assert "data files in --data-dir" in err and "--overwrite" in err
+    assert _run(data, out, "--models", "softmax", "--epochs", "2", "--overwrite") == 0
+
+
+def test_a_signal_during_the_last_validation_stops_before_the_next_model(data_dir, tmp_path, monkeypatch, capsys):
+    from semicrf.genomics import trainer
+
+    original = trainer.ModelRun._validate
+
+    def validate_then_signal(self, record, log):
+        original(self, record, log)
+        if self.name == "softmax" and self.epoch == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(trainer.ModelRun, "_validate", validate_then_signal)
+    out = tmp_path / "out"
+    assert _run(data_dir, out, "--models", "softmax,linear", "--epochs", "2") == 128 + signal.SIGINT
+    err = capsys.readouterr().err
+    assert "SIGINT" in err and "linear and the models after it not started" in err
+    # softmax finished (it was past its last step), linear never began.
+    assert list(json.loads((out / "metrics.json").read_text())["models"]) == ["softmax"]
+    assert not (out / "checkpoints" / "linear_last.pt").exists()

@@ -42,7 +42,8 @@ from semicrf.genomics import features
 from semicrf.genomics.encoders import STEM_KINDS
 from semicrf.genomics.models import MODEL_NAMES, ModelConfig, build_model
 from semicrf.genomics.synthetic import GeneratorConfig, generate_sequences
-from semicrf.genomics.train import _param_groups, add_run_arguments
+from semicrf.genomics.run_config import add_run_arguments
+from semicrf.genomics.trainer import param_groups
 
 
 def make_batch(batch: int, length: int, device: torch.device, seed: int = 0):
@@ -112,7 +113,7 @@ def profile(name: str, config: ModelConfig, batch, steps: int, device: torch.dev
     model.encoder.recompute = recompute
     # The run command's default optimizer settings.
     run = add_run_arguments(argparse.ArgumentParser()).parse_args(["--data-dir", "-", "--output-dir", "-"])
-    opt = torch.optim.AdamW(_param_groups(model, run.weight_decay, run.lr, run.crf_lr_scale), lr=run.lr)
+    opt = torch.optim.AdamW(param_groups(model, run.weight_decay, run.lr, run.crf_lr_scale), lr=run.lr)
     x, y, lengths = batch
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats(device)

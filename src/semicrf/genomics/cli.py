@@ -17,7 +17,7 @@ import time
 from .compare import add_compare_parser
 from .importer import add_import_parser
 from .synthetic import CONTENT_KINDS, GeneratorConfig
-from .train import add_run_parser
+from .run import add_run_parser
 
 
 def add_generate_parser(subparsers) -> argparse.ArgumentParser:

@@ -1,7 +1,10 @@
 """The ``compare`` command: the comparison table of one or several benchmark runs.
 
 ``compare --results-dir DIR`` prints one row per model: boundary F1 (exact and
-within 5 positions), segment F1 and the duration KL of each class. Given
+within 5 positions), segment F1 and the duration KL of each class, and --
+when the results record it -- the optimizer steps each model trained, marked
+``(budget)`` or ``(patience)`` when ``--step-budget`` or ``--patience`` stopped
+it before ``--epochs``, so that an undertrained model is visible. Given
 several directories (runs at several sequence lengths, say) it prints one
 table over all of them, with the run's directory and sequence length first.
 """
@@ -58,6 +61,14 @@ def _get(d, *keys):
     return d
 
 
+def _steps(m: dict) -> str:
+    steps = m.get("steps_trained")
+    if steps is None or isinstance(steps, bool) or not isinstance(steps, int):
+        return MISSING
+    why = {"step_budget": " (budget)", "patience": " (patience)"}.get(m.get("stopped_by"), "")
+    return f"{steps}{why}"
+
+
 def _seq_length(doc: dict) -> str:
     data = doc.get("data", {})
     value = data.get("seq_length") or data.get("test_mean_length")
@@ -77,18 +88,20 @@ def format_table(docs: list[dict], run_names: list[str] | None = None) -> str:
             if c not in classes:
                 classes.append(c)
     multi = len(docs) > 1
+    # Results written before steps were recorded keep their old table.
+    with_steps = any("steps_trained" in m for doc in docs for m in doc["models"].values() if isinstance(m, dict))
     if run_names is None:
         run_names = [Path(doc.get("_dir", f"run{i}")).name or doc.get("_dir", "") for i, doc in enumerate(docs)]
         if len(set(run_names)) != len(run_names):
             run_names = [doc.get("_dir", f"run{i}") for i, doc in enumerate(docs)]
-    header = (["Run", "T"] if multi else []) + ["Model", "Boundary F1", "Boundary F1 @5", "Segment F1"] \
-        + [f"Duration KL ({c})" for c in classes]
+    header = (["Run", "T"] if multi else []) + ["Model"] + (["Steps"] if with_steps else []) \
+        + ["Boundary F1", "Boundary F1 @5", "Segment F1"] + [f"Duration KL ({c})" for c in classes]
     rows = []
     for name, doc in zip(run_names, docs):
         for model, m in doc["models"].items():
             row = [name, _seq_length(doc)] if multi else []
-            row += [model, _num(m.get("boundary_f1")), _num(_get(m, "boundary_f1_tolerance", "5")),
-                    _num(m.get("segment_f1"))]
+            row += [model] + ([_steps(m)] if with_steps else [])
+            row += [_num(m.get("boundary_f1")), _num(_get(m, "boundary_f1_tolerance", "5")), _num(m.get("segment_f1"))]
             row += [_num(_get(m, "duration_kl", c), 2) for c in classes]
             rows.append(row)
     widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]

@@ -24,20 +24,20 @@ Learned duration prior
 
 matplotlib is imported inside the functions, and figures are drawn on a bare
 ``Figure`` (Agg canvas), so neither the package nor pyplot's global state is
-touched. Files are written atomically: a temporary PNG in the same folder,
-then ``os.replace``.
+touched. Files are written atomically (``formats.atomic_output``): a
+temporary PNG in the same folder, then ``os.replace``.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from .formats import atomic_output
 from .metrics import _check_durations
 
 __all__ = ["plot_duration_comparison", "plot_training_curves"]
@@ -64,19 +64,9 @@ def _check_png_path(path) -> Path:
 
 
 def _save_atomic(fig, path: Path, dpi: int) -> str:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png", dpi=dpi)
-        # mkstemp makes the file private; give it the permissions a plain open() would
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    # The same temporary-file-and-rename as every other output of the benchmark (formats.atomic_output).
+    with atomic_output(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=dpi)
     return str(path)
 
 
