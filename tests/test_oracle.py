@@ -219,7 +219,12 @@ def test_without_splice_motifs_nothing_but_length_and_grammar_is_scored():
     config = _small_config(3, (2, 3), splice_motifs=False)
     tables = oracle.build_tables(config)
     em, st, en = tables.scores(np.array([0, 1, 2, 3, 2, 3, 0, 2], dtype=np.uint8))
-    assert np.all(st[:, [i for i, s in enumerate(tables.states) if not (s.kind == "exon")]] == 0)
+    # No splice site: no state scores the bases where a segment starts or ends. The end scores only say
+    # where a segment may end (0 or -inf), the same for any bases.
+    assert np.all(st == 0)
+    assert np.all((en == 0) | np.isneginf(en))
+    _, st2, en2 = tables.scores(np.array([3, 3, 0, 2, 1, 0, 2, 3], dtype=np.uint8))
+    assert np.array_equal(st2, st) and np.array_equal(en2, en)
     # Every state emits the same background composition.
     assert np.allclose(em, em[:, :1])
 
