@@ -170,7 +170,10 @@ def test_duration_law_matches_the_sampler():
 
 
 # ----------------------------------------------------------------------------- exactness on a small generator
-@pytest.mark.parametrize("num_classes,exons,seed", [(3, (2, 3), 1), (3, (1, 2), 4), (5, (1, 2), 2)])
+@pytest.mark.parametrize("num_classes,exons,seed", [
+    (3, (2, 3), 1), (3, (1, 2), 4),
+    pytest.param(5, (1, 2), 2, marks=pytest.mark.slow),  # five classes: the brute force has many more tilings
+])
 def test_scores_are_the_generator_log_probabilities_and_viterbi_is_brute_force(num_classes, exons, seed):
     config = _small_config(num_classes, exons)
     tables = oracle.build_tables(config)
@@ -325,6 +328,7 @@ def test_oracle_reads_bases_when_the_run_uses_kmer_features(tmp_path):
 
 
 # ----------------------------------------------------------------------------- in the runner
+@pytest.mark.slow  # a training run
 def test_run_reports_the_oracle_above_a_learned_model(tmp_path):
     data = tmp_path / "data"
     generate_dataset(data, syn.GeneratorConfig(seq_length=3000, content="realistic"), num_train=4, num_val=2,
