@@ -74,6 +74,7 @@ print(json.dumps(out))
     assert not (tmp_path / "data").exists() and not (tmp_path / "results").exists()
 
 
+@pytest.mark.slow  # a fresh interpreter each; the test above already covers main() without the extra
 @pytest.mark.parametrize("entry", ["module", "script"])
 def test_entry_points_exit_2_with_the_message(entry, tmp_path):
     # The whole process as a user starts it: ``python -m semicrf.genomics.cli`` and the benchmark folder's script.

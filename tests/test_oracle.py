@@ -310,6 +310,7 @@ def test_config_round_trips_through_metadata(tmp_path):
         oracle.config_from_metadata({"config": {"num_classes": 3}})
 
 
+@pytest.mark.slow  # two runs of the run command
 def test_oracle_reads_bases_when_the_run_uses_kmer_features(tmp_path):
     data = tmp_path / "data"
     generate_dataset(data, syn.GeneratorConfig(seq_length=3000, content="realistic"), num_train=2, num_val=1,
