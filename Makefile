@@ -1,15 +1,33 @@
-# The two commands of the README: `make demo` (the benchmark at a small size, CPU, minutes)
-# and `make test`. `make fly-data` imports the AUGUSTUS tutorial's fly genes (needs the Debian
-# packages augustus-doc etc., and the package installed: `make install`); `make gene-finders` runs
-# AUGUSTUS and SNAP on them (benchmarks/real_genes/gene_finders.py). Both install what they need into the current Python first.
+# The commands of the README: `make demo` (the benchmark at a small size, CPU, minutes), `make test`
+# (every test) and `make test-fast` (all but those marked slow). Each installs what it needs into the
+# current Python first.
+#
+# torch, only when `import torch` fails: the CPU build from PyTorch's CPU index (about 0.2 GB), since the
+# demo and the tests run on the CPU; when that index cannot be reached, the same version from pip's
+# configured index, which for PyPI on Linux x86-64 is the CUDA build (a 0.5 GB wheel and well over 1 GB
+# of nvidia-*/cuda-* wheels). `make install TORCH_INDEX=` skips the CPU index; an installed torch is kept.
+#
+# `make fly-data` imports the AUGUSTUS tutorial's fly genes (needs the Debian packages augustus-doc etc.,
+# and the package installed: `make install`); `make gene-finders` runs AUGUSTUS and SNAP on them
+# (benchmarks/real_genes/gene_finders.py).
 PY ?= python3
+TORCH ?= torch==2.13.0
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 DEMO_DATA ?= data/demo
 DEMO_RESULTS ?= results/demo
 
-.PHONY: install demo test bench fly-data gene-finders
+.PHONY: install install-torch demo test test-fast bench fly-data gene-finders
 
-install:
-	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
+install-torch:
+	@if $(PY) -c "import torch" 2>/dev/null; then :; \
+	elif [ -n "$(TORCH_INDEX)" ] && $(PY) -m pip install -q --retries 1 --timeout 20 --index-url $(TORCH_INDEX) $(TORCH); then \
+		echo "installed $(TORCH), CPU build, from $(TORCH_INDEX)"; \
+	else \
+		echo "installing $(TORCH) from pip's configured index$(if $(TORCH_INDEX), ($(TORCH_INDEX) failed)); from PyPI on Linux x86-64 that is the CUDA build (over 1.5 GB with its nvidia-* wheels)"; \
+		$(PY) -m pip install -q $(TORCH); \
+	fi
+
+install: install-torch
 	$(PY) -m pip install -q -e '.[test]'
 
 demo: install
@@ -22,6 +40,10 @@ demo: install
 
 test: install
 	$(PY) -m pytest
+
+# Every test not marked slow (multi-process runs, training runs, interpreter sweeps).
+test-fast: install
+	$(PY) -m pytest -m "not slow"
 
 bench: install
 	$(PY) benchmarks/engine_cpu.py

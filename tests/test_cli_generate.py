@@ -93,6 +93,7 @@ def test_same_flags_give_byte_identical_files(tmp_path):
     assert _snapshot(tmp_path / "a") == _snapshot(tmp_path / "b")
 
 
+@pytest.mark.slow  # two fresh interpreters
 def test_benchmark_scripts_run_from_their_folder(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     out = tmp_path / "spec"

@@ -161,8 +161,8 @@ def test_stub_under_bfloat16_autocast_stays_close_to_float32():
     assert (low.float() - ref).abs().max() < 0.25
 
 
-def test_stub_trains_at_long_length_in_bounded_time():
-    # T = 20 000 through the chunked scan: forward and backward must simply work.
+def test_stub_gradients_are_finite_at_the_spec_length():
+    # T = 20 000 through the chunked scan: forward and backward must simply work (no time is measured).
     torch.manual_seed(0)
     enc = build_encoder("mamba_stub", 5, 8, 1)
     h = enc(torch.randn(1, 20_000, 5), torch.tensor([20_000]))
@@ -235,7 +235,7 @@ def test_missing_mamba_ssm_gives_the_install_line(monkeypatch):
 
 
 @needs_mamba
-def test_mamba_encoder_is_bidirectional_and_trains():
+def test_mamba_encoder_is_bidirectional_with_finite_gradients():
     torch.manual_seed(0)
     enc = build_encoder("mamba", 5, 64, 2).cuda()
     x = torch.randn(2, 300, 5, device="cuda", requires_grad=True)

@@ -86,6 +86,7 @@ def test_float32_inputs_give_float64_exact_results():
     torch.testing.assert_close(lz32, lz64, rtol=1e-12, atol=0)
 
 
+@pytest.mark.slow  # the reference backend at T = 6000, K = 300
 def test_long_sequence_against_an_independent_float64_computation():
     # Long enough that float32 prefix sums would lose digits; the reference is the independent computation.
     T, K, C = 6000, 300, 3

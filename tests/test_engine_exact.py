@@ -109,10 +109,14 @@ def test_gradients_are_the_expected_counts(backend):
     tot_tr = sum(truth(kw, b)["transitions"] for b in range(3))
     np.testing.assert_allclose(leaves["durations"].grad.numpy(), tot_dur, atol=1e-10)
     np.testing.assert_allclose(leaves["transitions"].grad.numpy(), tot_tr, atol=1e-10)
-    # The duration gradient counts segments: its sum is the expected number of segments.
+    # Each of the 3 sequences has exactly one first and one last segment.
     assert leaves["initial"].grad.sum().item() == pytest.approx(3.0, abs=1e-10)
     assert leaves["final"].grad.sum().item() == pytest.approx(3.0, abs=1e-10)
-    assert leaves["start_scores"].grad.sum().item() == pytest.approx(leaves["durations"].grad.sum().item(), abs=1e-10)
+    # Every segment has one duration, one start and one end: the three totals are the expected segment count.
+    n_segments = tot_dur.sum()
+    assert leaves["durations"].grad.sum().item() == pytest.approx(n_segments, abs=1e-10)
+    assert leaves["start_scores"].grad.sum().item() == pytest.approx(n_segments, abs=1e-10)
+    assert leaves["end_scores"].grad.sum().item() == pytest.approx(n_segments, abs=1e-10)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

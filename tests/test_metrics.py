@@ -147,7 +147,7 @@ def test_boundary_scores_symmetric_and_monotone():
     fwd = M.boundary_scores(true, pred)
     bwd = M.boundary_scores(pred, true)
     previous = -1.0
-    for tol in fwd:
+    for tol in sorted(fwd):
         p, r, f = fwd[tol]
         assert bwd[tol] == pytest.approx((r, p, f))  # swapping swaps P and R, keeps F1
         assert f >= previous  # a larger tolerance can only match more
@@ -176,12 +176,13 @@ def test_segment_scores_respect_sequence_edges():
     assert M.segment_scores(true, pred) == pytest.approx((0.5, 1 / 3, 0.4))
 
 
-def test_segment_scores_single_segment_and_merging():
+def test_segment_scores_single_run_split_run_and_no_merging_across_sequences():
     # one run each: a single correct segment
     assert M.segment_scores([arr(2, 2, 2, 2)], [arr(2, 2, 2, 2)]) == (1.0, 1.0, 1.0)
     # true 1 1 1 1 is one segment (0,4,1); a prediction split by a different
     # label in the middle has 3 segments, none equal to it
     assert M.segment_scores([arr(1, 1, 1, 1)], [arr(1, 0, 1, 1)]) == (0.0, 0.0, 0.0)
+    # two sequences holding one run of the same label each: two segments, not one across the seam
     res = M.evaluate([arr(0, 0), arr(0, 0)], [arr(0, 0), arr(0, 0)], ["a", "b"], 5)
     assert res["num_segments"] == {"true": 2, "pred": 2}
 

@@ -156,6 +156,7 @@ def test_a_registered_untrained_model_can_be_built():
     try:
         m = build_model("_test_fixed", CONFIG, {"class_names": ["a", "b", "c"]})
         assert m.trainable is False and m.model_name == "_test_fixed"
+        assert models.model_summary("_test_fixed") == "test only"
         assert "_test_fixed" in parse_model_list("_test_fixed,softmax")
     finally:
         models._REGISTRY.pop("_test_fixed")

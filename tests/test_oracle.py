@@ -170,7 +170,10 @@ def test_duration_law_matches_the_sampler():
 
 
 # ----------------------------------------------------------------------------- exactness on a small generator
-@pytest.mark.parametrize("num_classes,exons,seed", [(3, (2, 3), 1), (3, (1, 2), 4), (5, (1, 2), 2)])
+@pytest.mark.parametrize("num_classes,exons,seed", [
+    (3, (2, 3), 1), (3, (1, 2), 4),
+    pytest.param(5, (1, 2), 2, marks=pytest.mark.slow),  # five classes: the brute force has many more tilings
+])
 def test_scores_are_the_generator_log_probabilities_and_viterbi_is_brute_force(num_classes, exons, seed):
     config = _small_config(num_classes, exons)
     tables = oracle.build_tables(config)
@@ -219,7 +222,12 @@ def test_without_splice_motifs_nothing_but_length_and_grammar_is_scored():
     config = _small_config(3, (2, 3), splice_motifs=False)
     tables = oracle.build_tables(config)
     em, st, en = tables.scores(np.array([0, 1, 2, 3, 2, 3, 0, 2], dtype=np.uint8))
-    assert np.all(st[:, [i for i, s in enumerate(tables.states) if not (s.kind == "exon")]] == 0)
+    # No splice site: no state scores the bases where a segment starts or ends. The end scores only say
+    # where a segment may end (0 or -inf), the same for any bases.
+    assert np.all(st == 0)
+    assert np.all((en == 0) | np.isneginf(en))
+    _, st2, en2 = tables.scores(np.array([3, 3, 0, 2, 1, 0, 2, 3], dtype=np.uint8))
+    assert np.array_equal(st2, st) and np.array_equal(en2, en)
     # Every state emits the same background composition.
     assert np.allclose(em, em[:, :1])
 
@@ -302,6 +310,7 @@ def test_config_round_trips_through_metadata(tmp_path):
         oracle.config_from_metadata({"config": {"num_classes": 3}})
 
 
+@pytest.mark.slow  # two runs of the run command
 def test_oracle_reads_bases_when_the_run_uses_kmer_features(tmp_path):
     data = tmp_path / "data"
     generate_dataset(data, syn.GeneratorConfig(seq_length=3000, content="realistic"), num_train=2, num_val=1,
@@ -320,6 +329,7 @@ def test_oracle_reads_bases_when_the_run_uses_kmer_features(tmp_path):
 
 
 # ----------------------------------------------------------------------------- in the runner
+@pytest.mark.slow  # a training run
 def test_run_reports_the_oracle_above_a_learned_model(tmp_path):
     data = tmp_path / "data"
     generate_dataset(data, syn.GeneratorConfig(seq_length=3000, content="realistic"), num_train=4, num_val=2,

@@ -391,7 +391,8 @@ def test_shortest_allowed_length_holds_one_gene(num_classes):
         unit += d["5utr"].min + d["3utr"].min
     shortest = math.ceil(unit / 0.9)
     assert cfg.min_seq_length() == shortest
-    GeneratorConfig(num_classes=num_classes, seq_length=shortest)
+    # The shortest target of the shortest allowed length (-10 %) still fits the shortest gene unit.
+    assert GeneratorConfig(num_classes=num_classes, seq_length=shortest).target_range()[0] >= unit
     with pytest.raises(ValueError, match=f"--seq-length {shortest}"):
         GeneratorConfig(num_classes=num_classes, seq_length=shortest - 1)
     seqs = list(generate_sequences(GeneratorConfig(num_classes=num_classes, seq_length=shortest), 20, seed=1))

@@ -89,7 +89,8 @@ def log_partition(emissions: Tensor, transitions: Tensor, durations: Tensor, len
         initial, final: (C,) scores of the first / last segment's label (default 0).
         start_scores, end_scores: (B, T, C) added to a segment of label c that starts at t / whose
             last position is t (default: none).
-        backend: "auto", "reference", "cpu" or "triton" (see :data:`semicrf.backends.NAMES`).
+        backend: "auto", "reference", "cpu" or "triton" ("streaming" is "auto"); what each is and what
+            "auto" picks: :mod:`semicrf.backends`.
 
     Returns:
         (B,) float64 log Z. Differentiable with respect to every floating input; the gradient of

@@ -97,7 +97,7 @@ STOP_PENALTY = 1.0e4
 _STOP_IDS = tuple(16 * "ACGT".index(s[0]) + 4 * "ACGT".index(s[1]) + "ACGT".index(s[2]) for s in STOP_CODONS)
 
 KINDS = ("intergenic", "exon", "intron", "5utr", "3utr")
-_KIND_CLASS = {"intergenic": 0, "exon": 1, "intron": 2, "5utr": 3, "3utr": 4}
+_KIND_CLASS = {kind: c for c, kind in enumerate(KINDS)}  # the class ids of synthetic.CLASS_NAMES
 
 
 # --------------------------------------------------------------------------- duration laws

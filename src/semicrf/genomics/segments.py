@@ -1,4 +1,4 @@
-"""Conversions between per-position labels and segment lists.
+"""Per-position labels as segment lists.
 
 A segment is ``(start, end, label)`` with ``end`` exclusive, the convention used
 throughout the package (engine, data, metrics, exports).
@@ -25,24 +25,6 @@ def labels_to_segments(labels: np.ndarray) -> np.ndarray:
     starts = np.concatenate(([0], change))
     ends = np.concatenate((change, [n]))
     return np.stack([starts, ends, labels[starts].astype(np.int64)], axis=1).astype(np.int64)
-
-
-def segments_to_labels(segments, length: int | None = None) -> np.ndarray:
-    """Per-position labels from segments that tile ``[0, length)`` (int64)."""
-    segments = np.asarray(segments, dtype=np.int64).reshape(-1, 3)
-    if length is None:
-        length = int(segments[:, 1].max()) if len(segments) else 0
-    if len(segments):
-        order = np.argsort(segments[:, 0], kind="stable")
-        segments = segments[order]
-        if segments[0, 0] != 0 or segments[-1, 1] != length or np.any(segments[1:, 0] != segments[:-1, 1]):
-            raise ValueError("segments must tile [0, length) without gaps or overlaps")
-        if np.any(segments[:, 1] <= segments[:, 0]):
-            raise ValueError("every segment must have end > start")
-    elif length:
-        raise ValueError("no segments given for a non-empty sequence")
-    lengths = segments[:, 1] - segments[:, 0]
-    return np.repeat(segments[:, 2], lengths)
 
 
 def segment_durations(labels: np.ndarray, num_classes: int) -> list[np.ndarray]:
