@@ -98,8 +98,11 @@ A segment of state s is consistent with y iff every position it covers has class
 ``class(s)``; one that starts or ends at an inconsistent position is -inf, and one
 that passes over one pays at least 1e4 per position passed, far beyond what any
 learned score can gain back there, so Z(y) is the sum over the consistent state
-paths. Segment boundaries need no constraint: a gold run may be one segment or
-several (runs longer than K must be), and each way is one state path. The class
+paths. (Putting a run's whole penalty on its first position instead scores every
+segment with finite ends the same; measured on the CPU backend it is no faster,
+so the simpler form stays.) Segment boundaries need no constraint: a gold run
+may be one segment or several (runs longer than K must be), and each way is one
+state path. The class
 labellings partition the state paths, so their probabilities sum to one.
 
 What is exact and what is approximated
