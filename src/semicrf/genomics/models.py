@@ -310,3 +310,13 @@ register_model("oracle", lambda cfg, meta: _build_oracle(cfg, meta, "viterbi"),
                "Bayes-optimal reference: the true generating model, Viterbi (no training)")
 register_model("oracle_posterior", lambda cfg, meta: _build_oracle(cfg, meta, "posterior"),
                "the true generating model, per-position maximum posterior (no training)")
+
+
+def _build_gene(config: ModelConfig, metadata: dict | None):
+    from .gene_model import build_gene_model  # imported here: gene_model builds on this module
+
+    return build_gene_model(config, metadata)
+
+
+register_model("semicrf_gene", _build_gene,
+               "gene-structure semi-CRF: frame-carrying exon/intron states, no in-frame stops (realistic C = 3)")

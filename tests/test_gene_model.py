@@ -1,0 +1,369 @@
+"""semicrf_gene against brute-force enumeration of gene structures, and as a benchmark model.
+
+The enumerator below does not use the model's states: it walks every class
+segmentation (and, for a sequence that starts inside a gene, every initial
+frame) and applies the gene rules as written in the module docstring (grammar,
+frame from the first exon's start moved by each intron's length, no stop codon
+ending inside an exon segment in its frame), scoring with the class-level
+parameters. The model's 16-state expansion must reproduce it.
+"""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from brute import logsumexp, path_labels, segmentations
+from semicrf.genomics import gene_model as gm
+from semicrf.genomics.models import ModelConfig, build_model, parse_model_list
+from semicrf.genomics.oracle import _stop_starts
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+A, C, G, T = range(4)
+STOPS = {(T, A, A), (T, A, G), (T, G, A)}
+FORBIDDEN = {(gm.INTERGENIC, gm.INTRON), (gm.INTRON, gm.INTERGENIC)}
+NEG = -math.inf
+# Scores at or below this are the model's "-inf" (the finite stop / gold penalties are 1e4).
+IMPOSSIBLE = -1000.0
+
+
+# ----------------------------------------------------------------------------- the independent truth
+def path_score(path, a0, codes, em, codon, start, end, trans, dur, init, final):
+    """Score of one class segmentation [(s, e, c)] with initial frame a0 (None unless it opens in a gene)."""
+    total, prev, phase = 0.0, None, a0
+    for i, (s, e, c) in enumerate(path):
+        if i == 0:
+            total += init[c]
+        else:
+            if (prev, c) in FORBIDDEN:
+                return NEG
+            total += trans[prev, c]
+        if c == gm.EXON:
+            if prev == gm.INTERGENIC:
+                phase = s % 3  # a gene's frame starts at its first base
+            for t in range(s, e):
+                total += em[t, gm.EXON] + codon[t, (t - phase) % 3]
+            for u in range(max(0, s - 2), e - 2):  # codons whose third base lies in the segment
+                if (u - phase) % 3 == 0 and tuple(codes[u:u + 3]) in STOPS:
+                    return NEG
+        elif c == gm.INTRON:
+            total += em[s:e, gm.INTRON].sum()
+            phase = (phase + e - s) % 3
+        else:
+            total += em[s:e, gm.INTERGENIC].sum()
+            phase = None
+        total += dur[e - s - 1, c] + start[s, c] + end[e - 1, c]
+        prev = c
+    return total + final[prev]
+
+
+def enumerate_paths(L, K):
+    """Every (class path, initial frame)."""
+    for cuts in segmentations(L, K):
+        for labs in itertools.product(range(3), repeat=len(cuts)):
+            path = [(s, e, c) for (s, e), c in zip(cuts, labs)]
+            for a0 in ([None] if labs[0] == gm.INTERGENIC else range(3)):
+                yield path, a0
+
+
+def brute(codes, em, codon, start, end, trans, dur, init, final):
+    L, K = len(codes), dur.shape[0]
+    by_labels, best = {}, (NEG, None)
+    for path, a0 in enumerate_paths(L, K):
+        sc = path_score(path, a0, codes, em, codon, start, end, trans, dur, init, final)
+        if sc == NEG:
+            continue
+        key = tuple(path_labels(path, L))
+        by_labels.setdefault(key, []).append(sc)
+        if sc > best[0]:
+            best = (sc, key)
+    log_z = logsumexp([v for vs in by_labels.values() for v in vs])
+    return log_z, {k: logsumexp(v) - log_z for k, v in by_labels.items()}, best
+
+
+# ----------------------------------------------------------------------------- helpers
+def random_problem(seed, L, K, backend="cpu"):
+    g = torch.Generator().manual_seed(seed)
+    grammar = gm.GeneGrammar(K, backend).double()
+    with torch.no_grad():
+        for p in grammar.parameters():
+            p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64))
+    # Bases rich in T, A, G so that stop codons are frequent.
+    codes = torch.multinomial(torch.tensor([0.3, 0.05, 0.25, 0.4]), L, replacement=True, generator=g)[None]
+    em, codon, start, end = (torch.randn(1, L, 3, generator=g, dtype=torch.float64) for _ in range(4))
+    return grammar, codes, em, codon, start, end
+
+
+def numpy_args(grammar, codes, em, codon, start, end):
+    n = lambda x: x.detach()[0].numpy() if x.dim() == 3 else x.detach().numpy()  # noqa: E731
+    return (codes[0].numpy(), n(em), n(codon), n(start), n(end), grammar.transitions.detach().numpy(),
+            grammar.durations.detach().numpy(), grammar.initial.detach().numpy(), grammar.final.detach().numpy())
+
+
+def all_labellings(L):
+    return torch.tensor(list(itertools.product(range(3), repeat=L)), dtype=torch.int64)
+
+
+# ----------------------------------------------------------------------------- against brute force
+@pytest.mark.parametrize("seed,L,K", [(0, 6, 4), (1, 7, 3), (2, 6, 6), (3, 7, 4)])
+def test_likelihood_of_every_class_labelling_matches_enumeration(seed, L, K):
+    grammar, codes, em, codon, start, end = random_problem(seed, L, K)
+    log_z, label_ll, (best_score, best_labels) = brute(*numpy_args(grammar, codes, em, codon, start, end))
+    ys = all_labellings(L)
+    n = ys.shape[0]
+    lengths = torch.full((n,), L)
+    with torch.no_grad():
+        e, s, t = grammar.state_scores(em.expand(n, -1, -1), codon.expand(n, -1, -1), codes.expand(n, -1), lengths,
+                                       start.expand(n, -1, -1), end.expand(n, -1, -1))
+        ll = grammar.log_likelihood(e, s, t, ys, lengths).numpy()
+    assert len(label_ll) > 1
+    for y, value in zip(ys.tolist(), ll):
+        truth = label_ll.get(tuple(y), NEG)
+        if truth == NEG:
+            assert value < IMPOSSIBLE, (y, value)
+        else:
+            assert value == pytest.approx(truth, abs=1e-9), y
+    # The class labellings partition the state paths: their probabilities sum to one.
+    assert torch.logsumexp(torch.from_numpy(ll), 0).item() == pytest.approx(0.0, abs=1e-9)
+    # Viterbi: the best path's score and its classes.
+    with torch.no_grad():
+        e, s, t = grammar.state_scores(em, codon, codes, torch.tensor([L]), start, end)
+        classes, result = grammar.decode(e, s, t, torch.tensor([L]))
+    assert result.score.item() == pytest.approx(best_score, abs=1e-9)
+    assert tuple(classes[0].tolist()) == best_labels
+
+
+def test_reference_and_cpu_backends_agree():
+    out = []
+    for backend in ("reference", "cpu"):
+        grammar, codes, em, codon, start, end = random_problem(5, 9, 5, backend)
+        y = torch.tensor([[0, 0, 1, 1, 1, 2, 2, 1, 1]])
+        e, s, t = grammar.state_scores(em, codon, codes, torch.tensor([9]), start, end)
+        ll = grammar.log_likelihood(e, s, t, y, torch.tensor([9]))
+        ll.sum().backward()
+        out.append((ll.item(), grammar.durations.grad.clone(), grammar.transitions.grad.clone()))
+    assert out[0][0] == pytest.approx(out[1][0], abs=1e-9)
+    assert torch.allclose(out[0][1], out[1][1], atol=1e-9) and torch.allclose(out[0][2], out[1][2], atol=1e-9)
+
+
+def test_gradients_are_those_of_the_enumerated_likelihood():
+    # d log P(y) / d theta by finite differences of the enumeration, for the class-level tables.
+    L, K = 6, 4
+    grammar, codes, em, codon, start, end = random_problem(11, L, K)
+    y = (0, 1, 1, 2, 1, 1)
+    e, s, t = grammar.state_scores(em, codon, codes, torch.tensor([L]), start, end)
+    grammar.log_likelihood(e, s, t, torch.tensor([y]), torch.tensor([L])).sum().backward()
+    args = list(numpy_args(grammar, codes, em, codon, start, end))
+    h = 1e-6
+    for idx, grad in ((5, grammar.transitions.grad), (6, grammar.durations.grad)):
+        base = args[idx].copy()
+        for pos in [(1, 2), (2, 1), (0, 1)] if idx == 5 else [(0, 1), (1, 2), (2, 2), (3, 0)]:
+            vals = []
+            for sign in (1, -1):
+                args[idx] = base.copy()
+                args[idx][pos] += sign * h
+                vals.append(brute(*args)[1][y])
+            args[idx] = base
+            assert grad[pos].item() == pytest.approx((vals[0] - vals[1]) / (2 * h), abs=1e-5), (idx, pos)
+
+
+# ----------------------------------------------------------------------------- frame and stop codons
+def _gene_sequence(intron_length, stop_at=None, total=30):
+    """intergenic [0, 3), exon [3, 9), intron [9, 9 + d), exon to the end; bases C except a TAA at stop_at."""
+    codes = torch.full((1, total), C)
+    if stop_at is not None:
+        codes[0, stop_at:stop_at + 3] = torch.tensor([T, A, A])
+    y = torch.full((1, total), gm.EXON)
+    y[0, :3] = gm.INTERGENIC
+    y[0, 9:9 + intron_length] = gm.INTRON
+    return codes, y
+
+
+def _gold_ll(codes, y, K=12):
+    grammar = gm.GeneGrammar(K, "cpu").double()
+    L = torch.tensor([codes.shape[1]])
+    z = torch.zeros(1, codes.shape[1], 3, dtype=torch.float64)
+    with torch.no_grad():
+        e, s, t = grammar.state_scores(z, z, codes, L, z, z)
+        return grammar.log_likelihood(e, s, t, y, L).item()
+
+
+@pytest.mark.parametrize("intron_length", [9, 10, 11])  # every length mod 3
+def test_frame_is_carried_across_an_intron(intron_length):
+    # The first exon starts at 3 (phase 0); the second starts at 9 + d and reads codon position
+    # (t - d) mod 3. A TAA there is fatal in that frame only.
+    s2 = 9 + intron_length
+    in_frame = s2 + 3 + (intron_length - s2) % 3  # (u - d) mod 3 == 0, well inside the exon
+    assert (in_frame - intron_length) % 3 == 0
+    assert _gold_ll(*_gene_sequence(intron_length)) > IMPOSSIBLE
+    assert _gold_ll(*_gene_sequence(intron_length, in_frame)) < IMPOSSIBLE
+    for shift in (1, 2):
+        assert _gold_ll(*_gene_sequence(intron_length, in_frame + shift)) > IMPOSSIBLE
+
+
+def test_first_exon_frame_starts_at_its_first_base():
+    # A stop at codon position 0 of the first exon (start 3) is fatal; at position 1 it is not.
+    assert _gold_ll(*_gene_sequence(10, 3)) < IMPOSSIBLE
+    assert _gold_ll(*_gene_sequence(10, 4)) > IMPOSSIBLE
+    # A stop codon cut by the end of the first exon (bases 7, 8 | intron 9) is allowed.
+    assert _gold_ll(*_gene_sequence(10, 7)) > IMPOSSIBLE
+
+
+def test_stop_codons_match_the_oracle_helper():
+    g = torch.Generator().manual_seed(3)
+    codes = torch.randint(0, 5, (3, 200), generator=g)
+    lengths = torch.tensor([200, 150, 3])
+    got = gm.stop_codon_starts(codes, lengths)
+    for i, n in enumerate(lengths.tolist()):
+        assert np.array_equal(got[i, :n].numpy(), _stop_starts(codes[i, :n].numpy()))
+        assert not got[i, n:].any()
+
+
+def _valid_frame_exists(codes, labels):
+    """Does some initial frame make the class labelling (runs as segments) a valid gene structure?"""
+    runs, s = [], 0
+    for e in range(1, len(labels) + 1):
+        if e == len(labels) or labels[e] != labels[s]:
+            runs.append((s, e, int(labels[s])))
+            s = e
+    z3 = np.zeros((len(labels), 3))
+    dur = np.zeros((len(labels), 3))
+    zc = np.zeros((3, 3))
+    return any(path_score(runs, a0, codes, z3, z3, z3, z3, zc, dur, np.zeros(3), np.zeros(3)) > NEG
+               for a0 in ([None] if runs[0][2] == gm.INTERGENIC else range(3)))
+
+
+def test_decoding_never_reads_an_in_frame_stop():
+    # Emissions that want exons everywhere, on stop-rich sequences: Viterbi must still obey the
+    # frame and the stops (and the grammar), whatever the scores.
+    g = torch.Generator().manual_seed(7)
+    B, L, K = 6, 120, 20
+    grammar = gm.GeneGrammar(K, "cpu").double()
+    codes = torch.multinomial(torch.tensor([0.3, 0.05, 0.25, 0.4]), B * L, replacement=True, generator=g).view(B, L)
+    em = torch.randn(B, L, 3, generator=g, dtype=torch.float64)
+    em[:, :, gm.EXON] += 3.0
+    codon = torch.randn(B, L, 3, generator=g, dtype=torch.float64)
+    lengths = torch.tensor([120, 100, 77, 120, 50, 9])
+    with torch.no_grad():
+        classes, _ = grammar.decode(*grammar.state_scores(em, codon, codes, lengths), lengths)
+    assert (classes == gm.EXON).sum() > 0
+    for i, n in enumerate(lengths.tolist()):
+        assert _valid_frame_exists(codes[i, :n].numpy(), classes[i, :n].numpy())
+        assert (classes[i, n:] == -1).all()
+
+
+def test_synthetic_realistic_truth_is_never_ruled_out():
+    # The hard constraints (stops, frame, AG-read split codons) never forbid a generated gene.
+    from semicrf.genomics import synthetic as syn
+
+    config = syn.GeneratorConfig(content="realistic", seq_length=6000)
+    seqs = list(syn.generate_sequences(config, 4, seed=5))
+    L = max(len(s.codes) for s in seqs)
+    codes = torch.full((4, L), 4)
+    y = torch.zeros(4, L, dtype=torch.int64)
+    for i, s in enumerate(seqs):
+        codes[i, :len(s.codes)] = torch.from_numpy(s.codes.astype(np.int64))
+        y[i, :len(s.labels)] = torch.from_numpy(s.labels)
+    lengths = torch.tensor([len(s.codes) for s in seqs])
+    assert (y == gm.INTRON).any()
+    grammar = gm.GeneGrammar(600, "cpu").double()
+    z = torch.zeros(4, L, 3, dtype=torch.float64)
+    with torch.no_grad():
+        ll = grammar.log_likelihood(*grammar.state_scores(z, z, codes, lengths, z, z), y, lengths)
+    assert (ll > -50 * lengths).all() and (ll <= 1e-9).all(), ll
+
+
+# ----------------------------------------------------------------------------- the benchmark model
+CONFIG = ModelConfig(input_dim=256, num_classes=3, encoder="bilstm", hidden_dim=8, num_layers=1, max_duration=10,
+                     backend="cpu")
+
+
+def _onehot_batch(seed, lengths):
+    g = torch.Generator().manual_seed(seed)
+    T_ = max(lengths)
+    codes = torch.randint(0, 4, (len(lengths), T_), generator=g)
+    x = torch.nn.functional.one_hot(codes, 5).double()
+    # A gene-shaped labelling: intergenic, exon, intron, exon, intergenic ...
+    unit = [0] * 5 + [1] * 7 + [2] * 6 + [1] * 5
+    y = torch.tensor((unit * (T_ // len(unit) + 1))[:T_]).repeat(len(lengths), 1)
+    return x, y, torch.tensor(lengths)
+
+
+def test_registry_builds_the_model_and_it_reads_one_hot_bases():
+    assert "semicrf_gene" in parse_model_list("semicrf_gene,softmax")
+    torch.manual_seed(0)
+    model = build_model("semicrf_gene", CONFIG)
+    assert model.model_name == "semicrf_gene" and model.feature_kind == "onehot"
+    assert model.config.input_dim == 5  # whatever --features says, it reads bases
+    assert model.duration_scores().shape == (10, 3) and model.max_duration == 10
+    assert any(n.startswith("crf.") for n, _ in model.named_parameters())  # the runner's CRF learning rate
+    with pytest.raises(ValueError, match="one-hot"):
+        model.double().loss(torch.zeros(1, 8, 4, dtype=torch.float64), torch.zeros(1, 8, dtype=torch.int64),
+                            torch.tensor([8]))
+
+
+@pytest.mark.parametrize("meta,match", [
+    ({"num_classes": 3, "config": {"content": "random", "splice_motifs": True}}, "realistic"),
+    ({"num_classes": 3, "config": {"content": "realistic", "splice_motifs": False}}, "AG"),
+    ({"num_classes": 5, "config": {"content": "realistic", "splice_motifs": True}}, "C = 3"),
+    ({"num_classes": 3, "config": {"source": "imported"}}, "imported"),
+])
+def test_unsupported_data_is_refused_clearly(meta, match):
+    with pytest.raises(ValueError, match=match):
+        build_model("semicrf_gene", CONFIG, meta)
+    build_model("semicrf_gene", CONFIG, {"num_classes": 3, "config": {"content": "realistic", "splice_motifs": True}})
+
+
+def test_loss_and_predictions_ignore_padding():
+    torch.manual_seed(1)
+    model = build_model("semicrf_gene", CONFIG).double()
+    x, y, lengths = _onehot_batch(2, (30, 22, 9))
+    x[1, 22:] = 1e3  # garbage past the length
+    y[1, 22:] = 2
+    with torch.no_grad():
+        whole = model.loss(x, y, lengths).item()
+        parts = [model.loss(x[i:i + 1, :n], y[i:i + 1, :n], lengths[i:i + 1]).item()
+                 for i, n in enumerate(lengths.tolist())]
+        preds = model.predict(x, lengths)
+        singles = [model.predict(x[i:i + 1, :n], lengths[i:i + 1])[0] for i, n in enumerate(lengths.tolist())]
+    assert math.isfinite(whole)
+    assert whole == pytest.approx(sum(p * n for p, n in zip(parts, lengths.tolist())) / lengths.sum().item(),
+                                  rel=1e-9)
+    for a, b, n in zip(preds, singles, lengths.tolist()):
+        assert a.dtype == np.int64 and len(a) == n and np.array_equal(a, b)
+
+
+def test_it_trains_on_tiny_realistic_data():
+    from semicrf.genomics import synthetic as syn
+
+    small = {"intergenic": syn.DurationModel(40, 0.3, 20, 80), "exon": syn.DurationModel(30, 0.3, 15, 60),
+             "intron": syn.DurationModel(40, 0.3, 25, 70)}
+    config = syn.GeneratorConfig(content="realistic", seq_length=300, durations={**syn.DEFAULT_DURATIONS, **small})
+    seqs = list(syn.generate_sequences(config, 4, seed=1))
+    L = max(len(s.codes) for s in seqs)
+    codes = torch.full((4, L), 4)
+    y = torch.zeros(4, L, dtype=torch.int64)
+    for i, s in enumerate(seqs):
+        codes[i, :len(s.codes)] = torch.from_numpy(s.codes.astype(np.int64))
+        y[i, :len(s.labels)] = torch.from_numpy(s.labels)
+    lengths = torch.tensor([len(s.codes) for s in seqs])
+    x = torch.nn.functional.one_hot(codes, 5).float() * (torch.arange(L)[None, :, None] < lengths[:, None, None])
+    torch.manual_seed(0)
+    model = build_model("semicrf_gene", ModelConfig(input_dim=5, num_classes=3, encoder="bilstm", hidden_dim=16,
+                                                    num_layers=1, max_duration=64, backend="cpu"))
+    opt = torch.optim.Adam(model.parameters(), lr=0.03)
+    losses = []
+    for _ in range(15):
+        opt.zero_grad()
+        loss = model.loss(x, y, lengths)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert all(math.isfinite(v) for v in losses)
+    assert losses[-1] < 0.8 * losses[0], losses
+    with torch.no_grad():
+        preds = model.predict(x, lengths)
+    assert [len(p) for p in preds] == lengths.tolist()
