@@ -1,4 +1,5 @@
-"""Padded batches of one split, computed in a background thread a few batches ahead of the model.
+"""Padded batches of one split: base codes gathered in a background thread a few batches ahead of
+the model, features computed on the model's device.
 
 Shapes: features (B, T, D) float32, labels (B, T) int64, lengths (B,) int64,
 T the longest sequence of the batch.
@@ -19,9 +20,12 @@ from .distributed import Processes
 class Batcher:
     """Padded batches of one split: features (B, T, D) float32, labels (B, T) int64, lengths (B,).
 
-    Features are computed per batch (k-mer features of a whole split would not
-    fit in memory) in a background thread, a couple of batches ahead of the
-    model.
+    A background thread gathers each batch's base codes and labels (one byte a
+    position) a couple of batches ahead of the model; the features are
+    computed from the codes on the model's device
+    (:func:`features.encode_batch`: on a GPU, the k-mer features of a batch at
+    the spec's size take milliseconds, where the host took longer than a
+    training step), so only the codes travel.
 
     With ``processes`` of several ranks, each global batch (``batch_size``
     sequences, in the one-process order) is split: this rank takes every
@@ -33,22 +37,25 @@ class Batcher:
         self.split, self.kind, self.batch_size, self.device = split, feature_kind, batch_size, device
         self.processes = processes
         self.lengths = np.array([len(s) for s in split.sequences], dtype=np.int64)
-        self.dim = features.feature_dim(feature_kind)
+        features.feature_dim(feature_kind)  # an unknown kind is refused here, not in the thread
+        self._small_labels = all(int(lab.max(initial=0)) < 256 for lab in split.labels)
 
     def _host_batch(self, index: np.ndarray):
         lengths = self.lengths[index]
         total = int(lengths.max())
-        x = np.zeros((len(index), total, self.dim), dtype=np.float32)
-        y = np.zeros((len(index), total), dtype=np.int64)
+        codes = np.full((len(index), total), 4, dtype=np.uint8)
+        labels = np.zeros((len(index), total), dtype=np.uint8 if self._small_labels else np.int64)
         for row, i in enumerate(index):
             n = lengths[row]
-            x[row, :n] = features.encode(self.split.sequences[i], self.kind)
-            y[row, :n] = self.split.labels[i]
-        return index, torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(lengths)
+            codes[row, :n] = self.split.sequences[i]
+            labels[row, :n] = self.split.labels[i]
+        return index, torch.from_numpy(codes), torch.from_numpy(labels), torch.from_numpy(lengths)
 
     def _batches(self, indices: list[np.ndarray]):
-        for index, x, y, lengths in prefetched(map(self._host_batch, indices)):
-            yield index, (x.to(self.device), y.to(self.device), lengths.to(self.device))
+        for index, codes, labels, lengths in prefetched(map(self._host_batch, indices)):
+            codes, lengths = codes.to(self.device), lengths.to(self.device)
+            x = features.encode_batch(codes, lengths, self.kind)
+            yield index, (x, labels.to(self.device).long(), lengths)
 
     def shuffled(self, seed: int, epoch: int, start: int = 0):
         """This rank's part of each batch from batch ``start`` on, in an order drawn from (seed, epoch).

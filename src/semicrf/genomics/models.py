@@ -61,7 +61,8 @@ class ModelConfig:
     """What every model is built from.
 
     input_dim: feature dimensions D. num_classes: C. encoder, hidden_dim,
-    num_layers, stem: the shared encoder. max_duration: K of the semi-CRF models.
+    num_layers, stem: the shared encoder; recompute: recompute its
+    activations in the backward pass. max_duration: K of the semi-CRF models.
     backend: the semi-CRF engine backend. mixed_precision: run the encoder
     under bfloat16 autocast on CUDA (the output layers stay in float32).
     """
@@ -75,6 +76,7 @@ class ModelConfig:
     backend: str = "auto"
     mixed_precision: bool = True
     stem: str = "linear"
+    recompute: bool = True
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -103,7 +105,7 @@ class SequenceLabeler(nn.Module):
         super().__init__()
         self.config = config
         self.encoder = build_encoder(config.encoder, config.input_dim, config.hidden_dim, config.num_layers,
-                                     stem=config.stem)
+                                     stem=config.stem, recompute=config.recompute)
 
     def encode(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """(B, T, hidden_dim) encoder states in full precision (float32 under autocast)."""

@@ -115,6 +115,7 @@ def _model_config(config: RunConfig, meta: dict) -> ModelConfig:
         input_dim=features.feature_dim(config.features), num_classes=int(meta["num_classes"]),
         encoder=config.encoder, hidden_dim=config.hidden_dim, num_layers=config.num_layers,
         max_duration=config.max_duration, backend=config.engine_backend, mixed_precision=config.precision == "bf16",
+        stem=config.stem, recompute=config.recompute,
     )
 
 
@@ -136,7 +137,7 @@ def _train_and_report(config: RunConfig, meta, data, resumable, device, processe
             write(msg, file=sys.stdout)
 
     log(f"run: models {', '.join(config.models)}; encoder {config.encoder} (hidden {config.hidden_dim}, "
-        f"{config.num_layers} layers), features {config.features}, K={config.max_duration}, device {config.device}, "
+        f"{config.num_layers} layers, {config.stem} stem), features {config.features}, K={config.max_duration}, device {config.device}, "
         f"backend {config.engine_backend}; train/val/test {len(data['train'])}/{len(data['val'])}/"
         f"{len(data['test'])} sequences{f'; {processes.world} processes (DDP)' if processes.distributed else ''}")
     model_config = _model_config(config, meta)

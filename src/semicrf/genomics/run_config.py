@@ -21,7 +21,7 @@ import torch
 from ..backends import ALIASES as _BACKEND_ALIASES
 from ..backends import NAMES as _BACKEND_NAMES
 from . import features
-from .encoders import ENCODER_KINDS, EncoderUnavailable, build_encoder, encoder_available
+from .encoders import ENCODER_KINDS, STEM_KINDS, EncoderUnavailable, build_encoder, encoder_available
 from .models import DEFAULT_MODELS, available_models, parse_model_list
 
 # "streaming" first: it is the default and the name the benchmark documents.
@@ -30,7 +30,7 @@ LR_SCHEDULES = ("constant", "cosine")
 # Settings that change what a checkpoint's training computes; --resume refuses to mix them.
 IDENTITY_KEYS = ("data", "data_files", "encoder", "features", "max_duration", "hidden_dim", "num_layers",
                  "batch_size", "lr", "crf_lr_scale", "weight_decay", "grad_clip", "seed", "log_every", "max_train",
-                 "max_val", "max_test", "precision", "warmup_steps", "lr_schedule", "min_lr_ratio")
+                 "max_val", "max_test", "precision", "warmup_steps", "lr_schedule", "min_lr_ratio", "stem")
 
 
 class RunError(ValueError):
@@ -48,6 +48,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
     p.add_argument("--max-duration", type=int, default=1000, help="longest segment K of the semi-CRF models")
     p.add_argument("--hidden-dim", type=int, default=256, help="encoder width")
     p.add_argument("--num-layers", type=int, default=4, help="encoder layers")
+    p.add_argument("--stem", default="linear", choices=STEM_KINDS,
+                   help="how features enter the encoder: linear (a per-position projection, the spec's) or conv "
+                        "(three convolutions of width 9 seeing 57 positions: splice sites, codon composition)")
+    p.add_argument("--no-recompute", action="store_true",
+                   help="keep the encoder's activations for the backward pass instead of recomputing them "
+                        "(faster; needs memory: several GiB per layer at the spec's size)")
     p.add_argument("--batch-size", type=int, default=16, help="sequences per batch")
     p.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate")
     p.add_argument("--crf-lr-scale", type=float, default=20.0,
@@ -195,6 +201,8 @@ class RunConfig:
     engine_backend_resolved: str
     no_triton: bool
     models: tuple[str, ...]
+    stem: str = "linear"
+    recompute: bool = True
     warmup_steps: int = 0
     lr_schedule: str = "constant"
     min_lr_ratio: float = 0.1
@@ -225,7 +233,7 @@ class RunConfig:
             log_every=args.log_every, max_train=args.max_train, max_val=args.max_val, max_test=args.max_test,
             precision=args.precision, device=args.device, backend=args.backend, engine_backend=backend,
             engine_backend_resolved=_resolved_backend(backend, args.device), no_triton=bool(args.no_triton),
-            models=tuple(models), warmup_steps=args.warmup_steps, lr_schedule=args.lr_schedule,
+            models=tuple(models), stem=args.stem, recompute=not args.no_recompute, warmup_steps=args.warmup_steps, lr_schedule=args.lr_schedule,
             min_lr_ratio=float(args.min_lr_ratio), step_budget=tuple(budget.items()), patience=args.patience,
             checkpoint_every=float(args.checkpoint_every),
             time_limit=None if args.time_limit is None else float(args.time_limit), resume=bool(args.resume), overwrite=bool(args.overwrite), threads=args.threads,
@@ -250,7 +258,7 @@ class RunConfig:
                 "crf_lr_scale", "weight_decay", "grad_clip", "epochs", "seed", "log_every", "max_train", "max_val",
                 "max_test", "precision", "device", "backend", "engine_backend", "engine_backend_resolved",
                 "no_triton")
-        later = ("warmup_steps", "lr_schedule", "min_lr_ratio", "patience", "checkpoint_every", "time_limit")
+        later = ("stem", "recompute", "warmup_steps", "lr_schedule", "min_lr_ratio", "patience", "checkpoint_every", "time_limit")
         return {"data": self.data, "data_files": self.data_files, "data_dir": str(Path(self.data_dir).resolve()),
                 **{k: getattr(self, k) for k in keys}, "models": list(self.models), "processes": self.processes,
                 **{k: getattr(self, k) for k in later}, "step_budget": dict(self.step_budget)}
@@ -311,7 +319,7 @@ def _check_environment(args, models: list[str]) -> None:
         raise RunError(str(e)) from None
     try:
         # Build the encoder once so that an unusable size is reported now, not after data loading.
-        build_encoder(args.encoder, features.feature_dim(args.features), args.hidden_dim, 1)
+        build_encoder(args.encoder, features.feature_dim(args.features), args.hidden_dim, 1, stem=args.stem)
     except ValueError as e:
         raise RunError(f"--encoder {args.encoder} with --features {args.features} and --hidden-dim "
                        f"{args.hidden_dim}: {e}") from None
