@@ -19,6 +19,8 @@ features are computed there (:func:`semicrf.genomics.features.encode_batch`).
 Batches are drawn from ``--seed``. The output JSON (rewritten at every
 validation) holds the recipe, the curve (step, seconds, train loss, validation
 boundary / segment / exon position F1) and the median step time.
+``recipe_search.py summarize RESULTS/*.json --figure curves.png`` prints a
+table of several recipes and draws their curves.
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ from semicrf.genomics import dataset, features, metrics
 from semicrf.genomics.encoders import STEM_KINDS
 from semicrf.genomics.formats import atomic_output
 from semicrf.genomics.models import ModelConfig, build_model
-from semicrf.genomics.train import _param_groups
+from semicrf.genomics.control import lr_factor
+from semicrf.genomics.trainer import param_groups
 
 
 def padded(split: dataset.Split, device: torch.device):
@@ -65,16 +68,6 @@ def batch(data, index: torch.Tensor, kind: str):
     return (features.encode_batch(codes[index, :width], lengths, kind), labels[index, :width].long(), lengths)
 
 
-def lr_factor(step: int, warmup: int, total: int, schedule: str, floor: float = 0.1) -> float:
-    """Linear warm-up over ``warmup`` steps, then constant or cosine down to ``floor``."""
-    if step < warmup:
-        return (step + 1) / warmup
-    if schedule == "constant":
-        return 1.0
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
 @torch.no_grad()
 def validate(model, data, kind: str, class_names, max_duration: int, batch_size: int) -> dict:
     model.eval()
@@ -93,7 +86,56 @@ def validate(model, data, kind: str, class_names, max_duration: int, batch_size:
             "duration_kl_mean": scores["duration_kl_mean"]}
 
 
+def summarize(paths: list[Path], figure: Path | None) -> str:
+    """A markdown table of the recipes' curves (last and best validation), and optionally their figure."""
+    runs = [(Path(p).stem, json.loads(Path(p).read_text())) for p in sorted(paths)]
+    lines = ["| recipe | model | stem | features | hidden x layers | batch | lr (warm-up, schedule) | steps | "
+             "s / step (shared) | val boundary F1 (last / best) | @10 bp (last) | segment F1 (last) | "
+             "exon position F1 (last) |", "|---|---|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for name, r in runs:
+        a, c = r["recipe"], r["curve"]
+        if not c:
+            lines.append(f"| {name} | {a['model']} | no validation reached | | | | | | | | | | |")
+            continue
+        last, best = c[-1], max(v["boundary_f1"] for v in c)
+        lines.append(
+            f"| {name} | {a['model']} | {a['stem']} | {a['features']} | {a['hidden_dim']} x {a['num_layers']} | "
+            f"{a['batch_size']} | {a['lr']:g} ({a['warmup_steps']}, {a['schedule']}) | {r.get('steps', last['step'])} | "
+            f"{r['step_time_median_s']:.2f} | {last['boundary_f1']:.3f} / {best:.3f} | {last['boundary_f1_10']:.3f} | "
+            f"{last['segment_f1']:.3f} | {last['exon_position_f1']:.3f} |")
+    if figure is not None:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+        for name, r in runs:
+            c = r["curve"]
+            if c:
+                for ax, key in zip(axes, ("boundary_f1", "exon_position_f1")):
+                    ax.plot([v["seconds"] for v in c], [v[key] for v in c], marker="o", ms=3, label=name)
+        for ax, title in zip(axes, ("validation boundary F1 (exact)", "validation exon position F1")):
+            ax.set_xlabel("seconds since start (GPU shared by 4 runs)")
+            ax.set_title(title)
+            ax.grid(alpha=0.3)
+        axes[0].legend(fontsize=7)
+        fig.tight_layout()
+        with atomic_output(figure, "wb") as f:
+            fig.savefig(f, format="png", dpi=110)
+        plt.close(fig)
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv[:1] == ["summarize"]:
+        s = argparse.ArgumentParser(description="Table (and figure) of recipe_search.py results")
+        s.add_argument("json", nargs="+", type=Path)
+        s.add_argument("--figure", type=Path, default=None)
+        args = s.parse_args(argv[1:])
+        print(summarize(args.json, args.figure))
+        return 0
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data-dir", required=True)
     p.add_argument("--output", required=True, help="JSON file of the curve (rewritten at each validation)")
@@ -134,11 +176,9 @@ def main(argv=None) -> int:
     torch.manual_seed(args.seed)
     config = ModelConfig(input_dim=features.feature_dim(args.features), num_classes=len(class_names),
                          encoder=args.encoder, hidden_dim=args.hidden_dim, num_layers=args.num_layers,
-                         max_duration=args.max_duration, stem=args.stem)
+                         max_duration=args.max_duration, stem=args.stem, recompute=not args.no_recompute)
     model = build_model(args.model, config, meta).to(device)
-    if args.no_recompute:
-        model.encoder.recompute = False
-    opt = torch.optim.AdamW(_param_groups(model, args.weight_decay, args.lr, args.crf_lr_scale), lr=args.lr)
+    opt = torch.optim.AdamW(param_groups(model, args.weight_decay, args.lr, args.crf_lr_scale), lr=args.lr)
     base = [g["lr"] for g in opt.param_groups]
     gen = torch.Generator(device="cpu").manual_seed(args.seed)
     n_train = train_data[0].shape[0]
@@ -152,7 +192,7 @@ def main(argv=None) -> int:
             order, cursor = torch.randperm(n_train, generator=gen), 0
         index = order[cursor:cursor + args.batch_size].to(device)
         cursor += args.batch_size
-        factor = lr_factor(step, args.warmup_steps, args.total_steps, args.schedule)
+        factor = lr_factor(step, args.total_steps, args.warmup_steps, args.schedule, 0.1)
         for g, lr in zip(opt.param_groups, base):
             g["lr"] = lr * factor
         t0 = time.perf_counter()

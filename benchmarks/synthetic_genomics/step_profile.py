@@ -106,11 +106,9 @@ def _trace_head(model, batch, device: torch.device) -> str:
     return prof.key_averages().table(sort_by="cuda_time_total", row_limit=25)
 
 
-def profile(name: str, config: ModelConfig, batch, steps: int, device: torch.device, trace: bool = False,
-            recompute: bool = True) -> dict:
+def profile(name: str, config: ModelConfig, batch, steps: int, device: torch.device, trace: bool = False) -> dict:
     torch.manual_seed(0)
     model = build_model(name, config).to(device)
-    model.encoder.recompute = recompute
     # The run command's default optimizer settings.
     run = add_run_arguments(argparse.ArgumentParser()).parse_args(["--data-dir", "-", "--output-dir", "-"])
     opt = torch.optim.AdamW(param_groups(model, run.weight_decay, run.lr, run.crf_lr_scale), lr=run.lr)
@@ -171,13 +169,13 @@ def main(argv=None) -> int:
     device = torch.device("cuda")
     config = ModelConfig(input_dim=features.feature_dim("onehot"), num_classes=3, encoder=args.encoder,
                          hidden_dim=args.hidden_dim, num_layers=args.num_layers, max_duration=args.max_duration,
-                         backend="auto", mixed_precision=args.precision == "bf16", stem=args.stem)
+                         backend="auto", mixed_precision=args.precision == "bf16", stem=args.stem,
+                         recompute=not args.no_recompute)
     batch = make_batch(args.batch_size, args.seq_length, device)
     rows = []
     for name in args.models.split(","):
         try:
-            row = profile(name, config, batch, args.steps, device, trace=args.trace_head is not None,
-                          recompute=not args.no_recompute)
+            row = profile(name, config, batch, args.steps, device, trace=args.trace_head is not None)
         except Exception as e:  # out of memory, say: report it and go on
             row = {"model": name, "error": f"{type(e).__name__}: {str(e)[:300]}"}
             torch.cuda.empty_cache()
