@@ -474,7 +474,7 @@ def viterbi(p: Problem, config: TritonConfig = DEFAULT_CONFIG) -> ViterbiResult:
     # Links of both halves (rows b and B + b), then the label before the middle segment on each side.
     link = torch.empty((2 * B, T + 1, C), dtype=torch.int64, device=dev)
     block_e = 32
-    _k.viterbi_argmax_kernel[(2 * B, triton.cdiv(T // 2 + 1, block_e))](
+    _k.viterbi_argmax_kernel[(triton.cdiv(T // 2 + 1, block_e), 2 * B)](
         sw.g, sw.alpha, sw.best_v, p.durations.contiguous(), sw.trans, row_len, link, T, C, K, B,
         BLOCK_E=block_e, BLOCK_D=32, BLOCK_C=_pow2(C))
     b = torch.arange(B, device=dev)

@@ -993,11 +993,12 @@ def viterbi_argmax_kernel(g_ptr, alpha_ptr, bestv_ptr, dur_ptr, trans_ptr, len_p
     so short best segments cost little. Written packed, ``link[b, e, c] = d << 32 | (c' + 1)``, so
     the traceback makes one dependent load per segment. Shapes: g (N, T, C), alpha and bestv
     (N, T+1, C) float64; trans (2, C, C) indexed by direction ``b // n_per_dir``; len (N,); link
-    (N, T+1, C) int64. Grid: (N, cdiv(max len, BLOCK_E)).
+    (N, T+1, C) int64. Grid: (cdiv(max len, BLOCK_E), N): the blocks of ends go on the grid's first
+    axis, the only one that may exceed 65 535 programs (a chromosome arm has ~10^6 blocks).
     """
     NEG_INF: tl.constexpr = float("-inf")
-    b = tl.program_id(0)
-    t0 = tl.program_id(1) * BLOCK_E
+    b = tl.program_id(1)
+    t0 = tl.program_id(0) * BLOCK_E
     L = tl.load(len_ptr + b).to(tl.int32)
     cc = tl.arange(0, BLOCK_C)
     cmask = cc < C
