@@ -23,6 +23,9 @@ from semicrf.genomics.cli import main
 from semicrf.genomics.dataset import generate_dataset
 from semicrf.genomics.synthetic import GeneratorConfig
 
+# Every test here starts several processes (torchrun): slow, by the README's definition.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "synthetic_genomics" / "synthetic_benchmark.py"
 # Batches of 3 over 7 training sequences: 3, 3, 1, so in the last batch rank 1 has no sequence.
@@ -219,7 +222,6 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-@pytest.mark.slow
 def test_two_processes_stopped_mid_epoch_resume_to_the_uninterrupted_run(runs, data_dir, tmp_path, monkeypatch):
     _, straight, _ = runs
     launcher = tmp_path / "launch.py"

@@ -64,6 +64,7 @@ def _run(data_dir, out, *extra):
     return main(["run", "--data-dir", str(data_dir), "--output-dir", str(out), *TINY, *extra])
 
 
+@pytest.mark.slow
 def test_run_writes_the_whole_tree(full_run):
     status, out, (stdout, _) = full_run
     assert status == 0
@@ -80,6 +81,7 @@ def test_run_writes_the_whole_tree(full_run):
     assert "Boundary F1" in stdout  # the comparison table is printed at the end
 
 
+@pytest.mark.slow
 def test_metrics_json_has_every_model_and_key(full_run, data_dir):
     _, out, _ = full_run
     doc = json.loads((out / "metrics.json").read_text())
@@ -104,6 +106,7 @@ def test_metrics_json_has_every_model_and_key(full_run, data_dir):
     assert doc["data"]["sequences"] == {"train": 6, "val": 2, "test": 2}
 
 
+@pytest.mark.slow
 def test_exported_predictions_are_the_best_checkpoint_predictions(full_run, data_dir):
     # Independent of the runner: reload the best weights, predict the test split,
     # and compare with the GFF3 file and with the metrics recorded.
@@ -131,6 +134,7 @@ def test_exported_predictions_are_the_best_checkpoint_predictions(full_run, data
         assert ckpt["epoch"] == doc["models"][name]["best_epoch"]
 
 
+@pytest.mark.slow
 def test_history_and_best_checkpoint_agree(full_run):
     _, out, _ = full_run
     last = torch.load(out / "checkpoints" / "semicrf_last.pt", weights_only=True)
@@ -151,6 +155,7 @@ def _model_metrics(out):
     return {m: {k: v for k, v in r.items() if k not in TIMING} for m, r in doc["models"].items()}
 
 
+@pytest.mark.slow
 def test_resume_repeats_an_uninterrupted_run(data_dir, tmp_path, capsys):
     models = ["--models", "softmax,semicrf"]
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"

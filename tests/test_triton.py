@@ -143,6 +143,7 @@ def test_chunked_lookback_matches_reference(B, T, C, K, tile):
     assert torch.equal(vt.labels.cpu(), vr.labels.cpu()) and vt.segments == vr.segments
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("K", [3, 9, 30])
 def test_chunked_lookback_with_long_label_runs(K):
     """Label runs of 5 to 25 positions span several chunks of 4: the constrained far part must
@@ -175,6 +176,7 @@ def test_linear_chain_holds_large_scores():
         assert_close(getattr(a.marginals, f), getattr(r.marginals, f), what=f)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("near,K", [(1, 6), (3, 14)])
 def test_far_part_helpers_match_reference(near, K):
     """The far part split between each row and a helper program (the helper takes the blocks before
@@ -196,6 +198,7 @@ def test_far_part_helpers_match_reference(near, K):
     assert vt.segments == vr.segments
 
 
+@pytest.mark.slow
 def test_rows_whose_helper_never_comes_take_the_exact_sweep():
     """A row that waits longer than ``spin_limit`` polls for its far-part helper gives up instead of
     hanging, and flags itself: the exact kernel redoes it."""
