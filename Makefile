@@ -35,7 +35,7 @@ demo: install
 		--seq-length 20000 --content realistic --overwrite
 	$(PY) -m semicrf.genomics.cli run --data-dir $(DEMO_DATA) --output-dir $(DEMO_RESULTS) --encoder bilstm \
 		--features kmer --device cpu --epochs 7 --log-every 2 --hidden-dim 16 --num-layers 1 --batch-size 1 \
-		--lr 3e-3 --max-duration 500 --threads 1 --overwrite
+		--lr 3e-3 --max-duration 500 --step-budget pytorch-crf=12 --threads 1 --overwrite
 	$(PY) -m semicrf.genomics.cli compare --results-dir $(DEMO_RESULTS)
 
 test: install
