@@ -301,7 +301,9 @@ class ConvStem(nn.Module):
             features = features * keep
 
         def conv(layer, x):  # (B, T, C) -> (B, T, C'), padding zeroed
-            y = F.gelu(layer(x.transpose(1, 2)).transpose(1, 2))
+            # Under autocast the convolution runs in bfloat16; the residual stream and the norms
+            # keep the parameters' precision, as in the mixer layers.
+            y = F.gelu(layer(x.transpose(1, 2)).transpose(1, 2)).to(layer.weight.dtype)
             return y if keep is None else y * keep
 
         h = conv(self.first, features)
