@@ -285,7 +285,7 @@ def read_genes_gff3(path, coding_types=("CDS", "stop_codon")) -> tuple[dict[str,
     check_signals = bool(signals)
     genes: dict[str, list[Gene]] = {s: [] for s in order}
     for (seqid, tid), rows in parts.items():
-        rows = _union(rows)
+        rows = merge_intervals(rows)
         complete = not check_signals or signals.get((seqid, tid), set()) == {"start_codon", "stop_codon"}
         try:
             genes[seqid].append(make_gene(strands[(seqid, tid)][0], rows, tid, complete))
@@ -296,8 +296,9 @@ def read_genes_gff3(path, coding_types=("CDS", "stop_codon")) -> tuple[dict[str,
     return genes, lengths
 
 
-def _union(rows: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Merge overlapping intervals (a stop codon inside or next to a CDS line joins it)."""
+def merge_intervals(rows: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The union of half-open intervals ``(start, end)``, as sorted disjoint intervals; touching
+    ones merge (a stop codon next to a CDS line joins it)."""
     out: list[list[int]] = []
     for s, e in sorted(rows):
         if out and s <= out[-1][1]:
