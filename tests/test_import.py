@@ -237,6 +237,8 @@ def test_run_on_imported_data(files, tmp_path, capsys):
     preds = list((res / "predictions").glob("*.gff3"))
     assert preds and all(p.read_text().startswith("##gff-version 3") for p in preds)
     capsys.readouterr()
-    assert main(common + ["--models", "oracle", "--output-dir", str(tmp_path / "res2")]) == 2
+    # Refused before any model trains, even when a model that could train comes first.
+    assert main(common + ["--models", "softmax,oracle", "--output-dir", str(tmp_path / "res2")]) == 2
     err = capsys.readouterr().err
-    assert "imported" in err and "leave oracle" in err
+    assert "model oracle" in err and "imported" in err and "leave oracle" in err
+    assert not (tmp_path / "res2").exists()

@@ -238,19 +238,36 @@ class ModelSpec:
     name: str
     build: Callable[[ModelConfig, dict | None], SequenceLabeler]
     summary: str
+    #: Raises ValueError when the model cannot be built for a data set with this metadata.
+    check: Callable[[dict | None], None] | None = None
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
 
 
 def register_model(name: str, build: Callable[[ModelConfig, dict | None], SequenceLabeler], summary: str = "",
-                   *, replace: bool = False) -> None:
-    """Add a model to the registry (``replace=True`` to redefine an existing name)."""
+                   *, replace: bool = False, check: Callable[[dict | None], None] | None = None) -> None:
+    """Add a model to the registry (``replace=True`` to redefine an existing name).
+
+    ``check(metadata)``, when given, raises ValueError for a data set the model cannot be built
+    for; the run command calls it for every model before training any (:func:`check_data`).
+    """
     if not isinstance(name, str) or not name or "," in name or any(ch.isspace() for ch in name):
         raise ValueError(f"model name must be a non-empty string without commas or spaces, got {name!r}")
     if name in _REGISTRY and not replace:
         raise ValueError(f"model {name!r} is already registered; pass replace=True to redefine it")
-    _REGISTRY[name] = ModelSpec(name, build, summary)
+    _REGISTRY[name] = ModelSpec(name, build, summary, check)
+
+
+def check_data(names, metadata: dict | None) -> None:
+    """Raise ValueError, naming the model, if any of ``names`` cannot be built for this data set."""
+    for name in names:
+        check = _get(name).check
+        if check is not None:
+            try:
+                check(metadata)
+            except ValueError as e:
+                raise ValueError(f"model {name}: {e}") from None
 
 
 def available_models() -> tuple[str, ...]:
@@ -290,13 +307,19 @@ def parse_model_list(text: str) -> list[str]:
     return names
 
 
-def _build_oracle(config: ModelConfig, metadata: dict | None, method: str):
-    from .oracle import OracleTagger, config_from_metadata
+def _oracle_generator(metadata: dict | None):
+    from .oracle import config_from_metadata
 
     if metadata is None:
         raise ValueError("the oracle model is built from the data set's metadata (its generating model); "
                          "none was given")
-    return OracleTagger(config, config_from_metadata(metadata), method=method)
+    return config_from_metadata(metadata)
+
+
+def _build_oracle(config: ModelConfig, metadata: dict | None, method: str):
+    from .oracle import OracleTagger
+
+    return OracleTagger(config, _oracle_generator(metadata), method=method)
 
 
 register_model("softmax", lambda cfg, meta: SoftmaxTagger(cfg), "position-wise baseline, no structure")
@@ -309,9 +332,9 @@ register_model("semicrf_uniform",
                lambda cfg, meta: SemiCRFTagger(cfg, cfg.max_duration, "uniform", boundary_heads=True),
                "semi-CRF, durations fixed uniform (ablation)")
 register_model("oracle", lambda cfg, meta: _build_oracle(cfg, meta, "viterbi"),
-               "Bayes-optimal reference: the true generating model, Viterbi (no training)")
+               "Bayes-optimal reference: the true generating model, Viterbi (no training)", check=_oracle_generator)
 register_model("oracle_posterior", lambda cfg, meta: _build_oracle(cfg, meta, "posterior"),
-               "the true generating model, per-position maximum posterior (no training)")
+               "the true generating model, per-position maximum posterior (no training)", check=_oracle_generator)
 
 
 def _build_gene(config: ModelConfig, metadata: dict | None):
@@ -320,5 +343,12 @@ def _build_gene(config: ModelConfig, metadata: dict | None):
     return build_gene_model(config, metadata)
 
 
+def _check_gene(metadata: dict | None) -> None:
+    from .gene_model import check_metadata
+
+    check_metadata(metadata)
+
+
 register_model("semicrf_gene", _build_gene,
-               "gene-structure semi-CRF: frame-carrying exon/intron states, no in-frame stops (realistic C = 3)")
+               "gene-structure semi-CRF: frame-carrying exon/intron states, no in-frame stops (realistic C = 3)",
+               check=_check_gene)

@@ -52,9 +52,9 @@ from .checkpoints import check_output_dir, make_output_dir
 from .control import Interrupted, TrainingControl
 from .distributed import Processes, check_processes, process_group
 from .evaluation import evaluate_model
-from .models import ModelConfig
+from .models import ModelConfig, check_data
 from .outputs import write_figures, write_metrics
-from .run_config import RunConfig, add_run_arguments
+from .run_config import RunConfig, RunError, add_run_arguments
 from .run_data import data_files_hash, data_fingerprint, load_run_data
 from .trainer import ModelRun
 
@@ -85,6 +85,10 @@ def run_main(args: argparse.Namespace) -> int:
     processes = Processes.from_environment()
     config = RunConfig.from_args(args)
     meta, data = load_run_data(config)
+    try:  # a model that cannot be built for this data set is refused before any model trains
+        check_data(config.models, meta)
+    except ValueError as e:
+        raise RunError(f"--models: {e}") from None
     check_processes(processes, config, len(data["train"]))
     config = config.with_data(data_fingerprint(meta), data_files_hash(config.data_dir), processes.world)
     resumable = check_output_dir(config)
@@ -137,8 +141,8 @@ def _train_and_report(config: RunConfig, meta, data, resumable, device, processe
             write(msg, file=sys.stdout)
 
     log(f"run: models {', '.join(config.models)}; encoder {config.encoder} (hidden {config.hidden_dim}, "
-        f"{config.num_layers} layers, {config.stem} stem), features {config.features}, K={config.max_duration}, device {config.device}, "
-        f"backend {config.engine_backend}; train/val/test {len(data['train'])}/{len(data['val'])}/"
+        f"{config.num_layers} layers, {config.stem} stem), features {config.features}, K={config.max_duration}, "
+        f"device {config.device}, backend {config.engine_backend}; train/val/test {len(data['train'])}/{len(data['val'])}/"
         f"{len(data['test'])} sequences{f'; {processes.world} processes (DDP)' if processes.distributed else ''}")
     model_config = _model_config(config, meta)
     out, record = config.output_path, config.to_dict()
