@@ -135,97 +135,173 @@ from .models import ModelConfig, SequenceLabeler, position_mask
 from .oracle import STOP_PENALTY
 from .synthetic import STOP_CODONS
 
+# The synthetic layout's classes (C = 3); the real layout's are gene_structures.STRANDED_CLASSES (C = 5).
 NUM_CLASSES = 3
 INTERGENIC, EXON, INTRON = 0, 1, 2
+#: Classes of the real layout: intergenic, exon+, intron+, exon-, intron-.
+STRANDED_CLASSES = ("intergenic", "exon+", "intron+", "exon-", "intron-")
 #: Added (negated) to the emission of a state whose class differs from the gold class (see the docstring).
 GOLD_PENALTY = 1.0e4
-_STOP_IDS = tuple(16 * "ACGT".index(s[0]) + 4 * "ACGT".index(s[1]) + "ACGT".index(s[2]) for s in STOP_CODONS)
 NEG_INF = float("-inf")
+_BASE = {b: i for i, b in enumerate("ACGT")}
+_COMPLEMENT = {"A": "T", "C": "G", "G": "C", "T": "A"}
+
+
+def reverse_complement(seq: str) -> str:
+    return "".join(_COMPLEMENT[b] for b in reversed(seq))
+
+
+def _codon_id(codon: str) -> int:
+    return 16 * _BASE[codon[0]] + 4 * _BASE[codon[1]] + _BASE[codon[2]]
+
+
+#: Codons as read on the + strand, left to right: a stop of a + gene; a stop / start of a - gene.
+STOP_PLUS = tuple(STOP_CODONS)
+STOP_MINUS = tuple(reverse_complement(c) for c in STOP_CODONS)  # TTA, CTA, TCA
+START_PLUS, START_MINUS = "ATG", reverse_complement("ATG")  # CAT
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Which gene grammar: the classes, the strands, and whether genes begin and end with codons."""
+
+    num_classes: int
+    strands: tuple[str, ...]
+    codons: bool  # a start codon opens and a stop codon follows every coding sequence (real data)
+
+    def exon_class(self, strand: str) -> int:
+        return 1 if strand == "+" else 3
+
+    def intron_class(self, strand: str) -> int:
+        return 2 if strand == "+" else 4
+
+
+#: Synthetic data: 3 classes, + strand, no start / stop codons (the generator writes none): 16 states.
+SYNTHETIC = Layout(3, ("+",), False)
+#: Real data (the importer's 5 stranded classes): both strands, start and stop codons: 43 states.
+REAL = Layout(5, ("+", "-"), True)
+LAYOUTS = {3: SYNTHETIC, 5: REAL}
 
 
 @dataclass(frozen=True)
 class GeneState:
-    """One hidden state. kind: ``intergenic``, ``first_exon``, ``exon`` or ``intron``; phase: the
-    absolute frame ``a`` (exons: codon position of t is ``(t - a) mod 3``; introns: the frame they
-    were entered with); residue: an intron piece's length mod 3."""
+    """One hidden state.
+
+    kind: ``intergenic``, or an exon piece: ``open`` (entered from intergenic), ``inner`` (after an
+    intron or another piece of the same exon, or opening a sequence), ``close`` (followed by
+    intergenic) and ``single`` (both: a whole one-exon gene), or ``intron``. Without codons (the
+    synthetic layout) there is no close / single: any exon piece may precede intergenic, and open /
+    inner keep their first names, first_exon / exon. strand: ``+`` or ``-`` (None for intergenic).
+    phase: the absolute frame ``a`` (+ exons: codon position of t is ``(t - a) mod 3``; - exons:
+    ``(a - t) mod 3``; introns: the frame they were entered with); residue: an intron piece's length
+    mod 3. ``cls`` is set by the layout.
+    """
 
     kind: str
+    strand: str | None = None
     phase: int | None = None
     residue: int | None = None
+    cls: int = INTERGENIC
+    synthetic_names: bool = False
 
     @property
-    def cls(self) -> int:
-        return {"intergenic": INTERGENIC, "first_exon": EXON, "exon": EXON, "intron": INTRON}[self.kind]
+    def is_exon(self) -> bool:
+        return self.kind in ("open", "inner", "close", "single")
 
     @property
     def name(self) -> str:
         if self.kind == "intergenic":
             return "intergenic"
+        if self.synthetic_names:  # the 16 states' names of the first version
+            kind = {"open": "first_exon", "inner": "exon"}.get(self.kind, self.kind)
+            return f"intron/a{self.phase}/r{self.residue}" if kind == "intron" else f"{kind}/a{self.phase}"
         if self.kind == "intron":
-            return f"intron/a{self.phase}/r{self.residue}"
-        return f"{self.kind}/a{self.phase}"
+            return f"intron{self.strand}/a{self.phase}/r{self.residue}"
+        return f"{self.kind}{self.strand}/a{self.phase}"
 
 
-#: The states, in engine order: intergenic, first_exon(0..2), exon(0..2), intron(a, r) (a major).
-STATES: tuple[GeneState, ...] = (
-    (GeneState("intergenic"),)
-    + tuple(GeneState("first_exon", a) for a in range(3))
-    + tuple(GeneState("exon", a) for a in range(3))
-    + tuple(GeneState("intron", a, r) for a in range(3) for r in range(3))
-)
+def make_states(layout: Layout) -> tuple[GeneState, ...]:
+    """The states in engine order: intergenic, then per strand its exon kinds (phase minor) and its
+    introns (phase major). For the synthetic layout: intergenic, first_exon(0..2), exon(0..2),
+    intron(a, r), exactly the first version's 16 states."""
+    syn = not layout.codons
+    states = [GeneState("intergenic")]
+    kinds = ("open", "inner", "close", "single") if layout.codons else ("open", "inner")
+    for strand in layout.strands:
+        ec, ic = layout.exon_class(strand), layout.intron_class(strand)
+        states += [GeneState(k, strand, a, None, ec, syn) for k in kinds for a in range(3)]
+        states += [GeneState("intron", strand, a, r, ic, syn) for a in range(3) for r in range(3)]
+    return tuple(states)
+
+
+#: The synthetic layout's states (the first version's module constants, kept for its users).
+STATES: tuple[GeneState, ...] = make_states(SYNTHETIC)
 NUM_STATES = len(STATES)
-_INDEX = {s: i for i, s in enumerate(STATES)}
-#: (S,) int64 class of each state.
 STATE_CLASS = np.array([s.cls for s in STATES], dtype=np.int64)
-#: Engine columns of first_exon(a), exon(a) and intron(a, r), a = 0, 1, 2 (the layout above).
-FIRST_EXON_COLS, EXON_COLS, INTRON_COLS = slice(1, 4), slice(4, 7), slice(7, 16)
 
 
-def grammar_mask() -> np.ndarray:
+def grammar_mask(states=STATES, layout: Layout = SYNTHETIC) -> np.ndarray:
     """(S, S) float64: 0 where the grammar allows state j after state i, else -inf."""
-    mask = np.full((NUM_STATES, NUM_STATES), NEG_INF)
+    index = {s: i for i, s in enumerate(states)}
+    mask = np.full((len(states), len(states)), NEG_INF)
+    by = {(s.kind, s.strand, s.phase, s.residue): s for s in states}
 
-    def allow(src: GeneState, dst: GeneState) -> None:
-        mask[_INDEX[src], _INDEX[dst]] = 0.0
+    def allow(src, dst) -> None:
+        mask[index[by[src]], index[by[dst]]] = 0.0
 
-    ig = GeneState("intergenic")
+    ig = ("intergenic", None, None, None)
     allow(ig, ig)
-    for a in range(3):
-        allow(ig, GeneState("first_exon", a))
-        for kind in ("first_exon", "exon"):
-            src = GeneState(kind, a)
-            allow(src, GeneState("exon", a))  # a run cut into pieces keeps its absolute phase
-            allow(src, ig)
+    for strand in layout.strands:
+        # Left to right on either strand: a - gene is met from its 3' end, but its pieces chain the
+        # same way (an intron moves the absolute phase by its length on both strands, see the docstring).
+        for a in range(3):
+            allow(ig, ("open", strand, a, None))
+            if layout.codons:
+                allow(ig, ("single", strand, a, None))
+                allow(("close", strand, a, None), ig)
+                allow(("single", strand, a, None), ig)
+            for kind in ("open", "inner"):
+                src = (kind, strand, a, None)
+                allow(src, ("inner", strand, a, None))  # a run cut into pieces keeps its absolute phase
+                allow(src, ("close", strand, a, None) if layout.codons else ig)
+                for r in range(3):
+                    allow(src, ("intron", strand, a, r))
             for r in range(3):
-                allow(src, GeneState("intron", a, r))
-        for r in range(3):
-            src, b = GeneState("intron", a, r), (a + r) % 3
-            allow(src, GeneState("exon", b))
-            for r2 in range(3):
-                allow(src, GeneState("intron", b, r2))
+                src, b = ("intron", strand, a, r), (a + r) % 3
+                allow(src, ("inner", strand, b, None))
+                if layout.codons:
+                    allow(src, ("close", strand, b, None))
+                for r2 in range(3):
+                    allow(src, ("intron", strand, b, r2))
     return mask
 
 
-def initial_mask() -> np.ndarray:
-    """(S,) 0 for the states that may open a sequence (all but first_exon), else -inf."""
-    return np.array([NEG_INF if s.kind == "first_exon" else 0.0 for s in STATES])
+def initial_mask(states=STATES) -> np.ndarray:
+    """(S,) 0 for the states that may open a sequence, else -inf: not open / single, whose start
+    rules need the intergenic before them (a sequence opening inside a gene starts with an inner
+    exon piece of a free frame, or an intron, or a close piece)."""
+    return np.array([NEG_INF if s.kind in ("open", "single") else 0.0 for s in states])
 
 
-def residue_mask(K: int) -> np.ndarray:
+def final_mask(states=STATES) -> np.ndarray:
+    """(S,) 0 for the states that may end a sequence: not close / single (a sequence ending inside an
+    exon ends with an open or inner piece, its stop codon and frame unchecked: it is cut)."""
+    return np.array([NEG_INF if s.kind in ("close", "single") else 0.0 for s in states])
+
+
+def residue_mask(K: int, states=STATES) -> np.ndarray:
     """(K, S) 0, or -inf where an intron(a, r) state has a length d (row d - 1) with d mod 3 != r."""
     d = np.arange(1, K + 1)
-    out = np.zeros((K, NUM_STATES))
-    for i, s in enumerate(STATES):
+    out = np.zeros((K, len(states)))
+    for i, s in enumerate(states):
         if s.residue is not None:
             out[d % 3 != s.residue, i] = NEG_INF
     return out
 
 
-def stop_codon_starts(codes: Tensor, lengths: Tensor) -> Tensor:
-    """(B, T) bool: a stop codon occupies positions t, t+1, t+2, all inside the sequence.
-
-    codes: (B, T) integer base codes 0..4 (N = 4 is never part of a codon); any value past a length.
-    """
+def codon_starts(codes: Tensor, lengths: Tensor, codons) -> Tensor:
+    """(B, T) bool: one of ``codons`` (strings, + strand, left to right) occupies t, t+1, t+2, all
+    inside the sequence. codes: (B, T) base codes 0..4 (N = 4 is never part of a codon)."""
     B, T = codes.shape
     out = torch.zeros(B, T, dtype=torch.bool, device=codes.device)
     if T < 3:
@@ -233,39 +309,84 @@ def stop_codon_starts(codes: Tensor, lengths: Tensor) -> Tensor:
     c = torch.where(position_mask(lengths, T), codes.long(), 4)
     ok = (c[:, :-2] < 4) & (c[:, 1:-1] < 4) & (c[:, 2:] < 4)
     ids = 16 * c[:, :-2] + 4 * c[:, 1:-1] + c[:, 2:]
-    stop = torch.zeros_like(ok)
-    for sid in _STOP_IDS:
-        stop |= ids == sid
-    out[:, :-2] = ok & stop
+    hit = torch.zeros_like(ok)
+    for codon in codons:
+        hit |= ids == _codon_id(codon)
+    out[:, :-2] = ok & hit
+    return out
+
+
+def stop_codon_starts(codes: Tensor, lengths: Tensor) -> Tensor:
+    """(B, T) bool: a (+ strand) stop codon occupies positions t, t+1, t+2, all inside the sequence."""
+    return codon_starts(codes, lengths, STOP_PLUS)
+
+
+def _shift(x: Tensor, k: int) -> Tensor:
+    """x moved k positions right along dim 1 (``out[:, t] = x[:, t - k]``), False where it falls off."""
+    out = torch.zeros_like(x)
+    T = x.shape[1]
+    if abs(k) >= T:
+        return out
+    if k >= 0:
+        out[:, k:] = x[:, :T - k]
+    else:
+        out[:, :T + k] = x[:, -k:]
     return out
 
 
 class GeneGrammar(nn.Module):
-    """The learned class-level tables and their expansion to the 16 states.
+    """The learned class-level tables and their expansion to the states of a layout.
 
-    Parameters: ``transitions`` (3, 3), ``durations`` (K, 3), ``initial`` and ``final`` (3,).
-    The per-sequence scores come from the caller's heads (see :meth:`state_scores`).
+    num_classes: 3 (synthetic layout, 16 states) or 5 (real layout, 43 states).
+    Parameters: ``transitions`` (C, C), ``durations`` (K, 3) -- by kind, intergenic / exon / intron,
+    shared by the two strands -- ``initial`` and ``final`` (C,). The per-sequence scores come from the
+    caller's heads (see :meth:`state_scores`).
     """
 
-    def __init__(self, max_duration: int, backend: str = "auto"):
+    def __init__(self, max_duration: int, backend: str = "auto", num_classes: int = NUM_CLASSES):
         super().__init__()
         if isinstance(max_duration, bool) or not isinstance(max_duration, int) or max_duration < 1:
             raise ValueError(f"max_duration must be a positive integer, got {max_duration!r}")
-        self.max_duration, self.backend = max_duration, backend
-        C = NUM_CLASSES
+        if num_classes not in LAYOUTS:
+            raise ValueError(f"the gene grammar has 3 classes (synthetic: intergenic, exon, intron) or 5 (real: "
+                             f"{', '.join(STRANDED_CLASSES)}), got {num_classes!r}")
+        self.max_duration, self.backend, self.num_classes = max_duration, backend, num_classes
+        self.layout = LAYOUTS[num_classes]
+        self.states = make_states(self.layout)
+        C = num_classes
         self.transitions = nn.Parameter(torch.zeros(C, C))
-        self.durations = nn.Parameter(torch.zeros(max_duration, C))
+        self.durations = nn.Parameter(torch.zeros(max_duration, 3))
         self.initial = nn.Parameter(torch.zeros(C))
         self.final = nn.Parameter(torch.zeros(C))
-        self.register_buffer("state_class", torch.from_numpy(STATE_CLASS), persistent=False)
-        self.register_buffer("grammar_mask", torch.from_numpy(grammar_mask()), persistent=False)
-        self.register_buffer("initial_mask", torch.from_numpy(initial_mask()), persistent=False)
-        self.register_buffer("residue_mask", torch.from_numpy(residue_mask(max_duration)), persistent=False)
-        phases = torch.tensor([s.phase if s.phase is not None else 0 for s in STATES])
-        self.register_buffer("phase", phases, persistent=False)
+        st = self.states
+        # Duration column of a class: its kind (intergenic 0, exon 1, intron 2); the strands share one law.
+        kind_of_class = [0, 1, 2, 1, 2][:C]
+        self.register_buffer("class_kind", torch.tensor(kind_of_class), persistent=False)
+        self.register_buffer("state_class", torch.tensor([s.cls for s in st]), persistent=False)
+        self.register_buffer("grammar_mask", torch.from_numpy(grammar_mask(st, self.layout)), persistent=False)
+        self.register_buffer("initial_mask", torch.from_numpy(initial_mask(st)), persistent=False)
+        self.register_buffer("final_mask", torch.from_numpy(final_mask(st)), persistent=False)
+        self.register_buffer("residue_mask", torch.from_numpy(residue_mask(max_duration, st)), persistent=False)
+        # Exon states read column strand_index * 3 + phase of the per-strand, per-phase exon tables.
+        strand_index = {s: i for i, s in enumerate(self.layout.strands)}
+        cols = [strand_index[s.strand] * 3 + s.phase if s.is_exon else 0 for s in st]
+        self.register_buffer("exon_col", torch.tensor(cols), persistent=False)
+        self.register_buffer("is_exon", torch.tensor([s.is_exon for s in st]), persistent=False)
+        kinds = [s.kind for s in st]
+        self.register_buffer("opens", torch.tensor([k in ("open", "single") for k in kinds]), persistent=False)
+        self.register_buffer("closes", torch.tensor([k in ("close", "single") for k in kinds]), persistent=False)
+
+    @property
+    def num_states(self) -> int:
+        return len(self.states)
 
     def extra_repr(self) -> str:
-        return f"states={NUM_STATES}, max_duration={self.max_duration}, backend={self.backend!r}"
+        return (f"classes={self.num_classes}, states={self.num_states}, max_duration={self.max_duration}, "
+                f"backend={self.backend!r}")
+
+    def class_durations(self) -> Tensor:
+        """(K, C) the duration table per class (the strands' columns are the same parameters)."""
+        return self.durations[:, self.class_kind]
 
     def state_tables(self) -> dict:
         """The engine's sequence-independent inputs over the states: transitions (S, S), durations
@@ -274,46 +395,84 @@ class GeneGrammar(nn.Module):
         dtype = self.transitions.dtype
         return dict(
             transitions=self.transitions[cls][:, cls] + self.grammar_mask.to(dtype),
-            durations=self.durations[:, cls] + self.residue_mask.to(dtype),
+            durations=self.class_durations()[:, cls] + self.residue_mask.to(dtype),
             initial=self.initial[cls] + self.initial_mask.to(dtype),
-            final=self.final[cls],
+            final=self.final[cls] + self.final_mask.to(dtype),
         )
+
+    def _exon_rules(self, codes: Tensor, lengths: Tensor, T: int):
+        """Per strand and phase (columns strand * 3 + a), bool (B, T, 3 * strands): ``bad`` positions an
+        exon piece may not cover (the base of an in-frame stop codon that marks it), ``no_open`` where a
+        gene's first piece (open / single) may not start, ``no_close`` where its last (close / single)
+        may not end; and ``cpos`` (T, 3 * strands) the codon position of t."""
+        dev = codes.device
+        t = torch.arange(T, device=dev)[:, None]
+        a = torch.arange(3, device=dev)[None, :]
+        bad, no_open, no_close, cpos = [], [], [], []
+        for strand in self.layout.strands:
+            if strand == "+":
+                pos = (t - a) % 3  # (T, 3)
+                stop = codon_starts(codes, lengths, STOP_PLUS)
+                # Third base u + 2 of an in-frame stop at u: a piece reads the codon with the bases before
+                # it (exact inside a cut run; after an intron its last bases, AG for a canonical one, and no
+                # stop begins with G or AG).
+                bad.append(_shift(stop, 2)[:, :, None] & (pos == 2)[None])
+                ok_open = (pos == 0)[None]  # the frame starts at a gene's first base ...
+                if self.layout.codons:
+                    ok_open = ok_open & codon_starts(codes, lengths, (START_PLUS,))[:, :, None]  # ... with ATG
+                    # A piece ending at t closes the gene when t is a codon's last base and a stop follows.
+                    ok_close = (pos == 2)[None] & _shift(stop, -1)[:, :, None]
+                    no_close.append(~ok_close)
+            else:
+                pos = (a - t) % 3  # a - gene is read right to left
+                stop = codon_starts(codes, lengths, STOP_MINUS)
+                # Leftmost base u of an in-frame stop (codon position 2 at u): a piece reads the codon with
+                # the bases after it (exact inside a cut run; before a - intron, its first bases CT, and no
+                # reverse-complemented stop TTA, CTA, TCA ends in C or CT).
+                bad.append(stop[:, :, None] & (pos == 2)[None])
+                # A - gene's 3' end is its leftmost base, codon position 2, right after its stop codon
+                # (read on + as TTA, CTA or TCA, labelled intergenic); its 5' end the A of ATG (+: CAT).
+                ok_open = (pos == 2)[None] & _shift(stop, 3)[:, :, None]
+                ok_close = (pos == 0)[None] & _shift(codon_starts(codes, lengths, (START_MINUS,)), 2)[:, :, None]
+                no_close.append(~ok_close)
+            no_open.append(~ok_open.expand(codes.shape[0], T, 3))
+            cpos.append(pos)
+        cat = lambda xs: torch.cat(xs, dim=-1) if xs else None  # noqa: E731
+        return cat(bad), cat(no_open), cat(no_close), torch.cat(cpos, dim=-1)
 
     def state_scores(self, class_scores: Tensor, codon_scores: Tensor, codes: Tensor, lengths: Tensor,
                      start_scores: Tensor | None = None, end_scores: Tensor | None = None):
         """Per-position engine inputs over the states: emissions, start_scores, end_scores, each (B, T, S).
 
-        class_scores: (B, T, 3) ``e_c(t)``. codon_scores: (B, T, 3) ``q_j(t)``, the score of codon
-        position j at t (used by exon states only). codes: (B, T) base codes (for stop codons).
-        lengths: (B,). start_scores, end_scores: (B, T, 3) per class, or None (zero).
+        class_scores: (B, T, C) ``e_c(t)``. codon_scores: (B, T, 3 * strands) ``q_j(t)``, the score of
+        codon position j at t, per strand (+ then -; used by exon states only). codes: (B, T) base
+        codes (for start and stop codons). lengths: (B,). start_scores, end_scores: (B, T, C) per
+        class, or None (zero).
         """
-        B, T, _ = class_scores.shape
+        B, T, C = class_scores.shape
+        n3 = 3 * len(self.layout.strands)
+        if C != self.num_classes or codon_scores.shape[-1] != n3:
+            raise ValueError(f"expected class scores (B, T, {self.num_classes}) and codon scores (B, T, {n3}), got "
+                             f"{tuple(class_scores.shape)} and {tuple(codon_scores.shape)}")
         cls = self.state_class
-        t = torch.arange(T, device=class_scores.device)
-        a = torch.arange(3, device=class_scores.device)
-        # Codon position of t in an exon of absolute phase a: (t - a) mod 3, independent of the start.
-        cpos = (t[:, None] - a[None, :]) % 3  # (T, 3)
-        codon = codon_scores.gather(2, cpos[None].expand(B, T, 3))  # (B, T, 3) by phase a
-        emissions = class_scores[:, :, cls]
-        exon_part = emissions[:, :, EXON_COLS] + codon
-        # In-frame stop codons: the codon's third base, for the exon states of that frame.
-        stops = stop_codon_starts(codes, lengths)  # (B, T)
-        third = torch.zeros(B, T, 3, dtype=torch.bool, device=class_scores.device)
-        third[:, 2:] = stops[:, :-2, None] & (cpos[None, :-2] == 0)
-        exon_part = exon_part - STOP_PENALTY * third.to(exon_part.dtype)
-        emissions = torch.cat([emissions[:, :, :1], exon_part, exon_part, emissions[:, :, INTRON_COLS]], dim=2)
+        bad, no_open, no_close, cpos = self._exon_rules(codes, lengths, T)
+        # Codon score of each exon table (strand, phase): q of that strand at its codon position.
+        strand_of_col = torch.arange(n3, device=codes.device) // 3
+        q_col = strand_of_col[None, :] * 3 + cpos  # (T, n3) column of codon_scores
+        codon = codon_scores.gather(2, q_col[None].expand(B, T, n3))
+        exon_add = codon - STOP_PENALTY * bad.to(codon.dtype)  # (B, T, n3)
+        col = self.exon_col
+        emissions = class_scores[:, :, cls] + torch.where(self.is_exon, exon_add[:, :, col], 0.0)
 
-        zeros = emissions.new_zeros(B, T, NUM_STATES)
+        zeros = emissions.new_zeros(B, T, self.num_states)
         start = zeros if start_scores is None else start_scores[:, :, cls]
         end = zeros if end_scores is None else end_scores[:, :, cls]
-        hard = torch.zeros(B, T, NUM_STATES, dtype=torch.bool, device=emissions.device)
-        hard[:, :, FIRST_EXON_COLS] = third
-        hard[:, :, EXON_COLS] = third
-        start_hard = hard.clone()
-        start_hard[:, :, FIRST_EXON_COLS] |= (cpos != 0)[None]  # the frame starts at a gene's first base
-        start = start.masked_fill(start_hard, NEG_INF)
-        end = end.masked_fill(hard, NEG_INF)
-        return emissions, start, end
+        hard = bad[:, :, col] & self.is_exon
+        start_hard = hard | (no_open[:, :, col] & self.opens)
+        end_hard = hard
+        if no_close is not None:
+            end_hard = end_hard | (no_close[:, :, col] & self.closes)
+        return emissions, start.masked_fill(start_hard, NEG_INF), end.masked_fill(end_hard, NEG_INF)
 
     def constrain(self, emissions: Tensor, start: Tensor, end: Tensor, labels: Tensor):
         """The scores restricted to the state paths whose classes are ``labels`` (B, T)."""
@@ -350,28 +509,37 @@ class GeneGrammar(nn.Module):
 class GeneSemiCRFTagger(SequenceLabeler):
     """The shared encoder, emission heads tied across the copies of a class, and :class:`GeneGrammar`.
 
-    features: (B, T, 5) one-hot bases (the model reads the bases themselves for stop codons, so it
-    asks the runner for one-hot features whatever ``--features`` says).
+    features: (B, T, 5) one-hot bases (the model reads the bases themselves for start and stop
+    codons, so it asks the runner for one-hot features whatever ``--features`` says).
     """
 
     feature_kind = "onehot"
 
     def __init__(self, config: ModelConfig):
-        if config.num_classes != NUM_CLASSES:
-            raise ValueError(f"semicrf_gene labels intergenic, exon and intron (C = 3); this data set has "
-                             f"C = {config.num_classes} (UTRs are not modelled yet)")
+        if config.num_classes not in LAYOUTS:
+            raise ValueError(f"semicrf_gene labels intergenic, exon and intron (C = 3, synthetic) or the 5 stranded "
+                             f"classes of imported genes ({', '.join(STRANDED_CLASSES)}); this data set has "
+                             f"C = {config.num_classes}")
         super().__init__(dataclasses.replace(config, input_dim=5))
         self.max_duration = config.max_duration
+        C, layout = config.num_classes, LAYOUTS[config.num_classes]
+        self.num_codon_scores = 3 * len(layout.strands)
         H = config.hidden_dim
-        self.emission = nn.Linear(H, NUM_CLASSES + 3)  # 3 class scores, 3 codon-position scores
-        self.boundary_head = nn.Linear(H, 2 * NUM_CLASSES)
+        # C class scores, and 3 codon-position scores per strand (a - gene's codons are other bases' patterns).
+        self.emission = nn.Linear(H, C + self.num_codon_scores)
+        self.boundary_head = nn.Linear(H, 2 * C)
         # Zero start: the boundary scores begin neutral and are learned from there (as in semicrf).
         nn.init.zeros_(self.boundary_head.weight)
         nn.init.zeros_(self.boundary_head.bias)
-        self.crf = GeneGrammar(config.max_duration, config.backend)
-        self.description = (f"gene-structure semi-CRF: {NUM_STATES} states (frame-carrying exons, introns by "
-                            f"phase and length mod 3), no in-frame stops, K={config.max_duration}, learned "
-                            f"durations per class")
+        self.crf = GeneGrammar(config.max_duration, config.backend, C)
+        if layout.codons:
+            self.description = (f"gene-structure semi-CRF: {self.crf.num_states} states (both strands, frame-carrying "
+                                f"exons, ATG .. stop, introns by phase and length mod 3), no in-frame stops, "
+                                f"K={config.max_duration}, learned durations shared by the strands")
+        else:
+            self.description = (f"gene-structure semi-CRF: {self.crf.num_states} states (frame-carrying exons, "
+                                f"introns by phase and length mod 3), no in-frame stops, K={config.max_duration}, "
+                                f"learned durations per class")
 
     def _scores(self, features: Tensor, lengths: Tensor):
         if features.dim() != 3 or features.shape[-1] != 5:
@@ -379,7 +547,8 @@ class GeneSemiCRFTagger(SequenceLabeler):
                              f"{tuple(features.shape)}; run it with --features onehot")
         codes = torch.where(position_mask(lengths, features.shape[1]), features.argmax(-1), 4)
         hidden = self.encode(features, lengths)
-        class_scores, codon_scores = self.emission(hidden).split([NUM_CLASSES, 3], dim=-1)
+        class_scores, codon_scores = self.emission(hidden).split([self.config.num_classes,
+                                                                  self.num_codon_scores], dim=-1)
         start, end = self.boundary_head(hidden).chunk(2, dim=-1)
         return self.crf.state_scores(class_scores, codon_scores, codes, lengths, start, end)
 
@@ -395,7 +564,7 @@ class GeneSemiCRFTagger(SequenceLabeler):
         return [classes[i, :n].astype(np.int64) for i, n in enumerate(lengths.tolist())]
 
     def duration_scores(self):
-        return self.crf.durations.detach()
+        return self.crf.class_durations().detach()
 
 
 def check_metadata(metadata: dict | None) -> None:
@@ -403,9 +572,26 @@ def check_metadata(metadata: dict | None) -> None:
     if metadata is None:
         return
     cfg = metadata.get("config") if isinstance(metadata.get("config"), dict) else {}
+    C = metadata.get("num_classes", cfg.get("num_classes"))
+    names = metadata.get("class_names")
     if cfg.get("source") == "imported":
-        raise ValueError("semicrf_gene is a first version for synthetic data (plus strand, no start/stop codons); "
-                         "this data set was imported from real sequence: leave semicrf_gene out of --models")
+        if (C is not None and int(C) != len(STRANDED_CLASSES)) or (names is not None
+                                                                   and tuple(names) != STRANDED_CLASSES):
+            raise ValueError(f"semicrf_gene reads imported genes in the importer's classes {list(STRANDED_CLASSES)}; "
+                             f"this imported data set has C = {C}, classes {names}")
+        inputs = cfg.get("inputs") or {}
+        kinds = {d.get("kind") for split in inputs.values() if isinstance(split, list) for d in split
+                 if isinstance(d, dict)}
+        if kinds - {"genbank"}:
+            raise ValueError("semicrf_gene expects each CDS to end before its stop codon (the stop codon labelled "
+                             "intergenic right after the last exon), as in AUGUSTUS's GenBank training files; this "
+                             "data set was imported from FASTA:GFF3, whose stop_codon lines the importer merges "
+                             "into the last exon: import GenBank files whose CDS exclude the stop codon, or leave "
+                             "semicrf_gene out of --models")
+        return
+    if C is not None and int(C) != NUM_CLASSES:
+        raise ValueError(f"semicrf_gene on synthetic data labels intergenic, exon and intron (C = 3); this data set "
+                         f"has C = {C} (UTRs are not modelled)")
     if "content" in cfg and cfg["content"] != "realistic":
         raise ValueError(f"semicrf_gene forbids in-frame stop codons in exons, which only the realistic content "
                          f"guarantees; this data set's content is {cfg['content']!r} (generate it with "
@@ -413,9 +599,6 @@ def check_metadata(metadata: dict | None) -> None:
     if cfg.get("splice_motifs") is False:
         raise ValueError("semicrf_gene reads a codon cut by an intron with the intron's last bases, which is "
                          "exact only when introns end in AG; this data set has no splice motifs")
-    C = metadata.get("num_classes", cfg.get("num_classes"))
-    if C is not None and int(C) != NUM_CLASSES:
-        raise ValueError(f"semicrf_gene labels intergenic, exon and intron (C = 3); this data set has C = {C}")
 
 
 def build_gene_model(config: ModelConfig, metadata: dict | None) -> GeneSemiCRFTagger:
