@@ -367,3 +367,209 @@ def test_it_trains_on_tiny_realistic_data():
     with torch.no_grad():
         preds = model.predict(x, lengths)
     assert [len(p) for p in preds] == lengths.tolist()
+
+
+# ============================================================================= real data: both strands
+# Classes of imported genes: 0 intergenic, 1 exon+, 2 intron+, 3 exon-, 4 intron-. The truth below
+# is written from the gene, not from the model's 43 states: a + gene reads left to right from an ATG
+# at its first exon's first base to the last base before a stop codon (labelled intergenic); a - gene
+# is the reverse complement of one, so on + coordinates it runs from a stop codon read as TTA, CTA or
+# TCA (intergenic, left of its leftmost exon) to a CAT ending its rightmost exon. The frame pins
+# codon positions (+: (t - a) mod 3, - : (a - t) mod 3 with an absolute phase a) and an intron moves
+# it by its length. A codon cut by a segment end is read from the raw sequence (the model's documented
+# reading: + codons marked at their third base, - codons at their leftmost base).
+XP, NP_, XM, NM = 1, 2, 3, 4
+STRAND_OF = {XP: "+", NP_: "+", XM: "-", NM: "-"}
+STOPS_MINUS = {(T, T, A), (C, T, A), (T, C, A)}
+ATG, CAT = (A, T, G), (C, A, T)
+NEXT = {0: {0, XP, XM}, XP: {XP, NP_, 0}, NP_: {XP, NP_}, XM: {XM, NM, 0}, NM: {XM, NM}}
+KIND = [0, 1, 2, 1, 2]  # duration column: the strands share one law
+
+
+def codon_at(codes, u):
+    return tuple(int(x) for x in codes[u:u + 3]) if 0 <= u and u + 3 <= len(codes) else None
+
+
+def enumerate_genes(codes, em, codon, start, end, trans, dur, init, final):
+    """Yield (class path [(s, e, c)], score) for every valid gene structure, pruning as soon as a
+    rule fails. codon: (L, 6) codon-position scores, + strand's 3 then - strand's 3."""
+    L, K = len(codes), dur.shape[0]
+
+    def exon_ok(s, e, strand, a):
+        for u in range(max(0, s - 2), e):
+            if strand == "+" and s <= u + 2 < e and (u - a) % 3 == 0 and codon_at(codes, u) in STOPS:
+                return False
+            if strand == "-" and s <= u < e and (a - u) % 3 == 2 and codon_at(codes, u) in STOPS_MINUS:
+                return False
+        return True
+
+    def closes(e, strand, a):  # may an exon run ending at e be followed by intergenic?
+        if strand == "+":
+            return (e - a) % 3 == 0 and codon_at(codes, e) in STOPS
+        return (a - (e - 1)) % 3 == 0 and codon_at(codes, e - 3) == CAT
+
+    def walk(s, path, phase, score):
+        if s == L:
+            c = path[-1][2]
+            yield list(path), score + final[c]
+            return
+        prev = path[-1][2] if path else None
+        for d in range(1, min(K, L - s) + 1):
+            e = s + d
+            for c in (range(5) if prev is None else NEXT[prev]):
+                strand = STRAND_OF.get(c)
+                sc = score + (init[c] if prev is None else trans[prev, c]) + dur[d - 1, KIND[c]]
+                sc += em[s:e, c].sum() + start[s, c] + end[e - 1, c]
+                if prev in (XP, XM) and c == 0 and not closes(s, STRAND_OF[prev], phase):
+                    continue
+                if c == 0:
+                    yield from walk(e, path + [(s, e, c)], None, sc)
+                    continue
+                if prev is None:
+                    phases = range(3)  # the sequence opens inside a gene: its frame is free
+                elif prev == 0:  # a gene's first segment (left to right): an exon that opens the gene
+                    if c in (NP_, NM):
+                        continue
+                    if strand == "+":
+                        if codon_at(codes, s) != ATG:
+                            continue
+                        phases = [s % 3]
+                    else:
+                        if codon_at(codes, s - 3) not in STOPS_MINUS:
+                            continue
+                        phases = [(s + 2) % 3]  # s is the last base of a codon, read right to left
+                else:
+                    phases = [phase]
+                for a in phases:
+                    if c in (XP, XM):
+                        if not exon_ok(s, e, strand, a):
+                            continue
+                        j = 0 if strand == "+" else 3
+                        pos = [(t - a) % 3 if strand == "+" else (a - t) % 3 for t in range(s, e)]
+                        extra = sum(codon[t, j + p] for t, p in zip(range(s, e), pos))
+                        yield from walk(e, path + [(s, e, c)], a, sc + extra)
+                    else:
+                        yield from walk(e, path + [(s, e, c)], (a + d) % 3, sc)
+
+    def ends_ok(path):  # no gene may be closed by the sequence's end with close-only rules: none here
+        return True
+
+    for path, score in walk(0, [], None, 0.0):
+        if ends_ok(path):
+            yield path, score
+
+
+def brute5(codes, em, codon, start, end, trans, dur, init, final):
+    by_labels, best = {}, (NEG, None)
+    L = len(codes)
+    for path, sc in enumerate_genes(codes, em, codon, start, end, trans, dur, init, final):
+        key = tuple(path_labels(path, L))
+        by_labels.setdefault(key, []).append(sc)
+        if sc > best[0]:
+            best = (sc, key)
+    log_z = logsumexp([v for vs in by_labels.values() for v in vs])
+    return log_z, {k: logsumexp(v) - log_z for k, v in by_labels.items()}, best
+
+
+MOTIFS = ["ATG", "CAT", "TAA", "TGA", "TAG", "TTA", "CTA", "TCA", "A", "C", "G", "T", "GT", "AG", "CT", "AC"]
+
+
+def motif_sequence(g, L):
+    """Random bases made of start / stop motifs (both strands) and splice dinucleotides, so that short
+    sequences hold genes on both strands."""
+    out = ""
+    while len(out) < L:
+        out += MOTIFS[int(torch.randint(len(MOTIFS), (1,), generator=g))]
+    return torch.tensor(["ACGT".index(b) for b in out[:L]])[None]
+
+
+def random_problem5(seed, L, K, backend="cpu", codes=None):
+    g = torch.Generator().manual_seed(seed)
+    grammar = gm.GeneGrammar(K, backend, 5).double()
+    with torch.no_grad():
+        for p in grammar.parameters():
+            p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64))
+    codes = motif_sequence(g, L) if codes is None else codes
+    em, start, end = (torch.randn(1, L, 5, generator=g, dtype=torch.float64) for _ in range(3))
+    codon = torch.randn(1, L, 6, generator=g, dtype=torch.float64)
+    return grammar, codes, em, codon, start, end
+
+
+def numpy_args5(grammar, codes, em, codon, start, end):
+    n = lambda x: x.detach()[0].numpy()  # noqa: E731
+    return (codes[0].numpy(), n(em), n(codon), n(start), n(end), grammar.transitions.detach().numpy(),
+            grammar.durations.detach().numpy(), grammar.initial.detach().numpy(), grammar.final.detach().numpy())
+
+
+def model_ll5(grammar, codes, em, codon, start, end, ys):
+    n, L = ys.shape
+    lengths = torch.full((n,), L)
+    with torch.no_grad():
+        e, s, t = grammar.state_scores(em.expand(n, -1, -1), codon.expand(n, -1, -1), codes.expand(n, -1), lengths,
+                                       start.expand(n, -1, -1), end.expand(n, -1, -1))
+        return grammar.log_likelihood(e, s, t, ys, lengths).numpy()
+
+
+def grammatical_labellings(L):
+    """Every class labelling whose runs follow the class grammar (others are impossible on any sequence)."""
+    out = [[c] for c in range(5)]
+    for _ in range(L - 1):
+        out = [y + [c] for y in out for c in range(5) if c == y[-1] or c in NEXT[y[-1]]]
+    return torch.tensor(out, dtype=torch.int64)
+
+
+DESIGNED = ["CATGTAAC", "TTACATGC", "GTTACATC", "CATGCTAA"]  # + gene, - gene, - gene, + gene / - stop
+
+
+@pytest.mark.parametrize("seed,L,K,design", [(0, 8, 4, 0), (1, 8, 3, 1), (2, 8, 4, None), (3, 9, 3, None),
+                                             (4, 8, 8, 2), (5, 8, 4, 3)])
+def test_two_strand_likelihoods_match_enumeration(seed, L, K, design):
+    codes = None if design is None else torch.tensor(["ACGT".index(b) for b in DESIGNED[design]])[None]
+    grammar, codes, em, codon, start, end = random_problem5(seed, L, K, codes=codes)
+    assert grammar.num_states == 43
+    log_z, label_ll, (best_score, best_labels) = brute5(*numpy_args5(grammar, codes, em, codon, start, end))
+    ys = grammatical_labellings(L)
+    ll = model_ll5(grammar, codes, em, codon, start, end, ys)
+    for y, value in zip(ys.tolist(), ll):
+        truth = label_ll.get(tuple(y), NEG)
+        if truth == NEG:
+            assert value < IMPOSSIBLE, (y, value)
+        else:
+            assert value == pytest.approx(truth, abs=1e-9), y
+    assert len(label_ll) > 1
+    # Every feasible labelling is grammatical, so the model's probabilities over them sum to one.
+    assert set(label_ll) <= {tuple(y) for y in ys.tolist()}
+    assert torch.logsumexp(torch.from_numpy(ll), 0).item() == pytest.approx(0.0, abs=1e-9)
+    # Some labellings off the grammar are impossible too.
+    for y in ([0, 2] + [0] * (L - 2), [1, 3] + [0] * (L - 2), [4] * (L - 1) + [0]):
+        assert model_ll5(grammar, codes, em, codon, start, end, torch.tensor([y]))[0] < IMPOSSIBLE
+    with torch.no_grad():
+        e, s, t = grammar.state_scores(em, codon, codes, torch.tensor([L]), start, end)
+        classes, result = grammar.decode(e, s, t, torch.tensor([L]))
+    assert result.score.item() == pytest.approx(best_score, abs=1e-9)
+    assert tuple(classes[0].tolist()) == best_labels
+    if design is not None:  # the designed sequence holds a whole gene (it opens and closes in it)
+        assert any(0 in y[:3] and 0 in y[-2:] and (XP in y or XM in y) for y in label_ll)
+
+
+def test_two_strand_gradients_are_those_of_the_enumerated_likelihood():
+    # The duration table is shared by the strands: its gradient sums both strands' use of it.
+    L, K = 8, 4
+    codes = torch.tensor(["ACGT".index(b) for b in "TTACATGA"])[None]
+    grammar, codes, em, codon, start, end = random_problem5(21, L, K, codes=codes)
+    y = (0, 0, 0, 3, 3, 3, 0, 0)
+    e, s, t = grammar.state_scores(em, codon, codes, torch.tensor([L]), start, end)
+    grammar.log_likelihood(e, s, t, torch.tensor([y]), torch.tensor([L])).sum().backward()
+    args = list(numpy_args5(grammar, codes, em, codon, start, end))
+    h = 1e-6
+    for idx, grad, positions in ((5, grammar.transitions.grad, [(0, 3), (3, 0), (0, 1)]),
+                                 (6, grammar.durations.grad, [(2, 1), (0, 0), (2, 0), (1, 2)])):
+        base = args[idx].copy()
+        for pos in positions:
+            vals = []
+            for sign in (1, -1):
+                args[idx] = base.copy()
+                args[idx][pos] += sign * h
+                vals.append(brute5(*args)[1][y])
+            args[idx] = base
+            assert grad[pos].item() == pytest.approx((vals[0] - vals[1]) / (2 * h), abs=1e-5), (idx, pos)
