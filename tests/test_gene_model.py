@@ -390,6 +390,12 @@ def codon_at(codes, u):
     return tuple(int(x) for x in codes[u:u + 3]) if 0 <= u and u + 3 <= len(codes) else None
 
 
+def codon_in(codes, u, codons):
+    """Is the codon at u, u+1, u+2 one of ``codons``? A base past either end of the sequence is
+    unknown and matches anything (the locus's flank may cut a gene's start or stop codon)."""
+    return any(all(not 0 <= u + j < len(codes) or codes[u + j] == b for j, b in enumerate(cod)) for cod in codons)
+
+
 def enumerate_genes(codes, em, codon, start, end, trans, dur, init, final):
     """Yield (class path [(s, e, c)], score) for every valid gene structure, pruning as soon as a
     rule fails. codon: (L, 6) codon-position scores, + strand's 3 then - strand's 3."""
@@ -405,8 +411,8 @@ def enumerate_genes(codes, em, codon, start, end, trans, dur, init, final):
 
     def closes(e, strand, a):  # may an exon run ending at e be followed by intergenic?
         if strand == "+":
-            return (e - a) % 3 == 0 and codon_at(codes, e) in STOPS
-        return (a - (e - 1)) % 3 == 0 and codon_at(codes, e - 3) == CAT
+            return (e - a) % 3 == 0 and codon_in(codes, e, STOPS)
+        return (a - (e - 1)) % 3 == 0 and codon_in(codes, e - 3, [CAT])
 
     def walk(s, path, phase, score):
         if s == L:
@@ -431,11 +437,11 @@ def enumerate_genes(codes, em, codon, start, end, trans, dur, init, final):
                     if c in (NP_, NM):
                         continue
                     if strand == "+":
-                        if codon_at(codes, s) != ATG:
+                        if not codon_in(codes, s, [ATG]):
                             continue
                         phases = [s % 3]
                     else:
-                        if codon_at(codes, s - 3) not in STOPS_MINUS:
+                        if not codon_in(codes, s - 3, STOPS_MINUS):
                             continue
                         phases = [(s + 2) % 3]  # s is the last base of a codon, read right to left
                 else:
@@ -451,12 +457,7 @@ def enumerate_genes(codes, em, codon, start, end, trans, dur, init, final):
                     else:
                         yield from walk(e, path + [(s, e, c)], (a + d) % 3, sc)
 
-    def ends_ok(path):  # no gene may be closed by the sequence's end with close-only rules: none here
-        return True
-
-    for path, score in walk(0, [], None, 0.0):
-        if ends_ok(path):
-            yield path, score
+    yield from walk(0, [], None, 0.0)
 
 
 def brute5(codes, em, codon, start, end, trans, dur, init, final):
@@ -573,3 +574,120 @@ def test_two_strand_gradients_are_those_of_the_enumerated_likelihood():
                 vals.append(brute5(*args)[1][y])
             args[idx] = base
             assert grad[pos].item() == pytest.approx((vals[0] - vals[1]) / (2 * h), abs=1e-5), (idx, pos)
+
+
+# ----------------------------------------------------------------------------- start, stop, frame by strand
+TO_MINUS = {0: 0, XP: XM, NP_: NM}
+
+
+def plus_locus(exons, introns=(), flank="CC", stop="TAA", right=None):
+    """A + gene: flank, exons (sense strings, the first starting with ATG) joined by introns, the stop
+    codon (intergenic), the right flank. Returns (bases, labels)."""
+    right = flank if right is None else right
+    seq, lab = flank, [0] * len(flank)
+    for i, ex in enumerate(exons):
+        seq, lab = seq + ex, lab + [XP] * len(ex)
+        if i < len(introns):
+            seq, lab = seq + introns[i], lab + [NP_] * len(introns[i])
+    seq += stop + right
+    return seq, lab + [0] * (len(stop) + len(right))
+
+
+def to_minus(locus):
+    """The same gene on the other strand: reverse complement, labels reversed, + classes made -."""
+    seq, lab = locus
+    rc = "".join({"A": "T", "C": "G", "G": "C", "T": "A"}[b] for b in reversed(seq))
+    return rc, [TO_MINUS[c] for c in reversed(lab)]
+
+
+def feasible(locus, K=6):
+    """Is the labelling a gene structure the hard rules allow? Best consistent path at zero scores:
+    0 when one exists, at most -1e4 (or -inf) when none does (a max, so exact at any length)."""
+    seq, lab = locus
+    L = len(seq)
+    grammar = gm.GeneGrammar(K, "cpu", 5).double()
+    codes = torch.tensor([["ACGT".index(b) for b in seq]])
+    y = torch.tensor([lab])
+    z5, z6 = torch.zeros(1, L, 5, dtype=torch.float64), torch.zeros(1, L, 6, dtype=torch.float64)
+    with torch.no_grad():
+        e, s, t = grammar.state_scores(z5, z6, codes, torch.tensor([L]), z5, z5)
+        _, result = grammar.decode(*grammar.constrain(e, s, t, y), torch.tensor([L]))
+    return result.score.item() > IMPOSSIBLE
+
+
+@pytest.mark.parametrize("strand", ["+", "-"])
+def test_start_and_stop_codons_are_required_on_both_strands(strand):
+    flip = (lambda x: x) if strand == "+" else to_minus
+    good = plus_locus(["ATGCCC", "GCC"], ["GTCCAG"])
+    assert feasible(flip(good))
+    assert feasible(flip(plus_locus(["ATGCCCGCC"])))  # a one-exon gene
+    for stop in ("TAG", "TGA"):
+        assert feasible(flip(plus_locus(["ATGCCC", "GCC"], ["GTCCAG"], stop=stop)))
+    assert not feasible(flip(plus_locus(["ATCCCC", "GCC"], ["GTCCAG"])))  # no ATG
+    assert not feasible(flip(plus_locus(["ATGCCC", "GCC"], ["GTCCAG"], stop="TAC")))  # no stop codon
+    assert not feasible(flip(plus_locus(["ATGCCCGCCC"])))  # the stop codon out of frame
+    assert not feasible(flip(plus_locus(["ATGCCC", "GCCC"], ["GTCCAG"])))  # a coding length not a multiple of 3
+    # The stop codon belongs to the intergenic label: inside the last exon it is an in-frame stop.
+    seq, lab = plus_locus(["ATGCCCGCCTAA"], stop="")
+    assert not feasible(flip((seq, lab)))
+
+
+@pytest.mark.parametrize("strand", ["+", "-"])
+def test_in_frame_stops_are_forbidden_on_both_strands(strand):
+    flip = (lambda x: x) if strand == "+" else to_minus
+    assert not feasible(flip(plus_locus(["ATGTAGCCC"])))  # in frame
+    assert feasible(flip(plus_locus(["ATGCTAGCC"])))  # TAG out of frame (shift 1)
+    assert feasible(flip(plus_locus(["ATGCCTAGC"])))  # and shift 2
+
+
+@pytest.mark.parametrize("strand", ["+", "-"])
+@pytest.mark.parametrize("intron", ["GTCCAG", "GTCCCAG", "GTCCCCAG"])  # every length mod 3
+def test_frame_is_carried_across_introns_on_both_strands(strand, intron):
+    # Spliced: ATG CC|C TAA GCC holds an in-frame stop; ATG CC|C CTA AGC does not. The second exon's
+    # absolute phase moves with the intron's length, the frame of the coding sequence does not.
+    flip = (lambda x: x) if strand == "+" else to_minus
+    assert not feasible(flip(plus_locus(["ATGCC", "CTAAGCC"], [intron])))
+    assert feasible(flip(plus_locus(["ATGCC", "CCTAAGC"], [intron])))
+    assert feasible(flip(plus_locus(["ATGCC", "CCTAAGC", "CCA"], [intron, "GTACCCCAG"])))  # two introns
+    assert not feasible(flip(plus_locus(["ATGCC", "CCTAAGC", "TAA"], [intron, "GTACCCCAG"])))
+
+
+@pytest.mark.parametrize("strand", ["+", "-"])
+def test_a_sequence_may_open_or_end_inside_a_gene(strand):
+    flip = (lambda x: x) if strand == "+" else to_minus
+    seq, lab = plus_locus(["ATGCCC", "GCCGCC"], ["GTCCCAG"])
+    for cut in range(1, 9):  # the gene's start (ATG, first exon, intron) cut off: its frame is free
+        assert feasible(flip((seq[cut:], lab[cut:]))), cut
+    for cut in range(1, 9):  # its end (stop codon, last exon) cut off
+        assert feasible(flip((seq[:-cut], lab[:-cut]))), cut
+    assert feasible(flip((seq[4:-6], lab[4:-6])))  # both
+    # A cut gene still obeys its frame: an in-frame stop after the cut is still fatal.
+    seq, lab = plus_locus(["ATGCCCTAAGCC"], stop="TAG")
+    assert not feasible(flip((seq[:-5], lab[:-5])))
+
+
+def _feasible_batch(codes, ys, K=4):
+    n, L = ys.shape
+    grammar = gm.GeneGrammar(K, "cpu", 5).double()
+    z5, z6 = torch.zeros(n, L, 5, dtype=torch.float64), torch.zeros(n, L, 6, dtype=torch.float64)
+    lengths = torch.full((n,), L)
+    with torch.no_grad():
+        e, s, t = grammar.state_scores(z5, z6, codes.expand(n, -1), lengths, z5, z5)
+        _, result = grammar.decode(*grammar.constrain(e, s, t, ys), lengths)
+    return result.score > IMPOSSIBLE
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_minus_strand_mirrors_the_plus_strand(seed):
+    # Reverse-complementing a sequence and mirroring its labels (exon+ <-> exon-, reversed) keeps
+    # exactly the same labellings feasible: the rules of the two strands are each other's mirror.
+    g = torch.Generator().manual_seed(seed)
+    L = 9
+    codes = motif_sequence(g, L)
+    rc = (3 - codes).flip(1)
+    ys = grammatical_labellings(L)
+    swap = torch.tensor([0, XM, NM, XP, NP_])
+    mirrored = swap[ys].flip(1)
+    ok, ok_rc = _feasible_batch(codes, ys), _feasible_batch(rc, mirrored)
+    assert ok.sum() > 100 and bool(((ys == XP).any(1) & ok).any()) and bool(((ys == XM).any(1) & ok).any())
+    assert torch.equal(ok, ok_rc)

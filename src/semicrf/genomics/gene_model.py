@@ -316,6 +316,28 @@ def codon_starts(codes: Tensor, lengths: Tensor, codons) -> Tensor:
     return out
 
 
+def codon_at(codes: Tensor, lengths: Tensor, codons, offset: int) -> Tensor:
+    """(B, T) bool: one of ``codons`` occupies t + offset .. t + offset + 2, a base outside the
+    sequence matching any base (a start or stop codon cut by the sequence's end is taken as there: the
+    flanks of a locus may cut one, and the grammar must not rule out such a gold labelling)."""
+    B, T = codes.shape
+    wild = 5
+    c = torch.where(position_mask(lengths, T), codes.long(), wild)
+    pad = torch.full((B, 3), wild, dtype=torch.long, device=codes.device)
+    c = torch.cat([pad, c, pad], dim=1)  # padded index = t + 3
+    hit = torch.zeros(B, T, dtype=torch.bool, device=codes.device)
+    for codon in codons:
+        match = torch.ones(B, T, dtype=torch.bool, device=codes.device)
+        for j, base in enumerate(codon):
+            lo = 3 + offset + j
+            if lo < 0 or lo + T > T + 6:
+                raise ValueError(f"codon offset {offset} reaches past the padding")
+            x = c[:, lo:lo + T]
+            match &= (x == _BASE[base]) | (x == wild)
+        hit |= match
+    return hit
+
+
 def stop_codon_starts(codes: Tensor, lengths: Tensor) -> Tensor:
     """(B, T) bool: a (+ strand) stop codon occupies positions t, t+1, t+2, all inside the sequence."""
     return codon_starts(codes, lengths, STOP_PLUS)
@@ -419,9 +441,9 @@ class GeneGrammar(nn.Module):
                 bad.append(_shift(stop, 2)[:, :, None] & (pos == 2)[None])
                 ok_open = (pos == 0)[None]  # the frame starts at a gene's first base ...
                 if self.layout.codons:
-                    ok_open = ok_open & codon_starts(codes, lengths, (START_PLUS,))[:, :, None]  # ... with ATG
+                    ok_open = ok_open & codon_at(codes, lengths, (START_PLUS,), 0)[:, :, None]  # ... with ATG
                     # A piece ending at t closes the gene when t is a codon's last base and a stop follows.
-                    ok_close = (pos == 2)[None] & _shift(stop, -1)[:, :, None]
+                    ok_close = (pos == 2)[None] & codon_at(codes, lengths, STOP_PLUS, 1)[:, :, None]
                     no_close.append(~ok_close)
             else:
                 pos = (a - t) % 3  # a - gene is read right to left
@@ -432,8 +454,8 @@ class GeneGrammar(nn.Module):
                 bad.append(stop[:, :, None] & (pos == 2)[None])
                 # A - gene's 3' end is its leftmost base, codon position 2, right after its stop codon
                 # (read on + as TTA, CTA or TCA, labelled intergenic); its 5' end the A of ATG (+: CAT).
-                ok_open = (pos == 2)[None] & _shift(stop, 3)[:, :, None]
-                ok_close = (pos == 0)[None] & _shift(codon_starts(codes, lengths, (START_MINUS,)), 2)[:, :, None]
+                ok_open = (pos == 2)[None] & codon_at(codes, lengths, STOP_MINUS, -3)[:, :, None]
+                ok_close = (pos == 0)[None] & codon_at(codes, lengths, (START_MINUS,), -2)[:, :, None]
                 no_close.append(~ok_close)
             no_open.append(~ok_open.expand(codes.shape[0], T, 3))
             cpos.append(pos)
