@@ -691,3 +691,100 @@ def test_the_minus_strand_mirrors_the_plus_strand(seed):
     ok, ok_rc = _feasible_batch(codes, ys), _feasible_batch(rc, mirrored)
     assert ok.sum() > 100 and bool(((ys == XP).any(1) & ok).any()) and bool(((ys == XM).any(1) & ok).any())
     assert torch.equal(ok, ok_rc)
+
+
+# ----------------------------------------------------------------------------- the fly loci
+FLY = "/usr/share/doc/augustus/tutorial/results/genes.gb"
+
+
+@pytest.fixture(scope="module")
+def fly(tmp_path_factory):
+    """The AUGUSTUS tutorial's fly loci, imported as ``semicrf-bench import`` does (no validation split)."""
+    import os
+
+    from semicrf.genomics import dataset, importer
+
+    if not (os.path.exists(FLY + ".train") and os.path.exists(FLY + ".test")):
+        pytest.skip(f"{FLY}.train / .test missing (apt-get install augustus-doc)")
+    out = tmp_path_factory.mktemp("fly")
+    meta = importer.import_dataset(out, [FLY + ".train"], [FLY + ".test"], val_fraction=0.0)
+    return meta, dataset.load_split(out, "train"), dataset.load_split(out, "test")
+
+
+def _gold_feasible(seqs, labels, K=3):
+    """Per locus: does a state path with the gold classes obey every hard rule? (Constrained Viterbi at
+    zero scores: 0 if so, <= -1e4 otherwise; K is irrelevant to the answer, runs are cut into pieces.)"""
+    grammar = gm.GeneGrammar(K, "cpu", 5).double()
+    out = []
+    for x, y in zip(seqs, labels):
+        L = len(x)
+        codes, yy = torch.from_numpy(x.astype(np.int64))[None], torch.from_numpy(y.astype(np.int64))[None]
+        z5, z6 = torch.zeros(1, L, 5, dtype=torch.float64), torch.zeros(1, L, 6, dtype=torch.float64)
+        with torch.no_grad():
+            e, s, t = grammar.state_scores(z5, z6, codes, torch.tensor([L]), z5, z5)
+            _, result = grammar.decode(*grammar.constrain(e, s, t, yy), torch.tensor([L]))
+        out.append(result.score.item())
+    return np.array(out)
+
+
+@pytest.mark.slow  # about 40 s on one shared core: 586 loci, 3.3 Mbp
+def test_every_fly_locus_is_a_valid_gene_structure(fly):
+    meta, train, test = fly
+    assert len(train) == 486 and len(test) == 100
+    gm.check_metadata(meta)  # the model accepts the imported data set
+    for split in (train, test):
+        scores = _gold_feasible(split.sequences, split.labels)
+        rejected = [n for n, v in zip(split.names, scores) if not v > IMPOSSIBLE]
+        assert rejected == [] and np.all(scores == 0.0)
+
+
+def test_a_broken_fly_gene_is_rejected(fly):
+    # The check above is not vacuous: remove a start codon, a stop codon, or put an in-frame stop in.
+    _, train, _ = fly
+    i = next(k for k, y in enumerate(train.labels) if (y == XP).any() and (y == NP_).any())
+    x, y = train.sequences[i].copy(), train.labels[i]
+    exon = np.flatnonzero(y == XP)
+    first, last = exon[0], exon[-1]
+    broken = [x.copy() for _ in range(3)]
+    broken[0][first + 1] = C  # ATG -> ACG
+    broken[1][last + 2] = C  # the stop codon's middle base: TAA, TAG, TGA -> TCA, TCG, TCA
+    broken[2][first + 3:first + 6] = (T, A, A)  # TAA as the second codon
+    scores = _gold_feasible([x] + broken, [y] * 4)
+    assert scores[0] == 0.0 and np.all(scores[1:] < IMPOSSIBLE), scores
+
+
+def test_the_model_trains_on_a_fly_locus(fly):
+    meta, train, _ = fly
+    i = next(k for k, y in enumerate(train.labels) if len(y) < 3000 and (y == XM).any() and (y == NM).any())
+    x, y = train.sequences[i], train.labels[i]
+    L = len(x)
+    feats = torch.nn.functional.one_hot(torch.from_numpy(x.astype(np.int64)), 5).float()[None]
+    labels, lengths = torch.from_numpy(y.astype(np.int64))[None], torch.tensor([L])
+    torch.manual_seed(0)
+    model = build_model("semicrf_gene", ModelConfig(input_dim=5, num_classes=5, encoder="bilstm", hidden_dim=8,
+                                                    num_layers=1, max_duration=32, backend="cpu"), meta)
+    assert model.crf.num_states == 43 and model.duration_scores().shape == (32, 5)
+    assert torch.equal(model.duration_scores()[:, 1], model.duration_scores()[:, 3])  # exon+ and exon- share
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    losses = []
+    for _ in range(6):
+        opt.zero_grad()
+        loss = model.loss(feats, labels, lengths)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert all(math.isfinite(v) for v in losses) and losses[-1] < losses[0], losses
+    with torch.no_grad():
+        pred = model.predict(feats, lengths)[0]
+    assert len(pred) == L and set(np.unique(pred).tolist()) <= set(range(5))
+
+
+@pytest.mark.parametrize("meta,match", [
+    ({"num_classes": 5, "class_names": list(gm.STRANDED_CLASSES),
+      "config": {"source": "imported", "inputs": {"train": [{"kind": "fasta+gff3"}]}}}, "stop codon"),
+    ({"num_classes": 3, "config": {"source": "imported", "inputs": {}}}, "imported"),
+    ({"num_classes": 5, "config": {"content": "realistic", "splice_motifs": True}}, "UTR"),
+])
+def test_real_data_that_breaks_the_rules_is_refused(meta, match):
+    with pytest.raises(ValueError, match=match):
+        build_model("semicrf_gene", ModelConfig(input_dim=5, num_classes=5, hidden_dim=8, max_duration=10), meta)
