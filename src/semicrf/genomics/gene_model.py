@@ -1,92 +1,136 @@
 """``semicrf_gene``: a learned semi-CRF whose hidden states carry the gene structure.
 
-The benchmark's other semi-CRF models label three classes and know nothing of
-the reading frame. This one runs the engine over 16 *states*, sub-classes of
-the three classes (intergenic, exon, intron), laid out so that the frame of
-every exon is carried through the gene exactly as in the generating model
-(:mod:`.oracle`), while every score is learned from the shared encoder. It is
-trained by the exact log-likelihood of the gold *class* labelling (a sum over
-the hidden states consistent with it), decoded by Viterbi over the states and
-reported in the classes, so every metric of the benchmark applies unchanged.
+The benchmark's other semi-CRF models label classes and know nothing of the
+reading frame. This one runs the engine over *states*, sub-classes of the
+classes, laid out so that the frame of every exon is carried through the gene
+(as in the generating model, :mod:`.oracle`), while every score is learned from
+the shared encoder. It is trained by the exact log-likelihood of the gold
+*class* labelling (a sum over the hidden states consistent with it), decoded by
+Viterbi over the states and reported in the classes, so every metric of the
+benchmark applies unchanged.
 
-Scope of this first version: synthetic data, C = 3, ``realistic`` content with
-splice motifs (codon structure, GT..AG introns), plus strand only. No start or
-stop codons at gene ends, no UTRs, no reverse strand: those are what real data
-needs next (see the README).
+Two layouts, chosen by the number of classes:
 
-States (S = 16)
-===============
+- **synthetic** (C = 3: intergenic, exon, intron; 16 states): ``realistic``
+  synthetic content with splice motifs, plus strand only, no start or stop
+  codons at gene ends (the generator writes none).
+- **real** (C = 5, the importer's classes intergenic, exon+, intron+, exon-,
+  intron-; 43 states): both strands, a start codon ATG at the 5' end of every
+  coding sequence and a stop codon right after its 3' end, no in-frame stop in
+  between. The stop codon convention is the AUGUSTUS GenBank training files'
+  (``docs/real_genes.md``): the CDS excludes it, so the importer labels the
+  stop codon intergenic, the 3 bases right after the last coding base (+) or
+  right before the first (-). FASTA:GFF3 imports, whose stop_codon lines the
+  importer merges into the CDS, are refused (:func:`check_metadata`).
+
+States
+======
 
 Phases are *absolute*, as in the oracle: an exon of phase ``a`` reads the base at
-position t as codon position ``(t - a) mod 3``, whatever its start, so the
+position t as codon position ``(t - a) mod 3`` on the + strand, ``(a - t) mod 3``
+on the - strand (a - gene is read right to left), whatever its start, so the
 per-position emission of a state does not depend on where its segment began.
+The engine reads left to right on both strands, so a - gene is met from its 3'
+end (stop codon side) and left at its 5' end (ATG, read CAT on +).
 
-==================== ======= =============================================================
-state                class   meaning
-==================== ======= =============================================================
-``intergenic``       0
-``first_exon(a)``    1       a gene's first exon (after intergenic), a = 0, 1, 2; may only
-                             start at codon position 0, ``(s - a) mod 3 = 0``: the frame
-                             starts at a gene's first coding base
-``exon(a)``          1       any other exon piece: after an intron, the continuation of an
-                             exon run longer than K, or the first segment of a sequence
-``intron(a, r)``     2       an intron piece entered with frame ``a`` (the phase of the exon
-                             before it) whose length is ``r`` mod 3 (durations ``d = r`` mod 3
-                             only), a, r = 0, 1, 2
-==================== ======= =============================================================
+Per strand (``s`` = + or -), with a = 0, 1, 2 and r = 0, 1, 2:
 
-Grammar (every other transition is -inf)::
+================== ========= =====================================================================
+state              class     meaning
+================== ========= =====================================================================
+``intergenic``     0         (one state, both strands)
+``open(s, a)``     exon s    a gene's leftmost exon piece, after intergenic
+``inner(s, a)``    exon s    after an intron, or continuing a piece (runs longer than K), or
+                             opening a sequence (free frame)
+``close(s, a)``    exon s    a gene's rightmost exon piece, before intergenic (real layout only)
+``single(s, a)``   exon s    a whole one-exon gene, intergenic on both sides (real layout only)
+``intron(s, a, r)`` intron s an intron piece entered with frame a whose length is r mod 3
+================== ========= =====================================================================
 
-    intergenic   -> intergenic, first_exon(a)                       (any a)
-    first_exon(a), exon(a) -> exon(a), intron(a, r), intergenic     (any r)
-    intron(a, r) -> exon((a + r) mod 3), intron((a + r) mod 3, r')   (any r')
+Real layout: 1 + 2 x (4 x 3 + 9) = 43 states. Synthetic layout: intergenic,
+``open`` and ``inner`` of the + strand (named first_exon(a) and exon(a), as in
+the first version) and its 9 introns: 16 states; without codons at gene ends
+any exon piece may precede intergenic.
 
-An intron moves the frame by its length mod 3, which its state carries, so the
-next exon's phase is exact; the ``-> exon(a)`` / ``-> intron`` self-continuations
-let a run longer than K (intergenic 5 000, introns 3 000 bp at the median, K =
-1 000 by default) be cut into several segments, as the plain ``semicrf`` model
-does, without losing the frame. The first segment may be intergenic, ``exon(a)``
-or ``intron(a, r)`` (a window may start inside a gene: its frame is then summed
-over); any state may end a sequence. Given the class segmentation, the states
-are determined (the first exon's phase by its start, every later phase by the
-lengths), except the free frame of a sequence that starts inside a gene.
+Grammar (every other transition is -inf), per strand::
+
+    intergenic    -> intergenic, open(a), single(a)
+    open(a), inner(a) -> inner(a), close(a), intron(a, r)
+    intron(a, r)  -> inner(b), close(b), intron(b, r')       b = (a + r) mod 3
+    close(a), single(a) -> intergenic
+
+(synthetic: no close / single, and open, inner -> intergenic). An intron moves
+the absolute phase by its length mod 3 on both strands (on -, the exon to the
+right is read first: its leftmost base, codon position (b - s') mod 3, precedes
+the left exon's rightmost one, which gives b = a + d as on +). Same-kind
+continuations cut runs longer than K (intergenic 5 000 bp, introns 3 000 bp at
+the synthetic medians; fly introns up to tens of kbp) into pieces without losing
+the frame. A sequence may open with any state but open / single (a window that
+starts inside a gene has a free frame and no start rule: inner, close, intron)
+and end with any state but close / single (a gene cut by the end: its stop or
+start codon is not there to check). Given the class segmentation the states are
+determined, except the free frame of a gene cut by the sequence's start.
+
+Hard rules at gene ends (real layout; -inf start / end scores)
+==============================================================
+
+- + strand: ``open`` / ``single`` start at s only if ATG is at s, s+1, s+2 and
+  s is codon position 0 (this pins the frame, a = s mod 3); ``close`` /
+  ``single`` end at t only if t is codon position 2 and a stop codon (TAA, TAG,
+  TGA) is at t+1 .. t+3.
+- - strand (the mirror): ``open`` / ``single`` start at s only if s is codon
+  position 2 and the bases s-3 .. s-1 read TTA, CTA or TCA (a stop codon on -);
+  ``close`` / ``single`` end at t only if t is codon position 0 and t-2 .. t
+  read CAT (ATG on -).
+- A start or stop codon cut by the sequence's end matches on its visible bases
+  (a locus's flank may cut one; the labelling must stay possible).
+
+These are hard, not learned: the AUGUSTUS fly set is filtered to complete genes
+and every one of its 586 loci obeys them (tested), gene finders treat them as
+hard (a gene without ATG .. stop is not a coding sequence), and as -inf they cost
+nothing and prune the search. Splice sites are *not* hard: a hard GT..AG would
+need the first piece of every intron and exon told from its continuations
+(about twice the states), and 2 of the 1 751 introns of the 486 fly training
+loci are non-canonical (+ AT..AG, - AT..AC); they are learned, through the start /
+end scores that the encoder computes from the bases around each boundary.
+
+In-frame stop codons (both layouts)
+===================================
+
+An exon piece may not cover the marked base of an in-frame stop: on +, the third
+base u + 2 of a stop at u, u+1, u+2 with ``(u - a) mod 3 = 0``; on -, the
+leftmost base u of TTA, CTA or TCA at u, u+1, u+2 with codon position 2 at u.
+The marked base scores ``-STOP_PENALTY`` (1e4, the oracle's constant:
+probability e^-10000, zero in float64) in the emissions (the engine needs finite
+emissions), and -inf as a start or end score. A codon cut by the end of a piece
+is read from the raw sequence around it: inside an exon run cut into pieces that
+is exact; next to an intron it reads the intron's bases, which never forbids a
+gene whose introns are canonical -- on +, the last bases of an intron are AG and
+no stop begins with G or AG; on -, the first bases (on +) of an intron are CT and
+no TTA, CTA, TCA ends in C or CT. A codon split by an intron is not checked (its
+stop-freeness is not modelled, as in the oracle).
 
 Parameterisation (tied across the copies of a class)
 ====================================================
 
-- Emissions: a linear head on the encoder state gives per position 3 class scores
-  ``e_c(t)`` and 3 codon-position scores ``q_j(t)``. ``intergenic`` and every
-  ``intron`` state emit ``e_c(t)``; ``first_exon(a)`` and ``exon(a)`` emit
-  ``e_exon(t) + q_{(t - a) mod 3}(t)``.
+- Emissions: a linear head on the encoder state gives per position C class
+  scores ``e_c(t)`` and 3 codon-position scores per strand ``q_j(t)`` (+ and -
+  codons are different base patterns, so each strand has its own). Intergenic
+  and intron states emit ``e_c(t)``; an exon state of strand s and phase a emits
+  ``e_c(t) + q^s_j(t)`` at its codon position j.
 - Start / end scores: a linear head (zero-initialised) gives a start and an end
   score per class and position (splice sites, gene boundaries), shared by the
   copies.
-- Transitions: a learned (3, 3) class table; a state pair allowed by the grammar
-  scores its classes' entry (the intergenic -> intron and intron -> intergenic
-  entries are never used). The three ``exon -> intron(a, r)`` choices share one
+- Transitions: a learned (C, C) class table; a state pair allowed by the grammar
+  scores its classes' entry. The three ``exon -> intron(a, r)`` choices share one
   score: they split the intron by length, not by probability.
-- Durations: a learned (K, 3) class table; an ``intron(a, r)`` state scores the
-  intron column on ``d = r`` mod 3 and -inf elsewhere, so for each length exactly
-  one residue copy carries the class's score. Initial / final: learned per class.
-
-Hard constraints
-================
-
-- Grammar and frame: -inf transitions, -inf durations, -inf start scores (a
-  first exon off codon position 0).
-- In-frame stop codons: an exon segment of phase ``a`` may not contain the third
-  base ``u + 2`` of a stop codon (TAA, TAG, TGA) at ``u, u+1, u+2`` with
-  ``(u - a) mod 3 = 0``. The third base scores ``-STOP_PENALTY`` (1e4, the
-  oracle's constant: probability e^-10000, zero in float64) in the emissions
-  (the engine needs finite emissions), and -inf as a start or end score. A codon
-  cut by the end of a segment is read with the bases before the segment: inside
-  an exon run cut into pieces that is exact; after an intron it reads the
-  intron's last bases, and since no stop codon begins with G or AG this never
-  forbids a gene whose introns end in AG, as all synthetic (and nearly all real)
-  introns do. The oracle instead refunds codons that start before the segment;
-  a refund cannot be exact for a 1-base segment inside the codon (its score
-  would be +1e4), which the oracle's 30-bp minimum exon excludes and a learned
-  duration table does not.
+- Durations: a learned (K, 3) table by kind, intergenic / exon / intron, shared by
+  the two strands: which strand a gene lies on is an accident of the assembly,
+  not of the gene, so exon+ and exon- lengths follow one law (and each is learned
+  from twice the data: 242 + 244 fly genes); ``duration_scores()`` gives it per
+  class, (K, C), exon+ and exon- columns equal. An ``intron(a, r)`` state scores
+  the intron column on ``d = r`` mod 3 and -inf elsewhere, so for each length
+  exactly one residue copy carries the score. Initial / final: learned per class.
 
 Training: the gold labelling's likelihood
 =========================================
@@ -102,8 +146,11 @@ paths. (Putting a run's whole penalty on its first position instead scores every
 segment with finite ends the same; measured on the CPU backend it is no faster,
 so the simpler form stays.) Segment boundaries need no constraint: a gold run
 may be one segment or several (runs longer than K must be), and each way is one
-state path. The class
-labellings partition the state paths, so their probabilities sum to one.
+state path. The class labellings partition the state paths, so their
+probabilities sum to one. When a gold labelling breaks a hard rule, no
+consistent path exists and log P(y) is about -1e4 per broken position, not
+-inf: to ask whether a labelling is allowed, look at the constrained Viterbi
+score (0 at zero parameters when allowed, <= -1e4 when not), as the tests do.
 
 What is exact and what is approximated
 ======================================
@@ -111,13 +158,13 @@ What is exact and what is approximated
 Exact (given the model): the likelihood of a class labelling summed over frames
 and segmentations; Viterbi's best *state path* (its classes are reported: the
 class labelling of the best path, not the most probable class labelling, which
-would sum over frames; here the frame is pinned by the first exon's start, so
-only sequences starting inside a gene differ). Up to e^-10000: the stop-codon
-and gold penalties. Not modelled (approximations of the generating process):
-the exon count (left to the learned transitions, as the oracle's geometric
-last level), the right-censored last segment (scored by the same duration
-table), and a codon split by an intron (its stop-freeness is not checked, as in
-the oracle).
+would sum over frames; the frame is pinned by a gene's first exon, so only
+genes cut by the sequence's start differ). Up to e^-10000: the stop-codon and
+gold penalties. Not modelled: the exon count (left to the learned transitions),
+the right-censored last segment (scored by the same duration table), a codon
+split by an intron, UTRs (intergenic), overlapping or nested genes, and a stop
+codon's three bases are not forced to be intergenic in decoding (only the bases
+are checked; in gold data they always are).
 
 Decoding and training run on any engine backend (``ModelConfig.backend``).
 """

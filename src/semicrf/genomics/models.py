@@ -321,4 +321,5 @@ def _build_gene(config: ModelConfig, metadata: dict | None):
 
 
 register_model("semicrf_gene", _build_gene,
-               "gene-structure semi-CRF: frame-carrying exon/intron states, no in-frame stops (realistic C = 3)")
+               "gene-structure semi-CRF: frame-carrying exon/intron states, no in-frame stops (realistic C = 3; "
+               "imported C = 5: both strands, ATG .. stop)")
