@@ -788,3 +788,25 @@ def test_the_model_trains_on_a_fly_locus(fly):
 def test_real_data_that_breaks_the_rules_is_refused(meta, match):
     with pytest.raises(ValueError, match=match):
         build_model("semicrf_gene", ModelConfig(input_dim=5, num_classes=5, hidden_dim=8, max_duration=10), meta)
+
+
+def test_two_strand_reference_and_cpu_backends_agree():
+    out = []
+    for backend in ("reference", "cpu"):
+        # A + gene with an intron, then a - gene with one (a valid labelling, 52 bases).
+        seq1, lab1 = plus_locus(["ATGCC", "CCTAAGC"], ["GTCCAG"])
+        seq2, lab2 = to_minus(plus_locus(["ATGCCC", "GCC"], ["GTCCCAG"], flank="C"))
+        seq, lab = seq1 + seq2, lab1 + lab2
+        L = len(seq)
+        codes = torch.tensor([["ACGT".index(b) for b in seq]])
+        grammar, codes, em, codon, start, end = random_problem5(9, L, 5, backend, codes=codes)
+        em.requires_grad_(True)
+        y = torch.tensor([lab])
+        e, s, t = grammar.state_scores(em, codon, codes, torch.tensor([L]), start, end)
+        ll = grammar.log_likelihood(e, s, t, y, torch.tensor([L]))
+        assert ll.item() > IMPOSSIBLE
+        ll.sum().backward()
+        out.append((ll.item(), grammar.durations.grad.clone(), grammar.transitions.grad.clone(), em.grad.clone()))
+    assert out[0][0] == pytest.approx(out[1][0], abs=1e-9)
+    for a, b in zip(out[0][1:], out[1][1:]):
+        assert torch.allclose(a, b, atol=1e-9)
