@@ -367,3 +367,446 @@ def test_it_trains_on_tiny_realistic_data():
     with torch.no_grad():
         preds = model.predict(x, lengths)
     assert [len(p) for p in preds] == lengths.tolist()
+
+
+# ============================================================================= real data: both strands
+# Classes of imported genes: 0 intergenic, 1 exon+, 2 intron+, 3 exon-, 4 intron-. The truth below
+# is written from the gene, not from the model's 43 states: a + gene reads left to right from an ATG
+# at its first exon's first base to the last base before a stop codon (labelled intergenic); a - gene
+# is the reverse complement of one, so on + coordinates it runs from a stop codon read as TTA, CTA or
+# TCA (intergenic, left of its leftmost exon) to a CAT ending its rightmost exon. The frame pins
+# codon positions (+: (t - a) mod 3, - : (a - t) mod 3 with an absolute phase a) and an intron moves
+# it by its length. A codon cut by a segment end is read from the raw sequence (the model's documented
+# reading: + codons marked at their third base, - codons at their leftmost base).
+XP, NP_, XM, NM = 1, 2, 3, 4
+STRAND_OF = {XP: "+", NP_: "+", XM: "-", NM: "-"}
+STOPS_MINUS = {(T, T, A), (C, T, A), (T, C, A)}
+ATG, CAT = (A, T, G), (C, A, T)
+NEXT = {0: {0, XP, XM}, XP: {XP, NP_, 0}, NP_: {XP, NP_}, XM: {XM, NM, 0}, NM: {XM, NM}}
+KIND = [0, 1, 2, 1, 2]  # duration column: the strands share one law
+
+
+def codon_at(codes, u):
+    return tuple(int(x) for x in codes[u:u + 3]) if 0 <= u and u + 3 <= len(codes) else None
+
+
+def codon_in(codes, u, codons):
+    """Is the codon at u, u+1, u+2 one of ``codons``? A base past either end of the sequence is
+    unknown and matches anything (the locus's flank may cut a gene's start or stop codon)."""
+    return any(all(not 0 <= u + j < len(codes) or codes[u + j] == b for j, b in enumerate(cod)) for cod in codons)
+
+
+def enumerate_genes(codes, em, codon, start, end, trans, dur, init, final):
+    """Yield (class path [(s, e, c)], score) for every valid gene structure, pruning as soon as a
+    rule fails. codon: (L, 6) codon-position scores, + strand's 3 then - strand's 3."""
+    L, K = len(codes), dur.shape[0]
+
+    def exon_ok(s, e, strand, a):
+        for u in range(max(0, s - 2), e):
+            if strand == "+" and s <= u + 2 < e and (u - a) % 3 == 0 and codon_at(codes, u) in STOPS:
+                return False
+            if strand == "-" and s <= u < e and (a - u) % 3 == 2 and codon_at(codes, u) in STOPS_MINUS:
+                return False
+        return True
+
+    def closes(e, strand, a):  # may an exon run ending at e be followed by intergenic?
+        if strand == "+":
+            return (e - a) % 3 == 0 and codon_in(codes, e, STOPS)
+        return (a - (e - 1)) % 3 == 0 and codon_in(codes, e - 3, [CAT])
+
+    def walk(s, path, phase, score):
+        if s == L:
+            c = path[-1][2]
+            yield list(path), score + final[c]
+            return
+        prev = path[-1][2] if path else None
+        for d in range(1, min(K, L - s) + 1):
+            e = s + d
+            for c in (range(5) if prev is None else NEXT[prev]):
+                strand = STRAND_OF.get(c)
+                sc = score + (init[c] if prev is None else trans[prev, c]) + dur[d - 1, KIND[c]]
+                sc += em[s:e, c].sum() + start[s, c] + end[e - 1, c]
+                if prev in (XP, XM) and c == 0 and not closes(s, STRAND_OF[prev], phase):
+                    continue
+                if c == 0:
+                    yield from walk(e, path + [(s, e, c)], None, sc)
+                    continue
+                if prev is None:
+                    phases = range(3)  # the sequence opens inside a gene: its frame is free
+                elif prev == 0:  # a gene's first segment (left to right): an exon that opens the gene
+                    if c in (NP_, NM):
+                        continue
+                    if strand == "+":
+                        if not codon_in(codes, s, [ATG]):
+                            continue
+                        phases = [s % 3]
+                    else:
+                        if not codon_in(codes, s - 3, STOPS_MINUS):
+                            continue
+                        phases = [(s + 2) % 3]  # s is the last base of a codon, read right to left
+                else:
+                    phases = [phase]
+                for a in phases:
+                    if c in (XP, XM):
+                        if not exon_ok(s, e, strand, a):
+                            continue
+                        j = 0 if strand == "+" else 3
+                        pos = [(t - a) % 3 if strand == "+" else (a - t) % 3 for t in range(s, e)]
+                        extra = sum(codon[t, j + p] for t, p in zip(range(s, e), pos))
+                        yield from walk(e, path + [(s, e, c)], a, sc + extra)
+                    else:
+                        yield from walk(e, path + [(s, e, c)], (a + d) % 3, sc)
+
+    yield from walk(0, [], None, 0.0)
+
+
+def brute5(codes, em, codon, start, end, trans, dur, init, final):
+    by_labels, best = {}, (NEG, None)
+    L = len(codes)
+    for path, sc in enumerate_genes(codes, em, codon, start, end, trans, dur, init, final):
+        key = tuple(path_labels(path, L))
+        by_labels.setdefault(key, []).append(sc)
+        if sc > best[0]:
+            best = (sc, key)
+    log_z = logsumexp([v for vs in by_labels.values() for v in vs])
+    return log_z, {k: logsumexp(v) - log_z for k, v in by_labels.items()}, best
+
+
+MOTIFS = ["ATG", "CAT", "TAA", "TGA", "TAG", "TTA", "CTA", "TCA", "A", "C", "G", "T", "GT", "AG", "CT", "AC"]
+
+
+def motif_sequence(g, L):
+    """Random bases made of start / stop motifs (both strands) and splice dinucleotides, so that short
+    sequences hold genes on both strands."""
+    out = ""
+    while len(out) < L:
+        out += MOTIFS[int(torch.randint(len(MOTIFS), (1,), generator=g))]
+    return torch.tensor(["ACGT".index(b) for b in out[:L]])[None]
+
+
+def random_problem5(seed, L, K, backend="cpu", codes=None):
+    g = torch.Generator().manual_seed(seed)
+    grammar = gm.GeneGrammar(K, backend, 5).double()
+    with torch.no_grad():
+        for p in grammar.parameters():
+            p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64))
+    codes = motif_sequence(g, L) if codes is None else codes
+    em, start, end = (torch.randn(1, L, 5, generator=g, dtype=torch.float64) for _ in range(3))
+    codon = torch.randn(1, L, 6, generator=g, dtype=torch.float64)
+    return grammar, codes, em, codon, start, end
+
+
+def numpy_args5(grammar, codes, em, codon, start, end):
+    n = lambda x: x.detach()[0].numpy()  # noqa: E731
+    return (codes[0].numpy(), n(em), n(codon), n(start), n(end), grammar.transitions.detach().numpy(),
+            grammar.durations.detach().numpy(), grammar.initial.detach().numpy(), grammar.final.detach().numpy())
+
+
+def model_ll5(grammar, codes, em, codon, start, end, ys):
+    n, L = ys.shape
+    lengths = torch.full((n,), L)
+    with torch.no_grad():
+        e, s, t = grammar.state_scores(em.expand(n, -1, -1), codon.expand(n, -1, -1), codes.expand(n, -1), lengths,
+                                       start.expand(n, -1, -1), end.expand(n, -1, -1))
+        return grammar.log_likelihood(e, s, t, ys, lengths).numpy()
+
+
+def grammatical_labellings(L):
+    """Every class labelling whose runs follow the class grammar (others are impossible on any sequence)."""
+    out = [[c] for c in range(5)]
+    for _ in range(L - 1):
+        out = [y + [c] for y in out for c in range(5) if c == y[-1] or c in NEXT[y[-1]]]
+    return torch.tensor(out, dtype=torch.int64)
+
+
+DESIGNED = ["CATGTAAC", "TTACATGC", "GTTACATC", "CATGCTAA"]  # + gene, - gene, - gene, + gene / - stop
+
+
+@pytest.mark.parametrize("seed,L,K,design", [(0, 8, 4, 0), (1, 8, 3, 1), (2, 8, 4, None), (3, 9, 3, None),
+                                             (4, 8, 8, 2), (5, 8, 4, 3)])
+def test_two_strand_likelihoods_match_enumeration(seed, L, K, design):
+    codes = None if design is None else torch.tensor(["ACGT".index(b) for b in DESIGNED[design]])[None]
+    grammar, codes, em, codon, start, end = random_problem5(seed, L, K, codes=codes)
+    assert grammar.num_states == 43
+    log_z, label_ll, (best_score, best_labels) = brute5(*numpy_args5(grammar, codes, em, codon, start, end))
+    ys = grammatical_labellings(L)
+    ll = model_ll5(grammar, codes, em, codon, start, end, ys)
+    for y, value in zip(ys.tolist(), ll):
+        truth = label_ll.get(tuple(y), NEG)
+        if truth == NEG:
+            assert value < IMPOSSIBLE, (y, value)
+        else:
+            assert value == pytest.approx(truth, abs=1e-9), y
+    assert len(label_ll) > 1
+    # Every feasible labelling is grammatical, so the model's probabilities over them sum to one.
+    assert set(label_ll) <= {tuple(y) for y in ys.tolist()}
+    assert torch.logsumexp(torch.from_numpy(ll), 0).item() == pytest.approx(0.0, abs=1e-9)
+    # Some labellings off the grammar are impossible too.
+    for y in ([0, 2] + [0] * (L - 2), [1, 3] + [0] * (L - 2), [4] * (L - 1) + [0]):
+        assert model_ll5(grammar, codes, em, codon, start, end, torch.tensor([y]))[0] < IMPOSSIBLE
+    with torch.no_grad():
+        e, s, t = grammar.state_scores(em, codon, codes, torch.tensor([L]), start, end)
+        classes, result = grammar.decode(e, s, t, torch.tensor([L]))
+    assert result.score.item() == pytest.approx(best_score, abs=1e-9)
+    assert tuple(classes[0].tolist()) == best_labels
+    if design is not None:  # the designed sequence holds a whole gene (it opens and closes in it)
+        assert any(0 in y[:3] and 0 in y[-2:] and (XP in y or XM in y) for y in label_ll)
+
+
+def test_two_strand_gradients_are_those_of_the_enumerated_likelihood():
+    # The duration table is shared by the strands: its gradient sums both strands' use of it.
+    L, K = 8, 4
+    codes = torch.tensor(["ACGT".index(b) for b in "TTACATGA"])[None]
+    grammar, codes, em, codon, start, end = random_problem5(21, L, K, codes=codes)
+    y = (0, 0, 0, 3, 3, 3, 0, 0)
+    e, s, t = grammar.state_scores(em, codon, codes, torch.tensor([L]), start, end)
+    grammar.log_likelihood(e, s, t, torch.tensor([y]), torch.tensor([L])).sum().backward()
+    args = list(numpy_args5(grammar, codes, em, codon, start, end))
+    h = 1e-6
+    for idx, grad, positions in ((5, grammar.transitions.grad, [(0, 3), (3, 0), (0, 1)]),
+                                 (6, grammar.durations.grad, [(2, 1), (0, 0), (2, 0), (1, 2)])):
+        base = args[idx].copy()
+        for pos in positions:
+            vals = []
+            for sign in (1, -1):
+                args[idx] = base.copy()
+                args[idx][pos] += sign * h
+                vals.append(brute5(*args)[1][y])
+            args[idx] = base
+            assert grad[pos].item() == pytest.approx((vals[0] - vals[1]) / (2 * h), abs=1e-5), (idx, pos)
+
+
+# ----------------------------------------------------------------------------- start, stop, frame by strand
+TO_MINUS = {0: 0, XP: XM, NP_: NM}
+
+
+def plus_locus(exons, introns=(), flank="CC", stop="TAA", right=None):
+    """A + gene: flank, exons (sense strings, the first starting with ATG) joined by introns, the stop
+    codon (intergenic), the right flank. Returns (bases, labels)."""
+    right = flank if right is None else right
+    seq, lab = flank, [0] * len(flank)
+    for i, ex in enumerate(exons):
+        seq, lab = seq + ex, lab + [XP] * len(ex)
+        if i < len(introns):
+            seq, lab = seq + introns[i], lab + [NP_] * len(introns[i])
+    seq += stop + right
+    return seq, lab + [0] * (len(stop) + len(right))
+
+
+def to_minus(locus):
+    """The same gene on the other strand: reverse complement, labels reversed, + classes made -."""
+    seq, lab = locus
+    rc = "".join({"A": "T", "C": "G", "G": "C", "T": "A"}[b] for b in reversed(seq))
+    return rc, [TO_MINUS[c] for c in reversed(lab)]
+
+
+def feasible(locus, K=6):
+    """Is the labelling a gene structure the hard rules allow? Best consistent path at zero scores:
+    0 when one exists, at most -1e4 (or -inf) when none does (a max, so exact at any length)."""
+    seq, lab = locus
+    L = len(seq)
+    grammar = gm.GeneGrammar(K, "cpu", 5).double()
+    codes = torch.tensor([["ACGT".index(b) for b in seq]])
+    y = torch.tensor([lab])
+    z5, z6 = torch.zeros(1, L, 5, dtype=torch.float64), torch.zeros(1, L, 6, dtype=torch.float64)
+    with torch.no_grad():
+        e, s, t = grammar.state_scores(z5, z6, codes, torch.tensor([L]), z5, z5)
+        _, result = grammar.decode(*grammar.constrain(e, s, t, y), torch.tensor([L]))
+    return result.score.item() > IMPOSSIBLE
+
+
+@pytest.mark.parametrize("strand", ["+", "-"])
+def test_start_and_stop_codons_are_required_on_both_strands(strand):
+    flip = (lambda x: x) if strand == "+" else to_minus
+    good = plus_locus(["ATGCCC", "GCC"], ["GTCCAG"])
+    assert feasible(flip(good))
+    assert feasible(flip(plus_locus(["ATGCCCGCC"])))  # a one-exon gene
+    for stop in ("TAG", "TGA"):
+        assert feasible(flip(plus_locus(["ATGCCC", "GCC"], ["GTCCAG"], stop=stop)))
+    assert not feasible(flip(plus_locus(["ATCCCC", "GCC"], ["GTCCAG"])))  # no ATG
+    assert not feasible(flip(plus_locus(["ATGCCC", "GCC"], ["GTCCAG"], stop="TAC")))  # no stop codon
+    assert not feasible(flip(plus_locus(["ATGCCCGCCC"])))  # the stop codon out of frame
+    assert not feasible(flip(plus_locus(["ATGCCC", "GCCC"], ["GTCCAG"])))  # a coding length not a multiple of 3
+    # The stop codon belongs to the intergenic label: inside the last exon it is an in-frame stop.
+    seq, lab = plus_locus(["ATGCCCGCCTAA"], stop="")
+    assert not feasible(flip((seq, lab)))
+
+
+@pytest.mark.parametrize("strand", ["+", "-"])
+def test_in_frame_stops_are_forbidden_on_both_strands(strand):
+    flip = (lambda x: x) if strand == "+" else to_minus
+    assert not feasible(flip(plus_locus(["ATGTAGCCC"])))  # in frame
+    assert feasible(flip(plus_locus(["ATGCTAGCC"])))  # TAG out of frame (shift 1)
+    assert feasible(flip(plus_locus(["ATGCCTAGC"])))  # and shift 2
+
+
+@pytest.mark.parametrize("strand", ["+", "-"])
+@pytest.mark.parametrize("intron", ["GTCCAG", "GTCCCAG", "GTCCCCAG"])  # every length mod 3
+def test_frame_is_carried_across_introns_on_both_strands(strand, intron):
+    # Spliced: ATG CC|C TAA GCC holds an in-frame stop; ATG CC|C CTA AGC does not. The second exon's
+    # absolute phase moves with the intron's length, the frame of the coding sequence does not.
+    flip = (lambda x: x) if strand == "+" else to_minus
+    assert not feasible(flip(plus_locus(["ATGCC", "CTAAGCC"], [intron])))
+    assert feasible(flip(plus_locus(["ATGCC", "CCTAAGC"], [intron])))
+    assert feasible(flip(plus_locus(["ATGCC", "CCTAAGC", "CCA"], [intron, "GTACCCCAG"])))  # two introns
+    assert not feasible(flip(plus_locus(["ATGCC", "CCTAAGC", "TAA"], [intron, "GTACCCCAG"])))
+
+
+@pytest.mark.parametrize("strand", ["+", "-"])
+def test_a_sequence_may_open_or_end_inside_a_gene(strand):
+    flip = (lambda x: x) if strand == "+" else to_minus
+    seq, lab = plus_locus(["ATGCCC", "GCCGCC"], ["GTCCCAG"])
+    for cut in range(1, 9):  # the gene's start (ATG, first exon, intron) cut off: its frame is free
+        assert feasible(flip((seq[cut:], lab[cut:]))), cut
+    for cut in range(1, 9):  # its end (stop codon, last exon) cut off
+        assert feasible(flip((seq[:-cut], lab[:-cut]))), cut
+    assert feasible(flip((seq[4:-6], lab[4:-6])))  # both
+    # A cut gene still obeys its frame: an in-frame stop after the cut is still fatal.
+    seq, lab = plus_locus(["ATGCCCTAAGCC"], stop="TAG")
+    assert not feasible(flip((seq[:-5], lab[:-5])))
+
+
+def _feasible_batch(codes, ys, K=4):
+    n, L = ys.shape
+    grammar = gm.GeneGrammar(K, "cpu", 5).double()
+    z5, z6 = torch.zeros(n, L, 5, dtype=torch.float64), torch.zeros(n, L, 6, dtype=torch.float64)
+    lengths = torch.full((n,), L)
+    with torch.no_grad():
+        e, s, t = grammar.state_scores(z5, z6, codes.expand(n, -1), lengths, z5, z5)
+        _, result = grammar.decode(*grammar.constrain(e, s, t, ys), lengths)
+    return result.score > IMPOSSIBLE
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_minus_strand_mirrors_the_plus_strand(seed):
+    # Reverse-complementing a sequence and mirroring its labels (exon+ <-> exon-, reversed) keeps
+    # exactly the same labellings feasible: the rules of the two strands are each other's mirror.
+    g = torch.Generator().manual_seed(seed)
+    L = 9
+    codes = motif_sequence(g, L)
+    rc = (3 - codes).flip(1)
+    ys = grammatical_labellings(L)
+    swap = torch.tensor([0, XM, NM, XP, NP_])
+    mirrored = swap[ys].flip(1)
+    ok, ok_rc = _feasible_batch(codes, ys), _feasible_batch(rc, mirrored)
+    assert ok.sum() > 100 and bool(((ys == XP).any(1) & ok).any()) and bool(((ys == XM).any(1) & ok).any())
+    assert torch.equal(ok, ok_rc)
+
+
+# ----------------------------------------------------------------------------- the fly loci
+FLY = "/usr/share/doc/augustus/tutorial/results/genes.gb"
+
+
+@pytest.fixture(scope="module")
+def fly(tmp_path_factory):
+    """The AUGUSTUS tutorial's fly loci, imported as ``semicrf-bench import`` does (no validation split)."""
+    import os
+
+    from semicrf.genomics import dataset, importer
+
+    if not (os.path.exists(FLY + ".train") and os.path.exists(FLY + ".test")):
+        pytest.skip(f"{FLY}.train / .test missing (apt-get install augustus-doc)")
+    out = tmp_path_factory.mktemp("fly")
+    meta = importer.import_dataset(out, [FLY + ".train"], [FLY + ".test"], val_fraction=0.0)
+    return meta, dataset.load_split(out, "train"), dataset.load_split(out, "test")
+
+
+def _gold_feasible(seqs, labels, K=3):
+    """Per locus: does a state path with the gold classes obey every hard rule? (Constrained Viterbi at
+    zero scores: 0 if so, <= -1e4 otherwise; K is irrelevant to the answer, runs are cut into pieces.)"""
+    grammar = gm.GeneGrammar(K, "cpu", 5).double()
+    out = []
+    for x, y in zip(seqs, labels):
+        L = len(x)
+        codes, yy = torch.from_numpy(x.astype(np.int64))[None], torch.from_numpy(y.astype(np.int64))[None]
+        z5, z6 = torch.zeros(1, L, 5, dtype=torch.float64), torch.zeros(1, L, 6, dtype=torch.float64)
+        with torch.no_grad():
+            e, s, t = grammar.state_scores(z5, z6, codes, torch.tensor([L]), z5, z5)
+            _, result = grammar.decode(*grammar.constrain(e, s, t, yy), torch.tensor([L]))
+        out.append(result.score.item())
+    return np.array(out)
+
+
+@pytest.mark.slow  # about 40 s on one shared core: 586 loci, 3.3 Mbp
+def test_every_fly_locus_is_a_valid_gene_structure(fly):
+    meta, train, test = fly
+    assert len(train) == 486 and len(test) == 100
+    gm.check_metadata(meta)  # the model accepts the imported data set
+    for split in (train, test):
+        scores = _gold_feasible(split.sequences, split.labels)
+        rejected = [n for n, v in zip(split.names, scores) if not v > IMPOSSIBLE]
+        assert rejected == [] and np.all(scores == 0.0)
+
+
+def test_a_broken_fly_gene_is_rejected(fly):
+    # The check above is not vacuous: remove a start codon, a stop codon, or put an in-frame stop in.
+    _, train, _ = fly
+    i = next(k for k, y in enumerate(train.labels) if (y == XP).any() and (y == NP_).any())
+    x, y = train.sequences[i].copy(), train.labels[i]
+    exon = np.flatnonzero(y == XP)
+    first, last = exon[0], exon[-1]
+    broken = [x.copy() for _ in range(3)]
+    broken[0][first + 1] = C  # ATG -> ACG
+    broken[1][last + 2] = C  # the stop codon's middle base: TAA, TAG, TGA -> TCA, TCG, TCA
+    broken[2][first + 3:first + 6] = (T, A, A)  # TAA as the second codon
+    scores = _gold_feasible([x] + broken, [y] * 4)
+    assert scores[0] == 0.0 and np.all(scores[1:] < IMPOSSIBLE), scores
+
+
+def test_the_model_trains_on_a_fly_locus(fly):
+    meta, train, _ = fly
+    i = next(k for k, y in enumerate(train.labels) if len(y) < 3000 and (y == XM).any() and (y == NM).any())
+    x, y = train.sequences[i], train.labels[i]
+    L = len(x)
+    feats = torch.nn.functional.one_hot(torch.from_numpy(x.astype(np.int64)), 5).float()[None]
+    labels, lengths = torch.from_numpy(y.astype(np.int64))[None], torch.tensor([L])
+    torch.manual_seed(0)
+    model = build_model("semicrf_gene", ModelConfig(input_dim=5, num_classes=5, encoder="bilstm", hidden_dim=8,
+                                                    num_layers=1, max_duration=32, backend="cpu"), meta)
+    assert model.crf.num_states == 43 and model.duration_scores().shape == (32, 5)
+    assert torch.equal(model.duration_scores()[:, 1], model.duration_scores()[:, 3])  # exon+ and exon- share
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    losses = []
+    for _ in range(6):
+        opt.zero_grad()
+        loss = model.loss(feats, labels, lengths)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert all(math.isfinite(v) for v in losses) and losses[-1] < losses[0], losses
+    with torch.no_grad():
+        pred = model.predict(feats, lengths)[0]
+    assert len(pred) == L and set(np.unique(pred).tolist()) <= set(range(5))
+
+
+@pytest.mark.parametrize("meta,match", [
+    ({"num_classes": 5, "class_names": list(gm.STRANDED_CLASSES),
+      "config": {"source": "imported", "inputs": {"train": [{"kind": "fasta+gff3"}]}}}, "stop codon"),
+    ({"num_classes": 3, "config": {"source": "imported", "inputs": {}}}, "imported"),
+    ({"num_classes": 5, "config": {"content": "realistic", "splice_motifs": True}}, "UTR"),
+])
+def test_real_data_that_breaks_the_rules_is_refused(meta, match):
+    with pytest.raises(ValueError, match=match):
+        build_model("semicrf_gene", ModelConfig(input_dim=5, num_classes=5, hidden_dim=8, max_duration=10), meta)
+
+
+def test_two_strand_reference_and_cpu_backends_agree():
+    out = []
+    for backend in ("reference", "cpu"):
+        # A + gene with an intron, then a - gene with one (a valid labelling, 52 bases).
+        seq1, lab1 = plus_locus(["ATGCC", "CCTAAGC"], ["GTCCAG"])
+        seq2, lab2 = to_minus(plus_locus(["ATGCCC", "GCC"], ["GTCCCAG"], flank="C"))
+        seq, lab = seq1 + seq2, lab1 + lab2
+        L = len(seq)
+        codes = torch.tensor([["ACGT".index(b) for b in seq]])
+        grammar, codes, em, codon, start, end = random_problem5(9, L, 5, backend, codes=codes)
+        em.requires_grad_(True)
+        y = torch.tensor([lab])
+        e, s, t = grammar.state_scores(em, codon, codes, torch.tensor([L]), start, end)
+        ll = grammar.log_likelihood(e, s, t, y, torch.tensor([L]))
+        assert ll.item() > IMPOSSIBLE
+        ll.sum().backward()
+        out.append((ll.item(), grammar.durations.grad.clone(), grammar.transitions.grad.clone(), em.grad.clone()))
+    assert out[0][0] == pytest.approx(out[1][0], abs=1e-9)
+    for a, b in zip(out[0][1:], out[1][1:]):
+        assert torch.allclose(a, b, atol=1e-9)

@@ -1,92 +1,136 @@
 """``semicrf_gene``: a learned semi-CRF whose hidden states carry the gene structure.
 
-The benchmark's other semi-CRF models label three classes and know nothing of
-the reading frame. This one runs the engine over 16 *states*, sub-classes of
-the three classes (intergenic, exon, intron), laid out so that the frame of
-every exon is carried through the gene exactly as in the generating model
-(:mod:`.oracle`), while every score is learned from the shared encoder. It is
-trained by the exact log-likelihood of the gold *class* labelling (a sum over
-the hidden states consistent with it), decoded by Viterbi over the states and
-reported in the classes, so every metric of the benchmark applies unchanged.
+The benchmark's other semi-CRF models label classes and know nothing of the
+reading frame. This one runs the engine over *states*, sub-classes of the
+classes, laid out so that the frame of every exon is carried through the gene
+(as in the generating model, :mod:`.oracle`), while every score is learned from
+the shared encoder. It is trained by the exact log-likelihood of the gold
+*class* labelling (a sum over the hidden states consistent with it), decoded by
+Viterbi over the states and reported in the classes, so every metric of the
+benchmark applies unchanged.
 
-Scope of this first version: synthetic data, C = 3, ``realistic`` content with
-splice motifs (codon structure, GT..AG introns), plus strand only. No start or
-stop codons at gene ends, no UTRs, no reverse strand: those are what real data
-needs next (see the README).
+Two layouts, chosen by the number of classes:
 
-States (S = 16)
-===============
+- **synthetic** (C = 3: intergenic, exon, intron; 16 states): ``realistic``
+  synthetic content with splice motifs, plus strand only, no start or stop
+  codons at gene ends (the generator writes none).
+- **real** (C = 5, the importer's classes intergenic, exon+, intron+, exon-,
+  intron-; 43 states): both strands, a start codon ATG at the 5' end of every
+  coding sequence and a stop codon right after its 3' end, no in-frame stop in
+  between. The stop codon convention is the AUGUSTUS GenBank training files'
+  (``docs/real_genes.md``): the CDS excludes it, so the importer labels the
+  stop codon intergenic, the 3 bases right after the last coding base (+) or
+  right before the first (-). FASTA:GFF3 imports, whose stop_codon lines the
+  importer merges into the CDS, are refused (:func:`check_metadata`).
+
+States
+======
 
 Phases are *absolute*, as in the oracle: an exon of phase ``a`` reads the base at
-position t as codon position ``(t - a) mod 3``, whatever its start, so the
+position t as codon position ``(t - a) mod 3`` on the + strand, ``(a - t) mod 3``
+on the - strand (a - gene is read right to left), whatever its start, so the
 per-position emission of a state does not depend on where its segment began.
+The engine reads left to right on both strands, so a - gene is met from its 3'
+end (stop codon side) and left at its 5' end (ATG, read CAT on +).
 
-==================== ======= =============================================================
-state                class   meaning
-==================== ======= =============================================================
-``intergenic``       0
-``first_exon(a)``    1       a gene's first exon (after intergenic), a = 0, 1, 2; may only
-                             start at codon position 0, ``(s - a) mod 3 = 0``: the frame
-                             starts at a gene's first coding base
-``exon(a)``          1       any other exon piece: after an intron, the continuation of an
-                             exon run longer than K, or the first segment of a sequence
-``intron(a, r)``     2       an intron piece entered with frame ``a`` (the phase of the exon
-                             before it) whose length is ``r`` mod 3 (durations ``d = r`` mod 3
-                             only), a, r = 0, 1, 2
-==================== ======= =============================================================
+Per strand (``s`` = + or -), with a = 0, 1, 2 and r = 0, 1, 2:
 
-Grammar (every other transition is -inf)::
+================== ========= =====================================================================
+state              class     meaning
+================== ========= =====================================================================
+``intergenic``     0         (one state, both strands)
+``open(s, a)``     exon s    a gene's leftmost exon piece, after intergenic
+``inner(s, a)``    exon s    after an intron, or continuing a piece (runs longer than K), or
+                             opening a sequence (free frame)
+``close(s, a)``    exon s    a gene's rightmost exon piece, before intergenic (real layout only)
+``single(s, a)``   exon s    a whole one-exon gene, intergenic on both sides (real layout only)
+``intron(s, a, r)`` intron s an intron piece entered with frame a whose length is r mod 3
+================== ========= =====================================================================
 
-    intergenic   -> intergenic, first_exon(a)                       (any a)
-    first_exon(a), exon(a) -> exon(a), intron(a, r), intergenic     (any r)
-    intron(a, r) -> exon((a + r) mod 3), intron((a + r) mod 3, r')   (any r')
+Real layout: 1 + 2 x (4 x 3 + 9) = 43 states. Synthetic layout: intergenic,
+``open`` and ``inner`` of the + strand (named first_exon(a) and exon(a), as in
+the first version) and its 9 introns: 16 states; without codons at gene ends
+any exon piece may precede intergenic.
 
-An intron moves the frame by its length mod 3, which its state carries, so the
-next exon's phase is exact; the ``-> exon(a)`` / ``-> intron`` self-continuations
-let a run longer than K (intergenic 5 000, introns 3 000 bp at the median, K =
-1 000 by default) be cut into several segments, as the plain ``semicrf`` model
-does, without losing the frame. The first segment may be intergenic, ``exon(a)``
-or ``intron(a, r)`` (a window may start inside a gene: its frame is then summed
-over); any state may end a sequence. Given the class segmentation, the states
-are determined (the first exon's phase by its start, every later phase by the
-lengths), except the free frame of a sequence that starts inside a gene.
+Grammar (every other transition is -inf), per strand::
+
+    intergenic    -> intergenic, open(a), single(a)
+    open(a), inner(a) -> inner(a), close(a), intron(a, r)
+    intron(a, r)  -> inner(b), close(b), intron(b, r')       b = (a + r) mod 3
+    close(a), single(a) -> intergenic
+
+(synthetic: no close / single, and open, inner -> intergenic). An intron moves
+the absolute phase by its length mod 3 on both strands (on -, the exon to the
+right is read first: its leftmost base, codon position (b - s') mod 3, precedes
+the left exon's rightmost one, which gives b = a + d as on +). Same-kind
+continuations cut runs longer than K (intergenic 5 000 bp, introns 3 000 bp at
+the synthetic medians; fly introns up to tens of kbp) into pieces without losing
+the frame. A sequence may open with any state but open / single (a window that
+starts inside a gene has a free frame and no start rule: inner, close, intron)
+and end with any state but close / single (a gene cut by the end: its stop or
+start codon is not there to check). Given the class segmentation the states are
+determined, except the free frame of a gene cut by the sequence's start.
+
+Hard rules at gene ends (real layout; -inf start / end scores)
+==============================================================
+
+- + strand: ``open`` / ``single`` start at s only if ATG is at s, s+1, s+2 and
+  s is codon position 0 (this pins the frame, a = s mod 3); ``close`` /
+  ``single`` end at t only if t is codon position 2 and a stop codon (TAA, TAG,
+  TGA) is at t+1 .. t+3.
+- - strand (the mirror): ``open`` / ``single`` start at s only if s is codon
+  position 2 and the bases s-3 .. s-1 read TTA, CTA or TCA (a stop codon on -);
+  ``close`` / ``single`` end at t only if t is codon position 0 and t-2 .. t
+  read CAT (ATG on -).
+- A start or stop codon cut by the sequence's end matches on its visible bases
+  (a locus's flank may cut one; the labelling must stay possible).
+
+These are hard, not learned: the AUGUSTUS fly set is filtered to complete genes
+and every one of its 586 loci obeys them (tested), gene finders treat them as
+hard (a gene without ATG .. stop is not a coding sequence), and as -inf they cost
+nothing and prune the search. Splice sites are *not* hard: a hard GT..AG would
+need the first piece of every intron and exon told from its continuations
+(about twice the states), and 2 of the 1 751 introns of the 486 fly training
+loci are non-canonical (+ AT..AG, - AT..AC); they are learned, through the start /
+end scores that the encoder computes from the bases around each boundary.
+
+In-frame stop codons (both layouts)
+===================================
+
+An exon piece may not cover the marked base of an in-frame stop: on +, the third
+base u + 2 of a stop at u, u+1, u+2 with ``(u - a) mod 3 = 0``; on -, the
+leftmost base u of TTA, CTA or TCA at u, u+1, u+2 with codon position 2 at u.
+The marked base scores ``-STOP_PENALTY`` (1e4, the oracle's constant:
+probability e^-10000, zero in float64) in the emissions (the engine needs finite
+emissions), and -inf as a start or end score. A codon cut by the end of a piece
+is read from the raw sequence around it: inside an exon run cut into pieces that
+is exact; next to an intron it reads the intron's bases, which never forbids a
+gene whose introns are canonical -- on +, the last bases of an intron are AG and
+no stop begins with G or AG; on -, the first bases (on +) of an intron are CT and
+no TTA, CTA, TCA ends in C or CT. A codon split by an intron is not checked (its
+stop-freeness is not modelled, as in the oracle).
 
 Parameterisation (tied across the copies of a class)
 ====================================================
 
-- Emissions: a linear head on the encoder state gives per position 3 class scores
-  ``e_c(t)`` and 3 codon-position scores ``q_j(t)``. ``intergenic`` and every
-  ``intron`` state emit ``e_c(t)``; ``first_exon(a)`` and ``exon(a)`` emit
-  ``e_exon(t) + q_{(t - a) mod 3}(t)``.
+- Emissions: a linear head on the encoder state gives per position C class
+  scores ``e_c(t)`` and 3 codon-position scores per strand ``q_j(t)`` (+ and -
+  codons are different base patterns, so each strand has its own). Intergenic
+  and intron states emit ``e_c(t)``; an exon state of strand s and phase a emits
+  ``e_c(t) + q^s_j(t)`` at its codon position j.
 - Start / end scores: a linear head (zero-initialised) gives a start and an end
   score per class and position (splice sites, gene boundaries), shared by the
   copies.
-- Transitions: a learned (3, 3) class table; a state pair allowed by the grammar
-  scores its classes' entry (the intergenic -> intron and intron -> intergenic
-  entries are never used). The three ``exon -> intron(a, r)`` choices share one
+- Transitions: a learned (C, C) class table; a state pair allowed by the grammar
+  scores its classes' entry. The three ``exon -> intron(a, r)`` choices share one
   score: they split the intron by length, not by probability.
-- Durations: a learned (K, 3) class table; an ``intron(a, r)`` state scores the
-  intron column on ``d = r`` mod 3 and -inf elsewhere, so for each length exactly
-  one residue copy carries the class's score. Initial / final: learned per class.
-
-Hard constraints
-================
-
-- Grammar and frame: -inf transitions, -inf durations, -inf start scores (a
-  first exon off codon position 0).
-- In-frame stop codons: an exon segment of phase ``a`` may not contain the third
-  base ``u + 2`` of a stop codon (TAA, TAG, TGA) at ``u, u+1, u+2`` with
-  ``(u - a) mod 3 = 0``. The third base scores ``-STOP_PENALTY`` (1e4, the
-  oracle's constant: probability e^-10000, zero in float64) in the emissions
-  (the engine needs finite emissions), and -inf as a start or end score. A codon
-  cut by the end of a segment is read with the bases before the segment: inside
-  an exon run cut into pieces that is exact; after an intron it reads the
-  intron's last bases, and since no stop codon begins with G or AG this never
-  forbids a gene whose introns end in AG, as all synthetic (and nearly all real)
-  introns do. The oracle instead refunds codons that start before the segment;
-  a refund cannot be exact for a 1-base segment inside the codon (its score
-  would be +1e4), which the oracle's 30-bp minimum exon excludes and a learned
-  duration table does not.
+- Durations: a learned (K, 3) table by kind, intergenic / exon / intron, shared by
+  the two strands: which strand a gene lies on is an accident of the assembly,
+  not of the gene, so exon+ and exon- lengths follow one law (and each is learned
+  from twice the data: 242 + 244 fly genes); ``duration_scores()`` gives it per
+  class, (K, C), exon+ and exon- columns equal. An ``intron(a, r)`` state scores
+  the intron column on ``d = r`` mod 3 and -inf elsewhere, so for each length
+  exactly one residue copy carries the score. Initial / final: learned per class.
 
 Training: the gold labelling's likelihood
 =========================================
@@ -102,8 +146,11 @@ paths. (Putting a run's whole penalty on its first position instead scores every
 segment with finite ends the same; measured on the CPU backend it is no faster,
 so the simpler form stays.) Segment boundaries need no constraint: a gold run
 may be one segment or several (runs longer than K must be), and each way is one
-state path. The class
-labellings partition the state paths, so their probabilities sum to one.
+state path. The class labellings partition the state paths, so their
+probabilities sum to one. When a gold labelling breaks a hard rule, no
+consistent path exists and log P(y) is about -1e4 per broken position, not
+-inf: to ask whether a labelling is allowed, look at the constrained Viterbi
+score (0 at zero parameters when allowed, <= -1e4 when not), as the tests do.
 
 What is exact and what is approximated
 ======================================
@@ -111,13 +158,13 @@ What is exact and what is approximated
 Exact (given the model): the likelihood of a class labelling summed over frames
 and segmentations; Viterbi's best *state path* (its classes are reported: the
 class labelling of the best path, not the most probable class labelling, which
-would sum over frames; here the frame is pinned by the first exon's start, so
-only sequences starting inside a gene differ). Up to e^-10000: the stop-codon
-and gold penalties. Not modelled (approximations of the generating process):
-the exon count (left to the learned transitions, as the oracle's geometric
-last level), the right-censored last segment (scored by the same duration
-table), and a codon split by an intron (its stop-freeness is not checked, as in
-the oracle).
+would sum over frames; the frame is pinned by a gene's first exon, so only
+genes cut by the sequence's start differ). Up to e^-10000: the stop-codon and
+gold penalties. Not modelled: the exon count (left to the learned transitions),
+the right-censored last segment (scored by the same duration table), a codon
+split by an intron, UTRs (intergenic), overlapping or nested genes, and a stop
+codon's three bases are not forced to be intergenic in decoding (only the bases
+are checked; in gold data they always are).
 
 Decoding and training run on any engine backend (``ModelConfig.backend``).
 """
@@ -135,97 +182,173 @@ from .models import ModelConfig, SequenceLabeler, position_mask
 from .oracle import STOP_PENALTY
 from .synthetic import STOP_CODONS
 
+# The synthetic layout's classes (C = 3); the real layout's are gene_structures.STRANDED_CLASSES (C = 5).
 NUM_CLASSES = 3
 INTERGENIC, EXON, INTRON = 0, 1, 2
+#: Classes of the real layout: intergenic, exon+, intron+, exon-, intron-.
+STRANDED_CLASSES = ("intergenic", "exon+", "intron+", "exon-", "intron-")
 #: Added (negated) to the emission of a state whose class differs from the gold class (see the docstring).
 GOLD_PENALTY = 1.0e4
-_STOP_IDS = tuple(16 * "ACGT".index(s[0]) + 4 * "ACGT".index(s[1]) + "ACGT".index(s[2]) for s in STOP_CODONS)
 NEG_INF = float("-inf")
+_BASE = {b: i for i, b in enumerate("ACGT")}
+_COMPLEMENT = {"A": "T", "C": "G", "G": "C", "T": "A"}
+
+
+def reverse_complement(seq: str) -> str:
+    return "".join(_COMPLEMENT[b] for b in reversed(seq))
+
+
+def _codon_id(codon: str) -> int:
+    return 16 * _BASE[codon[0]] + 4 * _BASE[codon[1]] + _BASE[codon[2]]
+
+
+#: Codons as read on the + strand, left to right: a stop of a + gene; a stop / start of a - gene.
+STOP_PLUS = tuple(STOP_CODONS)
+STOP_MINUS = tuple(reverse_complement(c) for c in STOP_CODONS)  # TTA, CTA, TCA
+START_PLUS, START_MINUS = "ATG", reverse_complement("ATG")  # CAT
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Which gene grammar: the classes, the strands, and whether genes begin and end with codons."""
+
+    num_classes: int
+    strands: tuple[str, ...]
+    codons: bool  # a start codon opens and a stop codon follows every coding sequence (real data)
+
+    def exon_class(self, strand: str) -> int:
+        return 1 if strand == "+" else 3
+
+    def intron_class(self, strand: str) -> int:
+        return 2 if strand == "+" else 4
+
+
+#: Synthetic data: 3 classes, + strand, no start / stop codons (the generator writes none): 16 states.
+SYNTHETIC = Layout(3, ("+",), False)
+#: Real data (the importer's 5 stranded classes): both strands, start and stop codons: 43 states.
+REAL = Layout(5, ("+", "-"), True)
+LAYOUTS = {3: SYNTHETIC, 5: REAL}
 
 
 @dataclass(frozen=True)
 class GeneState:
-    """One hidden state. kind: ``intergenic``, ``first_exon``, ``exon`` or ``intron``; phase: the
-    absolute frame ``a`` (exons: codon position of t is ``(t - a) mod 3``; introns: the frame they
-    were entered with); residue: an intron piece's length mod 3."""
+    """One hidden state.
+
+    kind: ``intergenic``, or an exon piece: ``open`` (entered from intergenic), ``inner`` (after an
+    intron or another piece of the same exon, or opening a sequence), ``close`` (followed by
+    intergenic) and ``single`` (both: a whole one-exon gene), or ``intron``. Without codons (the
+    synthetic layout) there is no close / single: any exon piece may precede intergenic, and open /
+    inner keep their first names, first_exon / exon. strand: ``+`` or ``-`` (None for intergenic).
+    phase: the absolute frame ``a`` (+ exons: codon position of t is ``(t - a) mod 3``; - exons:
+    ``(a - t) mod 3``; introns: the frame they were entered with); residue: an intron piece's length
+    mod 3. ``cls`` is set by the layout.
+    """
 
     kind: str
+    strand: str | None = None
     phase: int | None = None
     residue: int | None = None
+    cls: int = INTERGENIC
+    synthetic_names: bool = False
 
     @property
-    def cls(self) -> int:
-        return {"intergenic": INTERGENIC, "first_exon": EXON, "exon": EXON, "intron": INTRON}[self.kind]
+    def is_exon(self) -> bool:
+        return self.kind in ("open", "inner", "close", "single")
 
     @property
     def name(self) -> str:
         if self.kind == "intergenic":
             return "intergenic"
+        if self.synthetic_names:  # the 16 states' names of the first version
+            kind = {"open": "first_exon", "inner": "exon"}.get(self.kind, self.kind)
+            return f"intron/a{self.phase}/r{self.residue}" if kind == "intron" else f"{kind}/a{self.phase}"
         if self.kind == "intron":
-            return f"intron/a{self.phase}/r{self.residue}"
-        return f"{self.kind}/a{self.phase}"
+            return f"intron{self.strand}/a{self.phase}/r{self.residue}"
+        return f"{self.kind}{self.strand}/a{self.phase}"
 
 
-#: The states, in engine order: intergenic, first_exon(0..2), exon(0..2), intron(a, r) (a major).
-STATES: tuple[GeneState, ...] = (
-    (GeneState("intergenic"),)
-    + tuple(GeneState("first_exon", a) for a in range(3))
-    + tuple(GeneState("exon", a) for a in range(3))
-    + tuple(GeneState("intron", a, r) for a in range(3) for r in range(3))
-)
+def make_states(layout: Layout) -> tuple[GeneState, ...]:
+    """The states in engine order: intergenic, then per strand its exon kinds (phase minor) and its
+    introns (phase major). For the synthetic layout: intergenic, first_exon(0..2), exon(0..2),
+    intron(a, r), exactly the first version's 16 states."""
+    syn = not layout.codons
+    states = [GeneState("intergenic")]
+    kinds = ("open", "inner", "close", "single") if layout.codons else ("open", "inner")
+    for strand in layout.strands:
+        ec, ic = layout.exon_class(strand), layout.intron_class(strand)
+        states += [GeneState(k, strand, a, None, ec, syn) for k in kinds for a in range(3)]
+        states += [GeneState("intron", strand, a, r, ic, syn) for a in range(3) for r in range(3)]
+    return tuple(states)
+
+
+#: The synthetic layout's states (the first version's module constants, kept for its users).
+STATES: tuple[GeneState, ...] = make_states(SYNTHETIC)
 NUM_STATES = len(STATES)
-_INDEX = {s: i for i, s in enumerate(STATES)}
-#: (S,) int64 class of each state.
 STATE_CLASS = np.array([s.cls for s in STATES], dtype=np.int64)
-#: Engine columns of first_exon(a), exon(a) and intron(a, r), a = 0, 1, 2 (the layout above).
-FIRST_EXON_COLS, EXON_COLS, INTRON_COLS = slice(1, 4), slice(4, 7), slice(7, 16)
 
 
-def grammar_mask() -> np.ndarray:
+def grammar_mask(states=STATES, layout: Layout = SYNTHETIC) -> np.ndarray:
     """(S, S) float64: 0 where the grammar allows state j after state i, else -inf."""
-    mask = np.full((NUM_STATES, NUM_STATES), NEG_INF)
+    index = {s: i for i, s in enumerate(states)}
+    mask = np.full((len(states), len(states)), NEG_INF)
+    by = {(s.kind, s.strand, s.phase, s.residue): s for s in states}
 
-    def allow(src: GeneState, dst: GeneState) -> None:
-        mask[_INDEX[src], _INDEX[dst]] = 0.0
+    def allow(src, dst) -> None:
+        mask[index[by[src]], index[by[dst]]] = 0.0
 
-    ig = GeneState("intergenic")
+    ig = ("intergenic", None, None, None)
     allow(ig, ig)
-    for a in range(3):
-        allow(ig, GeneState("first_exon", a))
-        for kind in ("first_exon", "exon"):
-            src = GeneState(kind, a)
-            allow(src, GeneState("exon", a))  # a run cut into pieces keeps its absolute phase
-            allow(src, ig)
+    for strand in layout.strands:
+        # Left to right on either strand: a - gene is met from its 3' end, but its pieces chain the
+        # same way (an intron moves the absolute phase by its length on both strands, see the docstring).
+        for a in range(3):
+            allow(ig, ("open", strand, a, None))
+            if layout.codons:
+                allow(ig, ("single", strand, a, None))
+                allow(("close", strand, a, None), ig)
+                allow(("single", strand, a, None), ig)
+            for kind in ("open", "inner"):
+                src = (kind, strand, a, None)
+                allow(src, ("inner", strand, a, None))  # a run cut into pieces keeps its absolute phase
+                allow(src, ("close", strand, a, None) if layout.codons else ig)
+                for r in range(3):
+                    allow(src, ("intron", strand, a, r))
             for r in range(3):
-                allow(src, GeneState("intron", a, r))
-        for r in range(3):
-            src, b = GeneState("intron", a, r), (a + r) % 3
-            allow(src, GeneState("exon", b))
-            for r2 in range(3):
-                allow(src, GeneState("intron", b, r2))
+                src, b = ("intron", strand, a, r), (a + r) % 3
+                allow(src, ("inner", strand, b, None))
+                if layout.codons:
+                    allow(src, ("close", strand, b, None))
+                for r2 in range(3):
+                    allow(src, ("intron", strand, b, r2))
     return mask
 
 
-def initial_mask() -> np.ndarray:
-    """(S,) 0 for the states that may open a sequence (all but first_exon), else -inf."""
-    return np.array([NEG_INF if s.kind == "first_exon" else 0.0 for s in STATES])
+def initial_mask(states=STATES) -> np.ndarray:
+    """(S,) 0 for the states that may open a sequence, else -inf: not open / single, whose start
+    rules need the intergenic before them (a sequence opening inside a gene starts with an inner
+    exon piece of a free frame, or an intron, or a close piece)."""
+    return np.array([NEG_INF if s.kind in ("open", "single") else 0.0 for s in states])
 
 
-def residue_mask(K: int) -> np.ndarray:
+def final_mask(states=STATES) -> np.ndarray:
+    """(S,) 0 for the states that may end a sequence: not close / single (a sequence ending inside an
+    exon ends with an open or inner piece, its stop codon and frame unchecked: it is cut)."""
+    return np.array([NEG_INF if s.kind in ("close", "single") else 0.0 for s in states])
+
+
+def residue_mask(K: int, states=STATES) -> np.ndarray:
     """(K, S) 0, or -inf where an intron(a, r) state has a length d (row d - 1) with d mod 3 != r."""
     d = np.arange(1, K + 1)
-    out = np.zeros((K, NUM_STATES))
-    for i, s in enumerate(STATES):
+    out = np.zeros((K, len(states)))
+    for i, s in enumerate(states):
         if s.residue is not None:
             out[d % 3 != s.residue, i] = NEG_INF
     return out
 
 
-def stop_codon_starts(codes: Tensor, lengths: Tensor) -> Tensor:
-    """(B, T) bool: a stop codon occupies positions t, t+1, t+2, all inside the sequence.
-
-    codes: (B, T) integer base codes 0..4 (N = 4 is never part of a codon); any value past a length.
-    """
+def codon_starts(codes: Tensor, lengths: Tensor, codons) -> Tensor:
+    """(B, T) bool: one of ``codons`` (strings, + strand, left to right) occupies t, t+1, t+2, all
+    inside the sequence. codes: (B, T) base codes 0..4 (N = 4 is never part of a codon)."""
     B, T = codes.shape
     out = torch.zeros(B, T, dtype=torch.bool, device=codes.device)
     if T < 3:
@@ -233,39 +356,106 @@ def stop_codon_starts(codes: Tensor, lengths: Tensor) -> Tensor:
     c = torch.where(position_mask(lengths, T), codes.long(), 4)
     ok = (c[:, :-2] < 4) & (c[:, 1:-1] < 4) & (c[:, 2:] < 4)
     ids = 16 * c[:, :-2] + 4 * c[:, 1:-1] + c[:, 2:]
-    stop = torch.zeros_like(ok)
-    for sid in _STOP_IDS:
-        stop |= ids == sid
-    out[:, :-2] = ok & stop
+    hit = torch.zeros_like(ok)
+    for codon in codons:
+        hit |= ids == _codon_id(codon)
+    out[:, :-2] = ok & hit
+    return out
+
+
+def codon_at(codes: Tensor, lengths: Tensor, codons, offset: int) -> Tensor:
+    """(B, T) bool: one of ``codons`` occupies t + offset .. t + offset + 2, a base outside the
+    sequence matching any base (a start or stop codon cut by the sequence's end is taken as there: the
+    flanks of a locus may cut one, and the grammar must not rule out such a gold labelling)."""
+    B, T = codes.shape
+    wild = 5
+    c = torch.where(position_mask(lengths, T), codes.long(), wild)
+    pad = torch.full((B, 3), wild, dtype=torch.long, device=codes.device)
+    c = torch.cat([pad, c, pad], dim=1)  # padded index = t + 3
+    hit = torch.zeros(B, T, dtype=torch.bool, device=codes.device)
+    for codon in codons:
+        match = torch.ones(B, T, dtype=torch.bool, device=codes.device)
+        for j, base in enumerate(codon):
+            lo = 3 + offset + j
+            if lo < 0 or lo + T > T + 6:
+                raise ValueError(f"codon offset {offset} reaches past the padding")
+            x = c[:, lo:lo + T]
+            match &= (x == _BASE[base]) | (x == wild)
+        hit |= match
+    return hit
+
+
+def stop_codon_starts(codes: Tensor, lengths: Tensor) -> Tensor:
+    """(B, T) bool: a (+ strand) stop codon occupies positions t, t+1, t+2, all inside the sequence."""
+    return codon_starts(codes, lengths, STOP_PLUS)
+
+
+def _shift(x: Tensor, k: int) -> Tensor:
+    """x moved k positions right along dim 1 (``out[:, t] = x[:, t - k]``), False where it falls off."""
+    out = torch.zeros_like(x)
+    T = x.shape[1]
+    if abs(k) >= T:
+        return out
+    if k >= 0:
+        out[:, k:] = x[:, :T - k]
+    else:
+        out[:, :T + k] = x[:, -k:]
     return out
 
 
 class GeneGrammar(nn.Module):
-    """The learned class-level tables and their expansion to the 16 states.
+    """The learned class-level tables and their expansion to the states of a layout.
 
-    Parameters: ``transitions`` (3, 3), ``durations`` (K, 3), ``initial`` and ``final`` (3,).
-    The per-sequence scores come from the caller's heads (see :meth:`state_scores`).
+    num_classes: 3 (synthetic layout, 16 states) or 5 (real layout, 43 states).
+    Parameters: ``transitions`` (C, C), ``durations`` (K, 3) -- by kind, intergenic / exon / intron,
+    shared by the two strands -- ``initial`` and ``final`` (C,). The per-sequence scores come from the
+    caller's heads (see :meth:`state_scores`).
     """
 
-    def __init__(self, max_duration: int, backend: str = "auto"):
+    def __init__(self, max_duration: int, backend: str = "auto", num_classes: int = NUM_CLASSES):
         super().__init__()
         if isinstance(max_duration, bool) or not isinstance(max_duration, int) or max_duration < 1:
             raise ValueError(f"max_duration must be a positive integer, got {max_duration!r}")
-        self.max_duration, self.backend = max_duration, backend
-        C = NUM_CLASSES
+        if num_classes not in LAYOUTS:
+            raise ValueError(f"the gene grammar has 3 classes (synthetic: intergenic, exon, intron) or 5 (real: "
+                             f"{', '.join(STRANDED_CLASSES)}), got {num_classes!r}")
+        self.max_duration, self.backend, self.num_classes = max_duration, backend, num_classes
+        self.layout = LAYOUTS[num_classes]
+        self.states = make_states(self.layout)
+        C = num_classes
         self.transitions = nn.Parameter(torch.zeros(C, C))
-        self.durations = nn.Parameter(torch.zeros(max_duration, C))
+        self.durations = nn.Parameter(torch.zeros(max_duration, 3))
         self.initial = nn.Parameter(torch.zeros(C))
         self.final = nn.Parameter(torch.zeros(C))
-        self.register_buffer("state_class", torch.from_numpy(STATE_CLASS), persistent=False)
-        self.register_buffer("grammar_mask", torch.from_numpy(grammar_mask()), persistent=False)
-        self.register_buffer("initial_mask", torch.from_numpy(initial_mask()), persistent=False)
-        self.register_buffer("residue_mask", torch.from_numpy(residue_mask(max_duration)), persistent=False)
-        phases = torch.tensor([s.phase if s.phase is not None else 0 for s in STATES])
-        self.register_buffer("phase", phases, persistent=False)
+        st = self.states
+        # Duration column of a class: its kind (intergenic 0, exon 1, intron 2); the strands share one law.
+        kind_of_class = [0, 1, 2, 1, 2][:C]
+        self.register_buffer("class_kind", torch.tensor(kind_of_class), persistent=False)
+        self.register_buffer("state_class", torch.tensor([s.cls for s in st]), persistent=False)
+        self.register_buffer("grammar_mask", torch.from_numpy(grammar_mask(st, self.layout)), persistent=False)
+        self.register_buffer("initial_mask", torch.from_numpy(initial_mask(st)), persistent=False)
+        self.register_buffer("final_mask", torch.from_numpy(final_mask(st)), persistent=False)
+        self.register_buffer("residue_mask", torch.from_numpy(residue_mask(max_duration, st)), persistent=False)
+        # Exon states read column strand_index * 3 + phase of the per-strand, per-phase exon tables.
+        strand_index = {s: i for i, s in enumerate(self.layout.strands)}
+        cols = [strand_index[s.strand] * 3 + s.phase if s.is_exon else 0 for s in st]
+        self.register_buffer("exon_col", torch.tensor(cols), persistent=False)
+        self.register_buffer("is_exon", torch.tensor([s.is_exon for s in st]), persistent=False)
+        kinds = [s.kind for s in st]
+        self.register_buffer("opens", torch.tensor([k in ("open", "single") for k in kinds]), persistent=False)
+        self.register_buffer("closes", torch.tensor([k in ("close", "single") for k in kinds]), persistent=False)
+
+    @property
+    def num_states(self) -> int:
+        return len(self.states)
 
     def extra_repr(self) -> str:
-        return f"states={NUM_STATES}, max_duration={self.max_duration}, backend={self.backend!r}"
+        return (f"classes={self.num_classes}, states={self.num_states}, max_duration={self.max_duration}, "
+                f"backend={self.backend!r}")
+
+    def class_durations(self) -> Tensor:
+        """(K, C) the duration table per class (the strands' columns are the same parameters)."""
+        return self.durations[:, self.class_kind]
 
     def state_tables(self) -> dict:
         """The engine's sequence-independent inputs over the states: transitions (S, S), durations
@@ -274,46 +464,84 @@ class GeneGrammar(nn.Module):
         dtype = self.transitions.dtype
         return dict(
             transitions=self.transitions[cls][:, cls] + self.grammar_mask.to(dtype),
-            durations=self.durations[:, cls] + self.residue_mask.to(dtype),
+            durations=self.class_durations()[:, cls] + self.residue_mask.to(dtype),
             initial=self.initial[cls] + self.initial_mask.to(dtype),
-            final=self.final[cls],
+            final=self.final[cls] + self.final_mask.to(dtype),
         )
+
+    def _exon_rules(self, codes: Tensor, lengths: Tensor, T: int):
+        """Per strand and phase (columns strand * 3 + a), bool (B, T, 3 * strands): ``bad`` positions an
+        exon piece may not cover (the base of an in-frame stop codon that marks it), ``no_open`` where a
+        gene's first piece (open / single) may not start, ``no_close`` where its last (close / single)
+        may not end; and ``cpos`` (T, 3 * strands) the codon position of t."""
+        dev = codes.device
+        t = torch.arange(T, device=dev)[:, None]
+        a = torch.arange(3, device=dev)[None, :]
+        bad, no_open, no_close, cpos = [], [], [], []
+        for strand in self.layout.strands:
+            if strand == "+":
+                pos = (t - a) % 3  # (T, 3)
+                stop = codon_starts(codes, lengths, STOP_PLUS)
+                # Third base u + 2 of an in-frame stop at u: a piece reads the codon with the bases before
+                # it (exact inside a cut run; after an intron its last bases, AG for a canonical one, and no
+                # stop begins with G or AG).
+                bad.append(_shift(stop, 2)[:, :, None] & (pos == 2)[None])
+                ok_open = (pos == 0)[None]  # the frame starts at a gene's first base ...
+                if self.layout.codons:
+                    ok_open = ok_open & codon_at(codes, lengths, (START_PLUS,), 0)[:, :, None]  # ... with ATG
+                    # A piece ending at t closes the gene when t is a codon's last base and a stop follows.
+                    ok_close = (pos == 2)[None] & codon_at(codes, lengths, STOP_PLUS, 1)[:, :, None]
+                    no_close.append(~ok_close)
+            else:
+                pos = (a - t) % 3  # a - gene is read right to left
+                stop = codon_starts(codes, lengths, STOP_MINUS)
+                # Leftmost base u of an in-frame stop (codon position 2 at u): a piece reads the codon with
+                # the bases after it (exact inside a cut run; before a - intron, its first bases CT, and no
+                # reverse-complemented stop TTA, CTA, TCA ends in C or CT).
+                bad.append(stop[:, :, None] & (pos == 2)[None])
+                # A - gene's 3' end is its leftmost base, codon position 2, right after its stop codon
+                # (read on + as TTA, CTA or TCA, labelled intergenic); its 5' end the A of ATG (+: CAT).
+                ok_open = (pos == 2)[None] & codon_at(codes, lengths, STOP_MINUS, -3)[:, :, None]
+                ok_close = (pos == 0)[None] & codon_at(codes, lengths, (START_MINUS,), -2)[:, :, None]
+                no_close.append(~ok_close)
+            no_open.append(~ok_open.expand(codes.shape[0], T, 3))
+            cpos.append(pos)
+        cat = lambda xs: torch.cat(xs, dim=-1) if xs else None  # noqa: E731
+        return cat(bad), cat(no_open), cat(no_close), torch.cat(cpos, dim=-1)
 
     def state_scores(self, class_scores: Tensor, codon_scores: Tensor, codes: Tensor, lengths: Tensor,
                      start_scores: Tensor | None = None, end_scores: Tensor | None = None):
         """Per-position engine inputs over the states: emissions, start_scores, end_scores, each (B, T, S).
 
-        class_scores: (B, T, 3) ``e_c(t)``. codon_scores: (B, T, 3) ``q_j(t)``, the score of codon
-        position j at t (used by exon states only). codes: (B, T) base codes (for stop codons).
-        lengths: (B,). start_scores, end_scores: (B, T, 3) per class, or None (zero).
+        class_scores: (B, T, C) ``e_c(t)``. codon_scores: (B, T, 3 * strands) ``q_j(t)``, the score of
+        codon position j at t, per strand (+ then -; used by exon states only). codes: (B, T) base
+        codes (for start and stop codons). lengths: (B,). start_scores, end_scores: (B, T, C) per
+        class, or None (zero).
         """
-        B, T, _ = class_scores.shape
+        B, T, C = class_scores.shape
+        n3 = 3 * len(self.layout.strands)
+        if C != self.num_classes or codon_scores.shape[-1] != n3:
+            raise ValueError(f"expected class scores (B, T, {self.num_classes}) and codon scores (B, T, {n3}), got "
+                             f"{tuple(class_scores.shape)} and {tuple(codon_scores.shape)}")
         cls = self.state_class
-        t = torch.arange(T, device=class_scores.device)
-        a = torch.arange(3, device=class_scores.device)
-        # Codon position of t in an exon of absolute phase a: (t - a) mod 3, independent of the start.
-        cpos = (t[:, None] - a[None, :]) % 3  # (T, 3)
-        codon = codon_scores.gather(2, cpos[None].expand(B, T, 3))  # (B, T, 3) by phase a
-        emissions = class_scores[:, :, cls]
-        exon_part = emissions[:, :, EXON_COLS] + codon
-        # In-frame stop codons: the codon's third base, for the exon states of that frame.
-        stops = stop_codon_starts(codes, lengths)  # (B, T)
-        third = torch.zeros(B, T, 3, dtype=torch.bool, device=class_scores.device)
-        third[:, 2:] = stops[:, :-2, None] & (cpos[None, :-2] == 0)
-        exon_part = exon_part - STOP_PENALTY * third.to(exon_part.dtype)
-        emissions = torch.cat([emissions[:, :, :1], exon_part, exon_part, emissions[:, :, INTRON_COLS]], dim=2)
+        bad, no_open, no_close, cpos = self._exon_rules(codes, lengths, T)
+        # Codon score of each exon table (strand, phase): q of that strand at its codon position.
+        strand_of_col = torch.arange(n3, device=codes.device) // 3
+        q_col = strand_of_col[None, :] * 3 + cpos  # (T, n3) column of codon_scores
+        codon = codon_scores.gather(2, q_col[None].expand(B, T, n3))
+        exon_add = codon - STOP_PENALTY * bad.to(codon.dtype)  # (B, T, n3)
+        col = self.exon_col
+        emissions = class_scores[:, :, cls] + torch.where(self.is_exon, exon_add[:, :, col], 0.0)
 
-        zeros = emissions.new_zeros(B, T, NUM_STATES)
+        zeros = emissions.new_zeros(B, T, self.num_states)
         start = zeros if start_scores is None else start_scores[:, :, cls]
         end = zeros if end_scores is None else end_scores[:, :, cls]
-        hard = torch.zeros(B, T, NUM_STATES, dtype=torch.bool, device=emissions.device)
-        hard[:, :, FIRST_EXON_COLS] = third
-        hard[:, :, EXON_COLS] = third
-        start_hard = hard.clone()
-        start_hard[:, :, FIRST_EXON_COLS] |= (cpos != 0)[None]  # the frame starts at a gene's first base
-        start = start.masked_fill(start_hard, NEG_INF)
-        end = end.masked_fill(hard, NEG_INF)
-        return emissions, start, end
+        hard = bad[:, :, col] & self.is_exon
+        start_hard = hard | (no_open[:, :, col] & self.opens)
+        end_hard = hard
+        if no_close is not None:
+            end_hard = end_hard | (no_close[:, :, col] & self.closes)
+        return emissions, start.masked_fill(start_hard, NEG_INF), end.masked_fill(end_hard, NEG_INF)
 
     def constrain(self, emissions: Tensor, start: Tensor, end: Tensor, labels: Tensor):
         """The scores restricted to the state paths whose classes are ``labels`` (B, T)."""
@@ -350,28 +578,37 @@ class GeneGrammar(nn.Module):
 class GeneSemiCRFTagger(SequenceLabeler):
     """The shared encoder, emission heads tied across the copies of a class, and :class:`GeneGrammar`.
 
-    features: (B, T, 5) one-hot bases (the model reads the bases themselves for stop codons, so it
-    asks the runner for one-hot features whatever ``--features`` says).
+    features: (B, T, 5) one-hot bases (the model reads the bases themselves for start and stop
+    codons, so it asks the runner for one-hot features whatever ``--features`` says).
     """
 
     feature_kind = "onehot"
 
     def __init__(self, config: ModelConfig):
-        if config.num_classes != NUM_CLASSES:
-            raise ValueError(f"semicrf_gene labels intergenic, exon and intron (C = 3); this data set has "
-                             f"C = {config.num_classes} (UTRs are not modelled yet)")
+        if config.num_classes not in LAYOUTS:
+            raise ValueError(f"semicrf_gene labels intergenic, exon and intron (C = 3, synthetic) or the 5 stranded "
+                             f"classes of imported genes ({', '.join(STRANDED_CLASSES)}); this data set has "
+                             f"C = {config.num_classes}")
         super().__init__(dataclasses.replace(config, input_dim=5))
         self.max_duration = config.max_duration
+        C, layout = config.num_classes, LAYOUTS[config.num_classes]
+        self.num_codon_scores = 3 * len(layout.strands)
         H = config.hidden_dim
-        self.emission = nn.Linear(H, NUM_CLASSES + 3)  # 3 class scores, 3 codon-position scores
-        self.boundary_head = nn.Linear(H, 2 * NUM_CLASSES)
+        # C class scores, and 3 codon-position scores per strand (a - gene's codons are other bases' patterns).
+        self.emission = nn.Linear(H, C + self.num_codon_scores)
+        self.boundary_head = nn.Linear(H, 2 * C)
         # Zero start: the boundary scores begin neutral and are learned from there (as in semicrf).
         nn.init.zeros_(self.boundary_head.weight)
         nn.init.zeros_(self.boundary_head.bias)
-        self.crf = GeneGrammar(config.max_duration, config.backend)
-        self.description = (f"gene-structure semi-CRF: {NUM_STATES} states (frame-carrying exons, introns by "
-                            f"phase and length mod 3), no in-frame stops, K={config.max_duration}, learned "
-                            f"durations per class")
+        self.crf = GeneGrammar(config.max_duration, config.backend, C)
+        if layout.codons:
+            self.description = (f"gene-structure semi-CRF: {self.crf.num_states} states (both strands, frame-carrying "
+                                f"exons, ATG .. stop, introns by phase and length mod 3), no in-frame stops, "
+                                f"K={config.max_duration}, learned durations shared by the strands")
+        else:
+            self.description = (f"gene-structure semi-CRF: {self.crf.num_states} states (frame-carrying exons, "
+                                f"introns by phase and length mod 3), no in-frame stops, K={config.max_duration}, "
+                                f"learned durations per class")
 
     def _scores(self, features: Tensor, lengths: Tensor):
         if features.dim() != 3 or features.shape[-1] != 5:
@@ -379,7 +616,8 @@ class GeneSemiCRFTagger(SequenceLabeler):
                              f"{tuple(features.shape)}; run it with --features onehot")
         codes = torch.where(position_mask(lengths, features.shape[1]), features.argmax(-1), 4)
         hidden = self.encode(features, lengths)
-        class_scores, codon_scores = self.emission(hidden).split([NUM_CLASSES, 3], dim=-1)
+        class_scores, codon_scores = self.emission(hidden).split([self.config.num_classes,
+                                                                  self.num_codon_scores], dim=-1)
         start, end = self.boundary_head(hidden).chunk(2, dim=-1)
         return self.crf.state_scores(class_scores, codon_scores, codes, lengths, start, end)
 
@@ -395,7 +633,7 @@ class GeneSemiCRFTagger(SequenceLabeler):
         return [classes[i, :n].astype(np.int64) for i, n in enumerate(lengths.tolist())]
 
     def duration_scores(self):
-        return self.crf.durations.detach()
+        return self.crf.class_durations().detach()
 
 
 def check_metadata(metadata: dict | None) -> None:
@@ -403,9 +641,26 @@ def check_metadata(metadata: dict | None) -> None:
     if metadata is None:
         return
     cfg = metadata.get("config") if isinstance(metadata.get("config"), dict) else {}
+    C = metadata.get("num_classes", cfg.get("num_classes"))
+    names = metadata.get("class_names")
     if cfg.get("source") == "imported":
-        raise ValueError("semicrf_gene is a first version for synthetic data (plus strand, no start/stop codons); "
-                         "this data set was imported from real sequence: leave semicrf_gene out of --models")
+        if (C is not None and int(C) != len(STRANDED_CLASSES)) or (names is not None
+                                                                   and tuple(names) != STRANDED_CLASSES):
+            raise ValueError(f"semicrf_gene reads imported genes in the importer's classes {list(STRANDED_CLASSES)}; "
+                             f"this imported data set has C = {C}, classes {names}")
+        inputs = cfg.get("inputs") or {}
+        kinds = {d.get("kind") for split in inputs.values() if isinstance(split, list) for d in split
+                 if isinstance(d, dict)}
+        if kinds - {"genbank"}:
+            raise ValueError("semicrf_gene expects each CDS to end before its stop codon (the stop codon labelled "
+                             "intergenic right after the last exon), as in AUGUSTUS's GenBank training files; this "
+                             "data set was imported from FASTA:GFF3, whose stop_codon lines the importer merges "
+                             "into the last exon: import GenBank files whose CDS exclude the stop codon, or leave "
+                             "semicrf_gene out of --models")
+        return
+    if C is not None and int(C) != NUM_CLASSES:
+        raise ValueError(f"semicrf_gene on synthetic data labels intergenic, exon and intron (C = 3); this data set "
+                         f"has C = {C} (UTRs are not modelled)")
     if "content" in cfg and cfg["content"] != "realistic":
         raise ValueError(f"semicrf_gene forbids in-frame stop codons in exons, which only the realistic content "
                          f"guarantees; this data set's content is {cfg['content']!r} (generate it with "
@@ -413,9 +668,6 @@ def check_metadata(metadata: dict | None) -> None:
     if cfg.get("splice_motifs") is False:
         raise ValueError("semicrf_gene reads a codon cut by an intron with the intron's last bases, which is "
                          "exact only when introns end in AG; this data set has no splice motifs")
-    C = metadata.get("num_classes", cfg.get("num_classes"))
-    if C is not None and int(C) != NUM_CLASSES:
-        raise ValueError(f"semicrf_gene labels intergenic, exon and intron (C = 3); this data set has C = {C}")
 
 
 def build_gene_model(config: ModelConfig, metadata: dict | None) -> GeneSemiCRFTagger:

@@ -350,5 +350,6 @@ def _check_gene(metadata: dict | None) -> None:
 
 
 register_model("semicrf_gene", _build_gene,
-               "gene-structure semi-CRF: frame-carrying exon/intron states, no in-frame stops (realistic C = 3)",
+               "gene-structure semi-CRF: frame-carrying exon/intron states, no in-frame stops (realistic C = 3; "
+               "imported C = 5: both strands, ATG .. stop)",
                check=_check_gene)
