@@ -23,9 +23,20 @@ RECIPE=${RECIPE:-"--encoder mamba --stem conv --features onehot --hidden-dim 128
 GPUS=$(nvidia-smi -L 2>/dev/null | wc -l); [ "$GPUS" -ge 1 ] || GPUS=1
 mkdir -p "$WORK/logs" "$WORK/parts"
 export TRITON_CACHE_DIR=${TRITON_CACHE_DIR:-$WORK/triton-cache}
+# Triton >= 3.4 keeps autotuning results on disk with this; the Mamba kernels' autotuning took the
+# first ~160 s of every process in the recipe search. WARMUP=1 tunes once in one process (one step
+# of semicrf on 8 sequences) before the others start, so that they read the results instead of all
+# tuning at once on a shared GPU (not yet measured: try it with a short LIMIT_S first).
+export TRITON_CACHE_AUTOTUNING=${TRITON_CACHE_AUTOTUNING:-1}
+WARMUP=${WARMUP:-0}
 
 [ -f "$WORK/data/metadata.json" ] || $B generate --output-dir "$WORK/data" $GEN > "$WORK/logs/generate.log" 2>&1 \
     || { cat "$WORK/logs/generate.log"; exit 1; }
+
+if [ "$WARMUP" = 1 ]; then
+    $B run --data-dir "$WORK/data" --output-dir "$WORK/warmup" $RECIPE --epochs 1 --models semicrf --max-train 8 \
+        --max-val 2 --max-test 2 --no-progress --overwrite > "$WORK/logs/warmup.log" 2>&1
+fi
 
 jobs=()
 for m in $MODELS; do jobs+=("$m 1"); done
