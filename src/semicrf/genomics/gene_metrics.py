@@ -35,20 +35,10 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-from .gene_structures import Gene
+from .gene_structures import Gene, _union
 from .metrics import _ratio
 
 LEVELS = ("nucleotide", "exon", "gene")
-
-
-def _merged(intervals) -> list[tuple[int, int]]:
-    out: list[list[int]] = []
-    for s, e in sorted(intervals):
-        if out and s <= out[-1][1]:
-            out[-1][1] = max(out[-1][1], e)
-        else:
-            out.append([s, e])
-    return [(s, e) for s, e in out]
 
 
 def _covered(intervals) -> int:
@@ -98,8 +88,8 @@ def gene_counts(true: Mapping[str, Sequence[Gene]], pred: Mapping[str, Sequence[
             tg = [g for g in true_genes if g.strand == strand]
             pg = [g for g in pred_genes if g.strand == strand]
             # nucleotides
-            t_cov = _merged(x for g in tg for x in g.exons)
-            p_cov = _merged(x for g in pg for x in g.exons)
+            t_cov = _union(x for g in tg for x in g.exons)
+            p_cov = _union(x for g in pg for x in g.exons)
             both = _overlap(t_cov, p_cov)
             n = c["nucleotide"]
             n["tp"] += both

@@ -296,8 +296,9 @@ def read_genes_gff3(path, coding_types=("CDS", "stop_codon")) -> tuple[dict[str,
     return genes, lengths
 
 
-def _union(rows: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Merge overlapping intervals (a stop codon inside or next to a CDS line joins it)."""
+def _union(rows: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Overlapping or touching intervals [s, e) merged, sorted (a stop codon inside or next to a CDS
+    line joins it; gene_metrics measures covered bases with it)."""
     out: list[list[int]] = []
     for s, e in sorted(rows):
         if out and s <= out[-1][1]:
