@@ -24,8 +24,12 @@ from semicrf.backends import reference  # noqa: E402
 from semicrf.problem import make_problem  # noqa: E402
 from brute import path_score  # noqa: E402
 
-# Kernels decorated before the variable was set would be compiled ones: reload them.
+# Kernels decorated before the variable was set would be compiled ones: reload them. sys.modules
+# lists a module once its import has finished, so after the modules it imports (the @triton.jit
+# callees): reloading in that order rebinds fresh callees. Then the package and the launchers.
 if "semicrf.backends.triton_kernels" in sys.modules:
+    for _name in [m for m in sys.modules if m.startswith("semicrf.backends.triton_kernels.")]:
+        importlib.reload(sys.modules[_name])
     importlib.reload(sys.modules["semicrf.backends.triton_kernels"])
     importlib.reload(sys.modules["semicrf.backends.triton"])
 from semicrf.backends import triton as tb  # noqa: E402

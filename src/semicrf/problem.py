@@ -94,9 +94,8 @@ def _fail_values(name: str, x: Tensor) -> None:
           "start_scores/end_scores, transitions or durations instead)")
 
 
-def make_problem(emissions, transitions, durations, lengths=None, initial=None, final=None,
-                 start_scores=None, end_scores=None, labels=None) -> Problem:
-    """Validate the public inputs and convert them to a float64 :class:`Problem`."""
+def _check_shapes(emissions, transitions, durations, initial, final, start_scores, end_scores):
+    """Type, shape and device of every score tensor (no values read). Returns (B, T, C, device)."""
     if not isinstance(emissions, Tensor):
         _fail("emissions", f"expected a torch.Tensor of shape (B, T, C), got {type(emissions).__name__}")
     if emissions.dim() != 3:
@@ -125,27 +124,69 @@ def make_problem(emissions, transitions, durations, lengths=None, initial=None, 
         _check_float("start_scores", start_scores, (B, T, C), "(B, T, C)", device)
     if end_scores is not None:
         _check_float("end_scores", end_scores, (B, T, C), "(B, T, C)", device)
+    return B, T, C, device
 
+
+def _lengths64(lengths, B: int, T: int, device, checks: list) -> Tensor:
+    """(B,) int64 on ``device``, T for every sequence when None; the range check goes on ``checks``."""
     if lengths is None:
-        lengths64 = torch.full((B,), T, dtype=torch.int64, device=device)
-    else:
-        if not isinstance(lengths, Tensor):
-            lengths = torch.as_tensor(lengths)
-        if lengths.dtype == torch.bool or lengths.is_floating_point() or lengths.is_complex():
-            _fail("lengths", f"expected an integer tensor of shape (B,), got dtype {lengths.dtype}")
-        if lengths.shape != (B,):
-            _fail("lengths", f"expected shape (B,) = ({B},), got {tuple(lengths.shape)}")
-        lengths64 = lengths.to(device=device, dtype=torch.int64)
+        return torch.full((B,), T, dtype=torch.int64, device=device)
+    if not isinstance(lengths, Tensor):
+        lengths = torch.as_tensor(lengths)
+    if lengths.dtype == torch.bool or lengths.is_floating_point() or lengths.is_complex():
+        _fail("lengths", f"expected an integer tensor of shape (B,), got dtype {lengths.dtype}")
+    if lengths.shape != (B,):
+        _fail("lengths", f"expected shape (B,) = ({B},), got {tuple(lengths.shape)}")
+    lengths64 = lengths.to(device=device, dtype=torch.int64)
 
+    def bad_lengths():
+        bad = lengths64[(lengths64 < 1) | (lengths64 > T)][0].item()
+        _fail("lengths", f"every length must be in [1, T] = [1, {T}], got {bad}")
+    checks.append((((lengths64 < 1) | (lengths64 > T)).any(), bad_lengths))
+    return lengths64
+
+
+def _labels64(labels, inside: Tensor, C: int, device, checks: list) -> Tensor | None:
+    """(B, T) int64 labels, zero past each length (``inside`` (B, T) bool), or None; the range
+    check goes on ``checks``."""
+    if labels is None:
+        return None
+    B, T = inside.shape
+    if not isinstance(labels, Tensor):
+        _fail("labels", f"expected an integer torch.Tensor of shape (B, T), got {type(labels).__name__}")
+    if labels.dtype == torch.bool or labels.is_floating_point() or labels.is_complex():
+        _fail("labels", f"expected an integer tensor, got dtype {labels.dtype}")
+    if labels.shape != (B, T):
+        _fail("labels", f"expected shape (B, T) = ({B}, {T}), got {tuple(labels.shape)}")
+    if labels.device != device:
+        _fail("labels", f"is on {labels.device} but emissions are on {device}")
+    labels64 = torch.where(inside, labels.to(torch.int64), torch.zeros((), dtype=torch.int64, device=device))
+    bad = inside & ((labels64 < 0) | (labels64 >= C))
+
+    def bad_labels():
+        b, pos = bad.nonzero()[0].tolist()
+        _fail("labels", f"labels must lie in [0, C) = [0, {C}) within each length; "
+              f"sequence {b} has {labels[b, pos].item()} at position {pos}")
+    checks.append((bad.any(), bad_labels))
+    return labels64
+
+
+def _raise_first_failed(checks: list) -> None:
+    """Reads every flag of ``checks`` (flag, raise) in one host sync; raises the first failed one's error."""
+    flags = torch.stack([flag for flag, _ in checks]).tolist()
+    for failed, (_, raise_it) in zip(flags, checks):
+        if failed:
+            raise_it()
+
+
+def make_problem(emissions, transitions, durations, lengths=None, initial=None, final=None,
+                 start_scores=None, end_scores=None, labels=None) -> Problem:
+    """Validate the public inputs and convert them to a float64 :class:`Problem`."""
+    B, T, C, device = _check_shapes(emissions, transitions, durations, initial, final, start_scores, end_scores)
     # Every value check is a flag on the device, read once at the end (one host sync), so a call
     # on a GPU waits for the device once; a failing check then raises its own message, in order.
     checks = []  # (flag, raise)
-    if lengths is not None:
-        def bad_lengths():
-            bad = lengths64[(lengths64 < 1) | (lengths64 > T)][0].item()
-            _fail("lengths", f"every length must be in [1, T] = [1, {T}], got {bad}")
-        checks.append((((lengths64 < 1) | (lengths64 > T)).any(), bad_lengths))
-
+    lengths64 = _lengths64(lengths, B, T, device, checks)
     t = torch.arange(T, device=device)
     inside = t[None, :] < lengths64[:, None]  # (B, T)
     mask3 = inside[:, :, None]
@@ -164,25 +205,7 @@ def make_problem(emissions, transitions, durations, lengths=None, initial=None, 
         checks.append((_bad_values(x, allow_neg_inf=True), lambda: _fail_values(name, x)))
         return x
 
-    labels64 = None
-    if labels is not None:
-        if not isinstance(labels, Tensor):
-            _fail("labels", f"expected an integer torch.Tensor of shape (B, T), got {type(labels).__name__}")
-        if labels.dtype == torch.bool or labels.is_floating_point() or labels.is_complex():
-            _fail("labels", f"expected an integer tensor, got dtype {labels.dtype}")
-        if labels.shape != (B, T):
-            _fail("labels", f"expected shape (B, T) = ({B}, {T}), got {tuple(labels.shape)}")
-        if labels.device != device:
-            _fail("labels", f"is on {labels.device} but emissions are on {device}")
-        labels64 = torch.where(inside, labels.to(torch.int64), torch.zeros((), dtype=torch.int64, device=device))
-        bad = inside & ((labels64 < 0) | (labels64 >= C))
-
-        def bad_labels():
-            b, pos = bad.nonzero()[0].tolist()
-            _fail("labels", f"labels must lie in [0, C) = [0, {C}) within each length; "
-                  f"sequence {b} has {labels[b, pos].item()} at position {pos}")
-        checks.append((bad.any(), bad_labels))
-
+    labels64 = _labels64(labels, inside, C, device, checks)
     p = Problem(
         emissions=seq64("emissions", emissions),
         transitions=par64("transitions", transitions, (C, C)),
@@ -194,10 +217,7 @@ def make_problem(emissions, transitions, durations, lengths=None, initial=None, 
         lengths=lengths64,
         labels=labels64,
     )
-    flags = torch.stack([flag for flag, _ in checks]).tolist()
-    for failed, (_, raise_it) in zip(flags, checks):
-        if failed:
-            raise_it()
+    _raise_first_failed(checks)
     return p
 
 

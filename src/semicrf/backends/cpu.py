@@ -162,7 +162,9 @@ def _assemble(L, K, C, linear, constrained, log_z, cum, start, trans, dur, dur_m
               occ, smass, emass, tgrad, dgrad, h_lin):
     """Marginals of one sequence from its forward sweep and the sweep of its reversal.
 
-    A sequence with no possible path (log Z = -inf) has all marginals zero.
+    A sequence with no possible path (log Z = -inf) has all marginals zero. The steps are called
+    once per sequence or per label, never inside a loop over positions, so the split costs no calls
+    in the hot loops.
     """
     if log_z == NEG_INF:
         occ[:, :] = 0.0
@@ -171,6 +173,23 @@ def _assemble(L, K, C, linear, constrained, log_z, cum, start, trans, dur, dur_m
         tgrad[:, :] = 0.0
         dgrad[:, :] = 0.0
         return
+    _segment_marginals(L, C, log_z, alpha, u, alpha_r, u_r, occ, smass, emass)
+    _transition_marginals(L, C, log_z, trans, alpha, alpha_r, tgrad)
+    # Durations: sum_s P(segment [s, s + d) of label c)
+    #   = sum_s exp(g[s] + dur[d - 1] + g_r[L - s - d] + cum[L] - log Z).
+    for c in range(C):
+        for d in range(K):
+            dgrad[d, c] = 0.0
+        if not linear:
+            _duration_marginal_log(c, L, constrained, log_z, cum, dur, span, lim, gl, gl_r, dgrad)
+        else:
+            _duration_marginal_blocks(c, L, constrained, log_z, cum, dur, span, lim, gl, bstart, bref, nblk,
+                                      gl_r, blk_r, bstart_r, bref_r, nblk_r, dgrad, h_lin)
+
+
+@nb.njit(**_jit)
+def _segment_marginals(L, C, log_z, alpha, u, alpha_r, u_r, occ, smass, emass):
+    """smass, emass (T, C): a segment of label c starts at s, ends at e - 1; occ (T, C): label c covers t."""
     # Segment starts: P(label-c segment starts at s) = exp(u[s] + beta[s] - log Z), beta[s] = alpha_r[L - s].
     for s in range(L):
         for c in range(C):
@@ -186,7 +205,11 @@ def _assemble(L, K, C, linear, constrained, log_z, cum, start, trans, dur, dur_m
             started += smass[t, c]
             occ[t, c] = started - ended
             ended += emass[t, c]
-    # Transitions at inner boundaries s = 1 .. L - 1.
+
+
+@nb.njit(**_jit)
+def _transition_marginals(L, C, log_z, trans, alpha, alpha_r, tgrad):
+    """tgrad (C, C): the expected count of c' -> c at the inner boundaries s = 1 .. L - 1."""
     for cp in range(C):
         for c in range(C):
             tot = 0.0
@@ -194,60 +217,66 @@ def _assemble(L, K, C, linear, constrained, log_z, cum, start, trans, dur, dur_m
                 for s in range(1, L):
                     tot += _safe_exp(alpha[s, cp] + trans[cp, c] + alpha_r[L - s, c] - log_z)
             tgrad[cp, c] = tot
-    # Durations: sum_s P(segment [s, s + d) of label c)
-    #   = sum_s exp(g[s] + dur[d - 1] + g_r[L - s - d] + cum[L] - log Z).
-    for c in range(C):
-        for d in range(K):
-            dgrad[d, c] = 0.0
-        if not linear:
-            for s in range(L):
-                gs = gl[c, s]
-                if gs == NEG_INF:
-                    continue
-                for d in range(span[c, 0], min(span[c, 1], L - s) + 1):
-                    if constrained and d > lim[s + d - 1, c]:
-                        continue
-                    x = gs + dur[d - 1, c] + gl_r[c, L - s - d] + cum[L, c] - log_z
-                    dgrad[d - 1, c] += _safe_exp(x)
+
+
+@nb.njit(**_jit)
+def _duration_marginal_log(c, L, constrained, log_z, cum, dur, span, lim, gl, gl_r, dgrad):
+    """dgrad[:, c] (K,) from the log-space sweeps: one exponential per (start, duration)."""
+    for s in range(L):
+        gs = gl[c, s]
+        if gs == NEG_INF:
             continue
-        # Backward blocks indexed by end position e = L - s': h_lin[e] = gl_r[L - e].
-        for e in range(1, L + 1):
-            h_lin[e] = gl_r[c, L - e]
-        for i in range(nblk[c]):
-            a_i = bstart[c, i]
-            b_i = bstart[c, i + 1] if i + 1 < nblk[c] else L
-            if bref[c, i] == NEG_INF:
+        for d in range(span[c, 0], min(span[c, 1], L - s) + 1):
+            if constrained and d > lim[s + d - 1, c]:
                 continue
-            e_lo = a_i + span[c, 0]
-            e_hi = min(L, b_i - 1 + span[c, 1])
-            # Walk the backward blocks that cover e in [e_lo, e_hi], from high e to low e... in s' order.
-            sp = L - e_hi  # s' of e_hi
-            while sp <= L - e_lo:
-                j = blk_r[c, sp]
-                sp_end = bstart_r[c, j + 1] if j + 1 < nblk_r[c] else L
-                sp_stop = min(sp_end, L - e_lo + 1)
-                f_lo = L - (sp_stop - 1)
-                f_hi = L - sp
-                ref = bref[c, i] + bref_r[c, j] + cum[L, c] - log_z
-                if bref_r[c, j] != NEG_INF:
-                    d_min = max(span[c, 0], f_lo - (b_i - 1))
-                    d_max = min(span[c, 1], f_hi - a_i)
-                    for d in range(d_min, d_max + 1):
-                        if dur[d - 1, c] == NEG_INF:
-                            continue
-                        s_lo = max(a_i, f_lo - d)
-                        s_hi = min(b_i - 1, f_hi - d)
-                        part = 0.0
-                        if constrained:
-                            for s in range(s_lo, s_hi + 1):
-                                if d <= lim[s + d - 1, c]:
-                                    part += gl[c, s] * h_lin[s + d]
-                        else:
-                            for s in range(s_lo, s_hi + 1):
+            x = gs + dur[d - 1, c] + gl_r[c, L - s - d] + cum[L, c] - log_z
+            dgrad[d - 1, c] += _safe_exp(x)
+
+
+@nb.njit(**_jit)
+def _duration_marginal_blocks(c, L, constrained, log_z, cum, dur, span, lim, gl, bstart, bref, nblk,
+                              gl_r, blk_r, bstart_r, bref_r, nblk_r, dgrad, h_lin):
+    """dgrad[:, c] (K,) from the linear sweeps: per pair of a forward and a backward block, sums of
+    products ``gl[s] · h_lin[s + d]`` at the two blocks' references, one exponential per duration.
+    h_lin (L + 1,) is scratch."""
+    # Backward blocks indexed by end position e = L - s': h_lin[e] = gl_r[L - e].
+    for e in range(1, L + 1):
+        h_lin[e] = gl_r[c, L - e]
+    for i in range(nblk[c]):
+        a_i = bstart[c, i]
+        b_i = bstart[c, i + 1] if i + 1 < nblk[c] else L
+        if bref[c, i] == NEG_INF:
+            continue
+        e_lo = a_i + span[c, 0]
+        e_hi = min(L, b_i - 1 + span[c, 1])
+        # Walk the backward blocks that cover e in [e_lo, e_hi], from high e to low e... in s' order.
+        sp = L - e_hi  # s' of e_hi
+        while sp <= L - e_lo:
+            j = blk_r[c, sp]
+            sp_end = bstart_r[c, j + 1] if j + 1 < nblk_r[c] else L
+            sp_stop = min(sp_end, L - e_lo + 1)
+            f_lo = L - (sp_stop - 1)
+            f_hi = L - sp
+            ref = bref[c, i] + bref_r[c, j] + cum[L, c] - log_z
+            if bref_r[c, j] != NEG_INF:
+                d_min = max(span[c, 0], f_lo - (b_i - 1))
+                d_max = min(span[c, 1], f_hi - a_i)
+                for d in range(d_min, d_max + 1):
+                    if dur[d - 1, c] == NEG_INF:
+                        continue
+                    s_lo = max(a_i, f_lo - d)
+                    s_hi = min(b_i - 1, f_hi - d)
+                    part = 0.0
+                    if constrained:
+                        for s in range(s_lo, s_hi + 1):
+                            if d <= lim[s + d - 1, c]:
                                 part += gl[c, s] * h_lin[s + d]
-                        if part > 0.0:
-                            dgrad[d - 1, c] += math.exp(math.log(part) + ref + dur[d - 1, c])
-                sp = sp_stop
+                    else:
+                        for s in range(s_lo, s_hi + 1):
+                            part += gl[c, s] * h_lin[s + d]
+                    if part > 0.0:
+                        dgrad[d - 1, c] += math.exp(math.log(part) + ref + dur[d - 1, c])
+            sp = sp_stop
 
 
 @nb.njit(**_jit)

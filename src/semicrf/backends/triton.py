@@ -221,6 +221,29 @@ def _linear_weights(dur: torch.Tensor, trans: torch.Tensor, kp: int | None = Non
     return w, dp, dmax, tlin, tmax
 
 
+def _launch_roles(launch, N: int, test_mode: str | None, helped: bool, shape: tuple) -> bool:
+    """Runs the chunked sweep's programs through ``launch(grid, help, pid_off)``: the N rows alone,
+    or with their N helpers in one launch, or (test modes, under the interpreter) the roles one after
+    the other. Returns whether helpers ran."""
+    if test_mode is not None:
+        launch(N, False, 0)  # the blocks the helpers read
+        if test_mode == "staged":
+            launch(N, True, N)
+        launch(N, True, 0)
+    elif helped:
+        try:
+            launch(2 * N, True, 0)
+        except triton.runtime.errors.OutOfResources:
+            # The two roles in one program need more shared memory than the SM has (many
+            # labels): this shape runs without helpers from now on.
+            _NO_HELP.add(shape)
+            helped = False
+            launch(N, False, 0)
+    else:
+        launch(N, False, 0)
+    return helped
+
+
 class Sweep:
     """Messages of the sweeps of ``p``, all in one launch (the chunked sweep; rows it flags are redone
     by the exact one). Used by the functions below; public for the benchmark and the tests.
@@ -240,13 +263,33 @@ class Sweep:
         problems = [p, reverse_problem(p)] if reverse else [p]
         B, T, C = p.emissions.shape
         K = p.max_duration
-        dev = p.emissions.device
         NR = B * len(problems)
         N = NR * len(groups)
         first_con = list(groups).index(True) if True in groups else len(groups)
         self.B, self.NR, self.first_con = B, NR, first_con
-        constrained = first_con < len(groups)
-        f64 = dict(dtype=torch.float64, device=dev)
+        mx = semiring == "max"
+        args, flags, lengths = self._stack_inputs(p, problems, first_con < len(groups), mx, lengths)
+        self._allocate_messages(N, T, C, mx, p.emissions.device)
+        rows = (T, C, K, B, NR, first_con)
+        self.helped = False
+        flag = self._chunked_sweep(p, args, flags, rows, lengths, N, config)
+        self._flag = None
+        if not mx or self.helped:
+            # Rows whose scores the linear parts cannot hold, or whose helper gave up (flagged in
+            # the kernel), are redone exactly; the launch does not wait for the flags (unflagged
+            # rows return at once).
+            self._flag = flag
+            _k.sweep_kernel[(N,)](*args, lengths, self.alpha, self.u, self.g, self.best_v, flag, *rows, **flags,
+                                  BLOCK_C=_pow2(C), BLOCK_K=_pow2(K), num_warps=4 if K * C <= 2048 else 8)
+
+    def _stack_inputs(self, p: Problem, problems: list, constrained: bool, mx: bool, lengths):
+        """The kernels' inputs, the directions stacked: (args, flags, lengths). ``args`` = (cum
+        (NR, T+1, C), start and end (NR, T, C) or ``cum`` where absent, lim (NR, T, C) int32 (a dummy
+        when unconstrained), trans (2, C, C), init (2, C), dur (K, C)); ``flags`` the kernels'
+        constexpr switches; lengths (NR,). Keeps ``cum``, ``rem``, ``end``, ``has_end`` and ``trans``
+        on ``self`` for the marginals."""
+        B, T, C = p.emissions.shape
+        dev = p.emissions.device
         cat = lambda xs: torch.cat(xs).contiguous()  # noqa: E731
         self.cum = cat([_prefix(q.emissions) for q in problems])
         has_start = p.start_scores is not None
@@ -255,7 +298,7 @@ class Sweep:
         # both are given; otherwise fill zeros for the missing one.
         if len(problems) == 2 and has_start != has_end:
             has_start = has_end = True
-        zeros = torch.zeros((B, T, C), **f64)
+        zeros = torch.zeros((B, T, C), dtype=torch.float64, device=dev)
         start = cat([q.start_scores if q.start_scores is not None else zeros for q in problems]) \
             if has_start else self.cum
         end = cat([q.end_scores if q.end_scores is not None else zeros for q in problems]) \
@@ -268,23 +311,33 @@ class Sweep:
         init = torch.stack([q.initial for q in problems] + [p.initial] * (2 - len(problems))).contiguous()
         if lengths is None:
             lengths = torch.cat([p.lengths] * len(problems))
-        lengths = lengths.contiguous()
+        self.end, self.has_end, self.trans = end, has_end, trans
+        args = (self.cum, start, end, lim, trans, init, p.durations.contiguous())
+        flags = dict(HAS_START=has_start, HAS_END=has_end, CONSTRAINED=constrained, MAX=mx)
+        return args, flags, lengths.contiguous()
+
+    def _allocate_messages(self, N: int, T: int, C: int, mx: bool, dev: torch.device):
+        """alpha (N, T+1, C), u and g (N, T, C), all -inf; max-plus: best_v (N, T+1, C), the best
+        look-back value of each end (its duration is found afterwards), else an alias of g."""
+        f64 = dict(dtype=torch.float64, device=dev)
         self.alpha = torch.full((N, T + 1, C), NEG_INF, **f64)
         self.u = torch.full((N, T, C), NEG_INF, **f64)
         self.g = torch.full((N, T, C), NEG_INF, **f64)
-        mx = semiring == "max"
-        # Max-plus: the best look-back value of each end (its duration is found afterwards).
         self.best_v = torch.full((N, T + 1, C), NEG_INF, **f64) if mx else self.g
-        self.end, self.has_end, self.trans = end, has_end, trans
-        args = (self.cum, start, end, lim, trans, init, p.durations.contiguous())
-        rows = (T, C, K, B, NR, first_con)
-        flags = dict(HAS_START=has_start, HAS_END=has_end, CONSTRAINED=constrained, MAX=mx)
+
+    def _chunked_sweep(self, p: Problem, args: tuple, flags: dict, rows: tuple, lengths: torch.Tensor, N: int,
+                       config: TritonConfig) -> torch.Tensor:
+        """The chunked sweep of all N rows, with far-part helpers where they fit; sets ``helped``.
+        Returns flag (N,) int32, the rows the exact kernel has to redo."""
+        T, C, K = rows[:3]
+        mx = flags["MAX"]
+        dev = p.emissions.device
+        f64 = dict(dtype=torch.float64, device=dev)
         BC = _pow2(C)
-        self.helped = False
         Q, warps = chunk_config(K, config)
         nblk = triton.cdiv(T, Q)
         # Max-plus far part: score rows for every look-back distance (d - 1 < (cdiv(K, Q) + 1) Q).
-        w, dp, dmax, tlin, tmax = _linear_weights(p.durations, trans, (triton.cdiv(K, Q) + 2) * Q if mx else None)
+        w, dp, dmax, tlin, tmax = _linear_weights(p.durations, args[4], (triton.cdiv(K, Q) + 2) * Q if mx else None)
         glin = torch.empty((N, T, C), **f64) if not mx else self.g
         bref = torch.empty((N, nblk, C), **f64) if not mx else self.g
         flag = torch.zeros(N, dtype=torch.int32, device=dev)
@@ -314,31 +367,8 @@ class Sweep:
                 SPREAD_D=SPREAD_D, HELP=help_, FENCE=help_ and not interpreted(), num_warps=warps,
             )
 
-        if test_mode is not None:
-            launch(N, False, 0)  # the blocks the helpers read
-            if test_mode == "staged":
-                launch(N, True, N)
-            launch(N, True, 0)
-        elif helped:
-            try:
-                launch(2 * N, True, 0)
-            except triton.runtime.errors.OutOfResources:
-                # The two roles in one program need more shared memory than the SM has (many
-                # labels): this shape runs without helpers from now on.
-                _NO_HELP.add(shape)
-                helped = False
-                launch(N, False, 0)
-        else:
-            launch(N, False, 0)
-        self.helped = helped
-        self._flag = None
-        if not mx or helped:
-            # Rows whose scores the linear parts cannot hold, or whose helper gave up (flagged in
-            # the kernel), are redone exactly; the launch does not wait for the flags (unflagged
-            # rows return at once).
-            self._flag = flag
-            _k.sweep_kernel[(N,)](*args, lengths, self.alpha, self.u, self.g, self.best_v, flag, *rows, **flags,
-                                  BLOCK_C=BC, BLOCK_K=_pow2(K), num_warps=4 if K * C <= 2048 else 8)
+        self.helped = _launch_roles(launch, N, test_mode, helped, shape)
+        return flag
 
     @property
     def method(self) -> str:

@@ -108,26 +108,25 @@ def prefetched(items, depth: int = 2):
     stop = threading.Event()
     done = object()
 
-    def produce():
-        try:
-            for item in items:
-                while not stop.is_set():
-                    try:
-                        ready.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            item = done
-        except BaseException as e:  # handed to the consumer, which raises it
-            item = e
+    def hand_over(item):
+        # Waits for room in short polls, so a consumer that stopped (stop set) frees the thread.
         while not stop.is_set():
             try:
                 ready.put(item, timeout=0.1)
                 return
             except queue.Full:
                 continue
+
+    def produce():
+        try:
+            for item in items:
+                hand_over(item)
+                if stop.is_set():
+                    return
+            item = done
+        except BaseException as e:  # handed to the consumer, which raises it
+            item = e
+        hand_over(item)
 
     worker = threading.Thread(target=produce, daemon=True)
     worker.start()

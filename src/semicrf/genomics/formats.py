@@ -260,6 +260,18 @@ def _gff3_lines(seqid: str, models: Iterable[GeneModel], source: str) -> list[st
     return lines
 
 
+def gff3_span(cols: Sequence[str], where: str, error: type[ValueError] = ValueError) -> tuple[int, int]:
+    """(start, end) of a GFF3 feature line split at tabs (9 columns), 1-based and inclusive as
+    written; raises ``error`` at ``where`` (file:line) unless they are integers with 1 <= start <= end."""
+    try:
+        start, end = int(cols[3]), int(cols[4])
+    except ValueError:
+        raise error(f"{where}: start and end must be integers") from None
+    if not 1 <= start <= end:
+        raise error(f"{where}: need 1 <= start <= end, got {start}..{end}")
+    return start, end
+
+
 def read_gff3(path, class_names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
     """Labels from a GFF3 file: {seqid: (L,) int64}, in the order of its sequence-region lines.
 
@@ -294,12 +306,7 @@ def read_gff3(path, class_names: Sequence[str] | None = None) -> dict[str, np.nd
                 raise ValueError(f"{path}:{lineno}: a feature line needs 9 tab-separated columns, got {len(cols)}")
             if cols[2] not in FEATURE_TYPES.values():
                 continue
-            try:
-                start, end = int(cols[3]), int(cols[4])
-            except ValueError:
-                raise ValueError(f"{path}:{lineno}: start and end must be integers") from None
-            if not 1 <= start <= end:
-                raise ValueError(f"{path}:{lineno}: need 1 <= start <= end, got {start}..{end}")
+            start, end = gff3_span(cols, f"{path}:{lineno}")
             features.append((cols[0], cols[2], start - 1, end, lineno))
 
     types = {t for _, t, _, _, _ in features}

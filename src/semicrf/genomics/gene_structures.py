@@ -233,6 +233,8 @@ def read_genes_gff3(path, coding_types=("CDS", "stop_codon")) -> tuple[dict[str,
     stop_codon lines for some transcripts but lacks one of them for it.
     Raises GeneStructureError naming the file and line.
     """
+    from .formats import gff3_span  # here, as atomic_output above: formats imports torch (via features)
+
     path = Path(path)
     parts: dict[tuple[str, str], list[tuple[int, int]]] = {}
     strands: dict[tuple[str, str], tuple[str, int]] = {}
@@ -258,12 +260,7 @@ def read_genes_gff3(path, coding_types=("CDS", "stop_codon")) -> tuple[dict[str,
             seqid, ftype, strand = cols[0], cols[2], cols[6]
             if ftype not in coding_types and ftype not in ("start_codon", "stop_codon"):
                 continue
-            try:
-                start, end = int(cols[3]), int(cols[4])
-            except ValueError:
-                raise GeneStructureError(f"{path}:{lineno}: start and end must be integers") from None
-            if not 1 <= start <= end:
-                raise GeneStructureError(f"{path}:{lineno}: need 1 <= start <= end, got {start}..{end}")
+            start, end = gff3_span(cols, f"{path}:{lineno}", GeneStructureError)
             attrs = dict(kv.split("=", 1) for kv in cols[8].strip().strip(";").split(";") if "=" in kv)
             parent = attrs.get("Parent")
             if not parent:

@@ -350,44 +350,15 @@ def import_dataset(output_dir, train, test, val=None, val_fraction=None, seed: i
     drawn with ``seed``, form the validation split. Every input is read and
     checked before anything is written.
     """
-    if not train or not test:
-        raise AnnotationError("give at least one --train and one --test input")
-    if val and val_fraction is not None:
-        raise AnnotationError("--val and --val-fraction contradict each other; give one")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise AnnotationError(f"seed (--seed) must be an integer >= 0, got {seed!r}")
-    fraction = _check_fraction(0.1 if val_fraction is None and not val else (val_fraction or 0.0))
+    fraction = _check_import_args(train, test, val, val_fraction, seed)
     output_dir = dataset.check_output_dir(output_dir, overwrite)
-
-    read: dict[str, list[Record]] = {}
-    inputs: dict[str, list[dict]] = {}
-    for split, specs in (("train", train), ("val", val or []), ("test", test)):
-        read[split], inputs[split] = [], []
-        for spec in specs:
-            records, desc = read_input(str(spec))
-            read[split] += records
-            inputs[split].append(desc)
+    read, inputs = _read_splits(train, val, test)
     label_of = {}
     for split in dataset.SPLITS:
         label_of.update(zip(map(id, read[split]), _validate(read[split])))
     if not val:
-        pool = read["train"]
-        n_val = int(round(fraction * len(pool)))
-        if fraction > 0 and n_val == 0:
-            n_val = 1
-        if n_val >= len(pool):
-            raise AnnotationError(f"--val-fraction {fraction} leaves no training sequence out of {len(pool)}; "
-                                  "lower it or give more training data")
-        chosen = set(np.random.default_rng(seed).permutation(len(pool))[:n_val].tolist())
-        read["val"] = [r for i, r in enumerate(pool) if i in chosen]
-        read["train"] = [r for i, r in enumerate(pool) if i not in chosen]
-    seen: dict[str, str] = {}
-    for split in dataset.SPLITS:
-        for r in read[split]:
-            if r.name in seen:
-                raise AnnotationError(f"{r.where}: the name {r.name!r} is used twice (first in {seen[r.name]}); "
-                                      "each sequence needs its own name, and one locus in two splits would leak")
-            seen[r.name] = r.where
+        _draw_validation(read, fraction, seed)
+    _check_unique_names(read)
     labels = {split: [label_of[id(r)] for r in read[split]] for split in dataset.SPLITS}
 
     # Everything is validated: from here on files are written.
@@ -398,22 +369,7 @@ def import_dataset(output_dir, train, test, val=None, val_fraction=None, seed: i
             from None
     (output_dir / dataset.METADATA_FILE).unlink(missing_ok=True)
     names = list(STRANDED_CLASSES)
-    stats, lengths, counts = {}, {}, {}
-    for split in dataset.SPLITS:
-        recs = read[split]
-        data = dataset.Split([r.codes for r in recs], labels[split], [r.name for r in recs])
-        counts[split] = len(recs)
-        dataset.save_split(output_dir, split, data)
-        formats.write_fasta(output_dir / f"{split}.fa", data.names, data.sequences)
-        formats.write_gff3(output_dir / f"{split}.gff3", data.names, data.labels, names)
-        formats.write_bed(output_dir / f"{split}.bed", data.names, data.labels, names)
-        stats[split] = dataset.duration_statistics(data.labels, names)
-        seq_len = np.array([len(s) for s in data.sequences])
-        lengths[split] = (
-            {"total": int(seq_len.sum()), "min": int(seq_len.min()), "max": int(seq_len.max()),
-             "mean": float(seq_len.mean())}
-            if seq_len.size else {"total": 0, "min": None, "max": None, "mean": None}
-        )
+    counts, lengths, stats = _write_splits(output_dir, read, labels, names)
     meta = {
         "format": dataset.FORMAT,
         "format_version": dataset.FORMAT_VERSION,
@@ -444,6 +400,79 @@ def import_dataset(output_dir, train, test, val=None, val_fraction=None, seed: i
     with formats.atomic_output(output_dir / dataset.METADATA_FILE, "w") as f:
         f.write(json.dumps(meta, indent=2) + "\n")
     return meta
+
+
+def _check_import_args(train, test, val, val_fraction, seed) -> float:
+    """The arguments of :func:`import_dataset` that need no file; returns the validation fraction
+    (0.1 by default, 0 with ``val``)."""
+    if not train or not test:
+        raise AnnotationError("give at least one --train and one --test input")
+    if val and val_fraction is not None:
+        raise AnnotationError("--val and --val-fraction contradict each other; give one")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise AnnotationError(f"seed (--seed) must be an integer >= 0, got {seed!r}")
+    return _check_fraction(0.1 if val_fraction is None and not val else (val_fraction or 0.0))
+
+
+def _read_splits(train, val, test) -> tuple[dict[str, list[Record]], dict[str, list[dict]]]:
+    """Every input read: (split -> its records, split -> a description of each input)."""
+    read: dict[str, list[Record]] = {}
+    inputs: dict[str, list[dict]] = {}
+    for split, specs in (("train", train), ("val", val or []), ("test", test)):
+        read[split], inputs[split] = [], []
+        for spec in specs:
+            records, desc = read_input(str(spec))
+            read[split] += records
+            inputs[split].append(desc)
+    return read, inputs
+
+
+def _draw_validation(read: dict[str, list[Record]], fraction: float, seed: int) -> None:
+    """Moves ``fraction`` of the training records (at least one when fraction > 0), drawn with
+    ``seed``, to ``read["val"]``; the rest keep their order."""
+    pool = read["train"]
+    n_val = int(round(fraction * len(pool)))
+    if fraction > 0 and n_val == 0:
+        n_val = 1
+    if n_val >= len(pool):
+        raise AnnotationError(f"--val-fraction {fraction} leaves no training sequence out of {len(pool)}; "
+                              "lower it or give more training data")
+    chosen = set(np.random.default_rng(seed).permutation(len(pool))[:n_val].tolist())
+    read["val"] = [r for i, r in enumerate(pool) if i in chosen]
+    read["train"] = [r for i, r in enumerate(pool) if i not in chosen]
+
+
+def _check_unique_names(read: dict[str, list[Record]]) -> None:
+    """One name per sequence across all splits (one locus in two splits would leak)."""
+    seen: dict[str, str] = {}
+    for split in dataset.SPLITS:
+        for r in read[split]:
+            if r.name in seen:
+                raise AnnotationError(f"{r.where}: the name {r.name!r} is used twice (first in {seen[r.name]}); "
+                                      "each sequence needs its own name, and one locus in two splits would leak")
+            seen[r.name] = r.where
+
+
+def _write_splits(output_dir, read, labels, names) -> tuple[dict, dict, dict]:
+    """Each split's arrays, FASTA, GFF3 and BED files; returns (split -> sequence count, split -> its
+    sequence lengths' total, min, max, mean, split -> its duration statistics)."""
+    counts, lengths, stats = {}, {}, {}
+    for split in dataset.SPLITS:
+        recs = read[split]
+        data = dataset.Split([r.codes for r in recs], labels[split], [r.name for r in recs])
+        counts[split] = len(recs)
+        dataset.save_split(output_dir, split, data)
+        formats.write_fasta(output_dir / f"{split}.fa", data.names, data.sequences)
+        formats.write_gff3(output_dir / f"{split}.gff3", data.names, data.labels, names)
+        formats.write_bed(output_dir / f"{split}.bed", data.names, data.labels, names)
+        stats[split] = dataset.duration_statistics(data.labels, names)
+        seq_len = np.array([len(s) for s in data.sequences])
+        lengths[split] = (
+            {"total": int(seq_len.sum()), "min": int(seq_len.min()), "max": int(seq_len.max()),
+             "mean": float(seq_len.mean())}
+            if seq_len.size else {"total": 0, "min": None, "max": None, "mean": None}
+        )
+    return counts, lengths, stats
 
 
 def is_imported(meta: dict) -> bool:

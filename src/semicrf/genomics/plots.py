@@ -189,11 +189,33 @@ def plot_duration_comparison(
     it. Returns the path written.
     """
     from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
 
     out_path = _check_png_path(path)
     names = _check_names(class_names)
+    max_duration, models, truth, preds, priors = _check_comparison_inputs(
+        names, true_durations, pred_durations, kl, learned_priors, max_duration)
+
+    colors = _model_colors(models)
+    ncols, nrows = 1 + len(models), len(names)
+    fig = Figure(figsize=(2.9 * ncols + 0.6, 2.3 * nrows + 1.3), layout="constrained")
+    axes = fig.subplots(nrows, ncols, sharex="row", sharey="row", squeeze=False)
+    k_line_drawn = False
+    for r, c_name in enumerate(names):
+        if _draw_duration_row(axes, r, c_name, truth[c_name], {m: preds[m][c_name] for m in models}, models,
+                              colors, priors, kl, max_duration):
+            k_line_drawn = True
+    _duration_legend(fig, bool(priors), k_line_drawn, max_duration)
+    fig.suptitle(
+        "Segment durations: ground truth vs each model's predicted segmentation\n"
+        "(KL = KL(true || predicted) of duration histograms over 1..K, durations > K in the last bin)",
+        fontsize=12,
+    )
+    return _save_atomic(fig, out_path, dpi=110)
+
+
+def _check_comparison_inputs(names, true_durations, pred_durations, kl, learned_priors, max_duration):
+    """The money plot's inputs checked: (K, models, truth: name -> (n,), preds: model -> name -> (n,),
+    priors: model -> (K, C)); raises ValueError naming the argument otherwise."""
     if max_duration is None:
         raise ValueError("max_duration is required: pass the models' longest segment duration K")
     if isinstance(max_duration, bool) or not isinstance(max_duration, (int, np.integer)) or max_duration < 1:
@@ -212,77 +234,91 @@ def plot_duration_comparison(
     for m in models:
         _check_keys(kl[m], names, f"kl[{m!r}]", "class name")
     priors = _check_priors(learned_priors, models, len(names))
+    return max_duration, models, truth, preds, priors
 
-    colors = _model_colors(models)
-    ncols, nrows = 1 + len(models), len(names)
-    fig = Figure(figsize=(2.9 * ncols + 0.6, 2.3 * nrows + 1.3), layout="constrained")
-    axes = fig.subplots(nrows, ncols, sharex="row", sharey="row", squeeze=False)
-    k_line_drawn = False
 
-    for r, c_name in enumerate(names):
-        t = truth[c_name]
-        row_max = max(
-            [int(t.max()) if t.size else 1]
-            + [int(preds[m][c_name].max()) for m in models if preds[m][c_name].size]
-            + [a.shape[0] for a in priors.values()]
+def _draw_duration_row(axes, r, c_name, t, row_preds, models, colors, priors, kl, max_duration) -> bool:
+    """Row ``r`` of the money plot, class ``c_name``: the true durations ``t`` (n,), then one panel per
+    model (``row_preds``: model -> (n,)), one histogram range for the row. Returns whether the row
+    marks K (true durations beyond it)."""
+    nrows, ncols = axes.shape
+    row_max = max(
+        [int(t.max()) if t.size else 1]
+        + [int(row_preds[m].max()) for m in models if row_preds[m].size]
+        + [a.shape[0] for a in priors.values()]
+    )
+    if not t.size and not any(row_preds[m].size for m in models):
+        row_max = max(row_max, max_duration)
+    edges = _row_edges(row_max)
+    x_edges = edges - 0.5
+    true_density = _log_density(t, edges)
+    row_peak = float(true_density.max())
+    show_k = t.size > 0 and int(t.max()) > max_duration
+
+    for col in range(ncols):
+        ax = axes[r, col]
+        ax.set_xscale("log")
+        ax.set_xlim(x_edges[0], x_edges[-1])
+        if col == 0:
+            label, color = "ground truth", _TRUTH_FILL
+            ax.stairs(true_density, x_edges, fill=True, color=_TRUTH_FILL)
+            note = f"n = {t.size}" + (f"\nmedian {np.median(t):.0f}" if t.size else "")
+        else:
+            label = models[col - 1]
+            color = colors[label]
+            prior = priors[label][:, r] if label in priors else None
+            note, row_peak = _draw_model_panel(ax, row_preds[label], color, true_density, edges, x_edges, prior,
+                                               kl[label][c_name], row_peak)
+        if show_k:
+            ax.axvline(max_duration, color="0.3", linestyle=":", linewidth=1.2)
+        ax.text(
+            0.97, 0.95, note, transform=ax.transAxes, ha="right", va="top", fontsize=8,
+            bbox={"boxstyle": "round,pad=0.25", "facecolor": "white", "alpha": 0.8, "linewidth": 0},
         )
-        if not t.size and not any(preds[m][c_name].size for m in models):
-            row_max = max(row_max, max_duration)
-        edges = _row_edges(row_max)
-        x_edges = edges - 0.5
-        true_density = _log_density(t, edges)
-        row_peak = float(true_density.max())
-        show_k = t.size > 0 and int(t.max()) > max_duration
+        if r == 0:
+            ax.set_title(label, fontsize=11, fontweight="bold", color="black" if col == 0 else color)
+        if col == 0:
+            ax.set_ylabel(f"{c_name}\ndensity per decade", fontsize=10)
+        if r == nrows - 1:
+            ax.set_xlabel("segment duration (positions, log scale)", fontsize=9)
+        ax.tick_params(labelsize=8)
+        ax.grid(True, which="major", alpha=0.25)
+    # headroom so the notes in the upper corner never hide the curves
+    axes[r, 0].set_ylim(0, 1.45 * row_peak if row_peak > 0 else 1.0)
+    return show_k
 
-        for col in range(ncols):
-            ax = axes[r, col]
-            ax.set_xscale("log")
-            ax.set_xlim(x_edges[0], x_edges[-1])
-            if col == 0:
-                label, d, color = "ground truth", t, _TRUTH_FILL
-                ax.stairs(true_density, x_edges, fill=True, color=_TRUTH_FILL)
-                note = f"n = {t.size}" + (f"\nmedian {np.median(t):.0f}" if t.size else "")
-            else:
-                label = models[col - 1]
-                d, color = preds[label][c_name], colors[label]
-                density = _log_density(d, edges)
-                row_peak = max(row_peak, float(density.max()))
-                ax.stairs(density, x_edges, fill=True, color=color, alpha=0.55)
-                ax.stairs(true_density, x_edges, color="black", linewidth=1.1)
-                if label in priors:
-                    pmf = _prior_pmf(priors[label][:, r])
-                    support = np.arange(1, pmf.size + 1)
-                    prior_density = _log_density(support, edges, weights=pmf)
-                    row_peak = max(row_peak, float(prior_density.max()))
-                    ax.stairs(prior_density, x_edges, color=_PRIOR_COLOR, linewidth=1.6, linestyle="--")
-                if d.size:
-                    note = f"{_kl_text(kl[label][c_name])}\nn = {d.size}, median {np.median(d):.0f}"
-                else:
-                    note = f"{_kl_text(kl[label][c_name])}\nno predicted segments"
-            if show_k:
-                ax.axvline(max_duration, color="0.3", linestyle=":", linewidth=1.2)
-                k_line_drawn = True
-            ax.text(
-                0.97, 0.95, note, transform=ax.transAxes, ha="right", va="top", fontsize=8,
-                bbox={"boxstyle": "round,pad=0.25", "facecolor": "white", "alpha": 0.8, "linewidth": 0},
-            )
-            if r == 0:
-                ax.set_title(label, fontsize=11, fontweight="bold", color="black" if col == 0 else color)
-            if col == 0:
-                ax.set_ylabel(f"{c_name}\ndensity per decade", fontsize=10)
-            if r == nrows - 1:
-                ax.set_xlabel("segment duration (positions, log scale)", fontsize=9)
-            ax.tick_params(labelsize=8)
-            ax.grid(True, which="major", alpha=0.25)
-        # headroom so the notes in the upper corner never hide the curves
-        axes[r, 0].set_ylim(0, 1.45 * row_peak if row_peak > 0 else 1.0)
+
+def _draw_model_panel(ax, d, color, true_density, edges, x_edges, prior, kl_value, row_peak):
+    """One model's panel: its predicted durations ``d`` (n,) filled, the truth outlined, its learned
+    prior (K,) log-scores dashed when given. Returns (the panel's note, the row's peak so far)."""
+    density = _log_density(d, edges)
+    row_peak = max(row_peak, float(density.max()))
+    ax.stairs(density, x_edges, fill=True, color=color, alpha=0.55)
+    ax.stairs(true_density, x_edges, color="black", linewidth=1.1)
+    if prior is not None:
+        pmf = _prior_pmf(prior)
+        support = np.arange(1, pmf.size + 1)
+        prior_density = _log_density(support, edges, weights=pmf)
+        row_peak = max(row_peak, float(prior_density.max()))
+        ax.stairs(prior_density, x_edges, color=_PRIOR_COLOR, linewidth=1.6, linestyle="--")
+    if d.size:
+        note = f"{_kl_text(kl_value)}\nn = {d.size}, median {np.median(d):.0f}"
+    else:
+        note = f"{_kl_text(kl_value)}\nno predicted segments"
+    return note, row_peak
+
+
+def _duration_legend(fig, has_priors: bool, k_line_drawn: bool, max_duration: int) -> None:
+    """The money plot's legend, below the panels: only the marks that some panel shows."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
 
     handles = [
         Patch(facecolor=_TRUTH_FILL, label="ground truth"),
         Patch(facecolor="white", edgecolor="black", label="ground truth (outline on model panels)"),
         Patch(facecolor="C0", alpha=0.55, label="predicted segments (model colour)"),
     ]
-    if priors:
+    if has_priors:
         handles.append(
             Line2D([], [], color=_PRIOR_COLOR, linestyle="--", linewidth=1.6,
                    label="learned duration prior softmax(durations[:, c]), d = 1..K")
@@ -290,12 +326,6 @@ def plot_duration_comparison(
     if k_line_drawn:
         handles.append(Line2D([], [], color="0.3", linestyle=":", label=f"K = {max_duration} (longest single segment)"))
     fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 3), fontsize=9, frameon=False)
-    fig.suptitle(
-        "Segment durations: ground truth vs each model's predicted segmentation\n"
-        "(KL = KL(true || predicted) of duration histograms over 1..K, durations > K in the last bin)",
-        fontsize=12,
-    )
-    return _save_atomic(fig, out_path, dpi=110)
 
 
 # ----------------------------------------------------------------------------
