@@ -172,7 +172,6 @@ Decoding and training run on any engine backend (``ModelConfig.backend``).
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -180,227 +179,14 @@ from torch import Tensor, nn
 
 from .models import ModelConfig, SequenceLabeler, position_mask
 from .oracle import STOP_PENALTY
-from .synthetic import STOP_CODONS
 
-# The synthetic layout's classes (C = 3); the real layout's are gene_structures.STRANDED_CLASSES (C = 5).
-NUM_CLASSES = 3
-INTERGENIC, EXON, INTRON = 0, 1, 2
-#: Classes of the real layout: intergenic, exon+, intron+, exon-, intron-.
-STRANDED_CLASSES = ("intergenic", "exon+", "intron+", "exon-", "intron-")
-#: Added (negated) to the emission of a state whose class differs from the gold class (see the docstring).
-GOLD_PENALTY = 1.0e4
-NEG_INF = float("-inf")
-_BASE = {b: i for i, b in enumerate("ACGT")}
-_COMPLEMENT = {"A": "T", "C": "G", "G": "C", "T": "A"}
-
-
-def reverse_complement(seq: str) -> str:
-    return "".join(_COMPLEMENT[b] for b in reversed(seq))
-
-
-def _codon_id(codon: str) -> int:
-    return 16 * _BASE[codon[0]] + 4 * _BASE[codon[1]] + _BASE[codon[2]]
-
-
-#: Codons as read on the + strand, left to right: a stop of a + gene; a stop / start of a - gene.
-STOP_PLUS = tuple(STOP_CODONS)
-STOP_MINUS = tuple(reverse_complement(c) for c in STOP_CODONS)  # TTA, CTA, TCA
-START_PLUS, START_MINUS = "ATG", reverse_complement("ATG")  # CAT
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Which gene grammar: the classes, the strands, and whether genes begin and end with codons."""
-
-    num_classes: int
-    strands: tuple[str, ...]
-    codons: bool  # a start codon opens and a stop codon follows every coding sequence (real data)
-
-    def exon_class(self, strand: str) -> int:
-        return 1 if strand == "+" else 3
-
-    def intron_class(self, strand: str) -> int:
-        return 2 if strand == "+" else 4
-
-
-#: Synthetic data: 3 classes, + strand, no start / stop codons (the generator writes none): 16 states.
-SYNTHETIC = Layout(3, ("+",), False)
-#: Real data (the importer's 5 stranded classes): both strands, start and stop codons: 43 states.
-REAL = Layout(5, ("+", "-"), True)
-LAYOUTS = {3: SYNTHETIC, 5: REAL}
-
-
-@dataclass(frozen=True)
-class GeneState:
-    """One hidden state.
-
-    kind: ``intergenic``, or an exon piece: ``open`` (entered from intergenic), ``inner`` (after an
-    intron or another piece of the same exon, or opening a sequence), ``close`` (followed by
-    intergenic) and ``single`` (both: a whole one-exon gene), or ``intron``. Without codons (the
-    synthetic layout) there is no close / single: any exon piece may precede intergenic, and open /
-    inner keep their first names, first_exon / exon. strand: ``+`` or ``-`` (None for intergenic).
-    phase: the absolute frame ``a`` (+ exons: codon position of t is ``(t - a) mod 3``; - exons:
-    ``(a - t) mod 3``; introns: the frame they were entered with); residue: an intron piece's length
-    mod 3. ``cls`` is set by the layout.
-    """
-
-    kind: str
-    strand: str | None = None
-    phase: int | None = None
-    residue: int | None = None
-    cls: int = INTERGENIC
-    synthetic_names: bool = False
-
-    @property
-    def is_exon(self) -> bool:
-        return self.kind in ("open", "inner", "close", "single")
-
-    @property
-    def name(self) -> str:
-        if self.kind == "intergenic":
-            return "intergenic"
-        if self.synthetic_names:  # the 16 states' names of the first version
-            kind = {"open": "first_exon", "inner": "exon"}.get(self.kind, self.kind)
-            return f"intron/a{self.phase}/r{self.residue}" if kind == "intron" else f"{kind}/a{self.phase}"
-        if self.kind == "intron":
-            return f"intron{self.strand}/a{self.phase}/r{self.residue}"
-        return f"{self.kind}{self.strand}/a{self.phase}"
-
-
-def make_states(layout: Layout) -> tuple[GeneState, ...]:
-    """The states in engine order: intergenic, then per strand its exon kinds (phase minor) and its
-    introns (phase major). For the synthetic layout: intergenic, first_exon(0..2), exon(0..2),
-    intron(a, r), exactly the first version's 16 states."""
-    syn = not layout.codons
-    states = [GeneState("intergenic")]
-    kinds = ("open", "inner", "close", "single") if layout.codons else ("open", "inner")
-    for strand in layout.strands:
-        ec, ic = layout.exon_class(strand), layout.intron_class(strand)
-        states += [GeneState(k, strand, a, None, ec, syn) for k in kinds for a in range(3)]
-        states += [GeneState("intron", strand, a, r, ic, syn) for a in range(3) for r in range(3)]
-    return tuple(states)
-
-
-#: The synthetic layout's states (the first version's module constants, kept for its users).
-STATES: tuple[GeneState, ...] = make_states(SYNTHETIC)
-NUM_STATES = len(STATES)
-STATE_CLASS = np.array([s.cls for s in STATES], dtype=np.int64)
-
-
-def grammar_mask(states=STATES, layout: Layout = SYNTHETIC) -> np.ndarray:
-    """(S, S) float64: 0 where the grammar allows state j after state i, else -inf."""
-    index = {s: i for i, s in enumerate(states)}
-    mask = np.full((len(states), len(states)), NEG_INF)
-    by = {(s.kind, s.strand, s.phase, s.residue): s for s in states}
-
-    def allow(src, dst) -> None:
-        mask[index[by[src]], index[by[dst]]] = 0.0
-
-    ig = ("intergenic", None, None, None)
-    allow(ig, ig)
-    for strand in layout.strands:
-        # Left to right on either strand: a - gene is met from its 3' end, but its pieces chain the
-        # same way (an intron moves the absolute phase by its length on both strands, see the docstring).
-        for a in range(3):
-            allow(ig, ("open", strand, a, None))
-            if layout.codons:
-                allow(ig, ("single", strand, a, None))
-                allow(("close", strand, a, None), ig)
-                allow(("single", strand, a, None), ig)
-            for kind in ("open", "inner"):
-                src = (kind, strand, a, None)
-                allow(src, ("inner", strand, a, None))  # a run cut into pieces keeps its absolute phase
-                allow(src, ("close", strand, a, None) if layout.codons else ig)
-                for r in range(3):
-                    allow(src, ("intron", strand, a, r))
-            for r in range(3):
-                src, b = ("intron", strand, a, r), (a + r) % 3
-                allow(src, ("inner", strand, b, None))
-                if layout.codons:
-                    allow(src, ("close", strand, b, None))
-                for r2 in range(3):
-                    allow(src, ("intron", strand, b, r2))
-    return mask
-
-
-def initial_mask(states=STATES) -> np.ndarray:
-    """(S,) 0 for the states that may open a sequence, else -inf: not open / single, whose start
-    rules need the intergenic before them (a sequence opening inside a gene starts with an inner
-    exon piece of a free frame, or an intron, or a close piece)."""
-    return np.array([NEG_INF if s.kind in ("open", "single") else 0.0 for s in states])
-
-
-def final_mask(states=STATES) -> np.ndarray:
-    """(S,) 0 for the states that may end a sequence: not close / single (a sequence ending inside an
-    exon ends with an open or inner piece, its stop codon and frame unchecked: it is cut)."""
-    return np.array([NEG_INF if s.kind in ("close", "single") else 0.0 for s in states])
-
-
-def residue_mask(K: int, states=STATES) -> np.ndarray:
-    """(K, S) 0, or -inf where an intron(a, r) state has a length d (row d - 1) with d mod 3 != r."""
-    d = np.arange(1, K + 1)
-    out = np.zeros((K, len(states)))
-    for i, s in enumerate(states):
-        if s.residue is not None:
-            out[d % 3 != s.residue, i] = NEG_INF
-    return out
-
-
-def codon_starts(codes: Tensor, lengths: Tensor, codons) -> Tensor:
-    """(B, T) bool: one of ``codons`` (strings, + strand, left to right) occupies t, t+1, t+2, all
-    inside the sequence. codes: (B, T) base codes 0..4 (N = 4 is never part of a codon)."""
-    B, T = codes.shape
-    out = torch.zeros(B, T, dtype=torch.bool, device=codes.device)
-    if T < 3:
-        return out
-    c = torch.where(position_mask(lengths, T), codes.long(), 4)
-    ok = (c[:, :-2] < 4) & (c[:, 1:-1] < 4) & (c[:, 2:] < 4)
-    ids = 16 * c[:, :-2] + 4 * c[:, 1:-1] + c[:, 2:]
-    hit = torch.zeros_like(ok)
-    for codon in codons:
-        hit |= ids == _codon_id(codon)
-    out[:, :-2] = ok & hit
-    return out
-
-
-def codon_at(codes: Tensor, lengths: Tensor, codons, offset: int) -> Tensor:
-    """(B, T) bool: one of ``codons`` occupies t + offset .. t + offset + 2, a base outside the
-    sequence matching any base (a start or stop codon cut by the sequence's end is taken as there: the
-    flanks of a locus may cut one, and the grammar must not rule out such a gold labelling)."""
-    B, T = codes.shape
-    wild = 5
-    c = torch.where(position_mask(lengths, T), codes.long(), wild)
-    pad = torch.full((B, 3), wild, dtype=torch.long, device=codes.device)
-    c = torch.cat([pad, c, pad], dim=1)  # padded index = t + 3
-    hit = torch.zeros(B, T, dtype=torch.bool, device=codes.device)
-    for codon in codons:
-        match = torch.ones(B, T, dtype=torch.bool, device=codes.device)
-        for j, base in enumerate(codon):
-            lo = 3 + offset + j
-            if lo < 0 or lo + T > T + 6:
-                raise ValueError(f"codon offset {offset} reaches past the padding")
-            x = c[:, lo:lo + T]
-            match &= (x == _BASE[base]) | (x == wild)
-        hit |= match
-    return hit
-
-
-def stop_codon_starts(codes: Tensor, lengths: Tensor) -> Tensor:
-    """(B, T) bool: a (+ strand) stop codon occupies positions t, t+1, t+2, all inside the sequence."""
-    return codon_starts(codes, lengths, STOP_PLUS)
-
-
-def _shift(x: Tensor, k: int) -> Tensor:
-    """x moved k positions right along dim 1 (``out[:, t] = x[:, t - k]``), False where it falls off."""
-    out = torch.zeros_like(x)
-    T = x.shape[1]
-    if abs(k) >= T:
-        return out
-    if k >= 0:
-        out[:, k:] = x[:, :T - k]
-    else:
-        out[:, :T + k] = x[:, -k:]
-    return out
+from .gene_grammar import (
+    GOLD_PENALTY, LAYOUTS, NEG_INF, NUM_CLASSES, START_MINUS, START_PLUS,
+    STOP_MINUS, STOP_PLUS, STRANDED_CLASSES, codon_at, codon_starts, final_mask,
+    grammar_mask, initial_mask, make_states, residue_mask, shift,
+)
+# The class ids and the stop-codon test, for callers of this module.
+from .gene_grammar import EXON, INTERGENIC, INTRON, stop_codon_starts  # noqa: F401
 
 
 class GeneGrammar(nn.Module):
@@ -485,7 +271,7 @@ class GeneGrammar(nn.Module):
                 # Third base u + 2 of an in-frame stop at u: a piece reads the codon with the bases before
                 # it (exact inside a cut run; after an intron its last bases, AG for a canonical one, and no
                 # stop begins with G or AG).
-                bad.append(_shift(stop, 2)[:, :, None] & (pos == 2)[None])
+                bad.append(shift(stop, 2)[:, :, None] & (pos == 2)[None])
                 ok_open = (pos == 0)[None]  # the frame starts at a gene's first base ...
                 if self.layout.codons:
                     ok_open = ok_open & codon_at(codes, lengths, (START_PLUS,), 0)[:, :, None]  # ... with ATG
