@@ -130,9 +130,8 @@ def encode_batch(codes: torch.Tensor, lengths: torch.Tensor, kind: str, window: 
         raise ValueError(f"window must be an odd integer >= {KMER_SIZE}, got {window!r}")
     k, half = KMER_SIZE, window // 2
     n_kmers = t - k + 1
-    out = torch.zeros(b, t, dim, device=codes.device)
     if n_kmers <= 0:
-        return out
+        return torch.zeros(b, t, dim, device=codes.device)
     ids = torch.zeros(b, n_kmers, dtype=torch.long, device=codes.device)
     valid = torch.ones(b, n_kmers, dtype=torch.bool, device=codes.device)
     for j in range(k):  # over the letters of a k-mer; padding is N, so no k-mer crosses a row's end
