@@ -434,6 +434,14 @@ def test_step_budget_at_an_epoch_end_validates_that_epoch(data_dir, tmp_path):
     assert [(h["epoch"], h["steps"]) for h in history] == [(1, 2)] and "val_boundary_f1" in history[0]
 
 
+def test_step_budget_inside_the_first_epoch_validates_that_epoch(data_dir, tmp_path):
+    """A budget that ends epoch 1 before its end (no finished epoch yet) still closes and validates it."""
+    out = tmp_path / "first"
+    assert _run(data_dir, out, "--models", "softmax", "--epochs", "3", "--step-budget", "softmax=1") == 0
+    history = _ckpt(out, "softmax")["history"]
+    assert [(h["epoch"], h["steps"]) for h in history] == [(1, 1)] and "val_boundary_f1" in history[0]
+
+
 def test_patience_stops_after_validations_without_a_better_f1(data_dir, tmp_path):
     out = tmp_path / "patience"
     # lr 0: the weights never move, so validation F1 never improves after the first validation.

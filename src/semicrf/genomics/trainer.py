@@ -230,7 +230,8 @@ class ModelRun:
                 if not self._train_epoch(self.epoch + 1, control, log):
                     return False
                 epochs.update(self.epoch - epochs.n)
-                epochs.set_postfix(loss=f"{self.history[-1]['train_loss']:.4f}", best_f1=f"{self.best_f1:.3f}")
+                if self.history:  # empty when --step-budget ended the first epoch (_stop closes it)
+                    epochs.set_postfix(loss=f"{self.history[-1]['train_loss']:.4f}", best_f1=f"{self.best_f1:.3f}")
             self._stop(reason, log)
             return True
         finally:

@@ -1,0 +1,263 @@
+"""Decode a whole chromosome in one pass on the CPU with a trained model of the ``run`` command.
+
+    python3 benchmarks/real_genes/decode_chromosome.py --checkpoint results/fly_cpu/checkpoints/semicrf_best.pt \
+        --fasta chr2R.fa --output-gff3 chr2R.semicrf.gff3 [--prefix-bases N] [--chunk 1000000] [--threads 1]
+
+Loads the model from the checkpoint (its ``model_config``, ``state_dict`` and
+the run's ``--features``), computes the features, runs the encoder and then
+the engine's Viterbi (``backend="cpu"``) over the whole sequence at once (no
+windows: one segmentation of the full length), turns the labels into genes
+(:func:`semicrf.genomics.gene_structures.labels_to_genes`) and writes them as
+GFF3 (:func:`~semicrf.genomics.gene_structures.write_genes_gff3`). It prints,
+and with ``--json`` writes, the wall time of each step and the process's peak
+memory (``resource.getrusage``'s ``ru_maxrss``).
+
+The encoder is evaluated piece by piece so that its activations never exist
+for the whole chromosome at once (a bilstm of width 64 would hold 5 GB per
+layer output at 21 Mbp), but the result is the one-pass result: the features
+and the stem (per-position or convolutional, with a known receptive field)
+are computed on each piece with ``--halo`` extra bases of real sequence on
+each side, which are then dropped; each LSTM runs over the pieces in order
+(the backward one in reverse order) carrying its hidden and cell state from
+piece to piece, which is exactly one LSTM pass. Only the bilstm encoder is
+streamed; other encoders run on the whole sequence in one call (memory
+permitting). ``tests/test_decode_chromosome.py`` checks that the streamed
+scores equal the model's own.
+
+Models: ``semicrf``, ``semicrf_uniform``, ``linear`` (the engine's Viterbi)
+and ``softmax`` (per-position argmax). ``pytorch-crf`` is refused: its
+decoder is a Python loop over positions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from semicrf.genomics import features
+from semicrf.genomics.gene_structures import STRANDED_CLASSES, labels_to_genes, write_genes_gff3
+from semicrf.genomics.models import ModelConfig, SemiCRFTagger, SoftmaxTagger, build_model
+
+#: Bases of real sequence added on each side of a piece: more than the conv stem's reach
+#: (28) plus the k-mer window's half (32).
+DEFAULT_HALO = 128
+
+
+class DecodeError(ValueError):
+    """A checkpoint or FASTA this script cannot decode; the message says what to change."""
+
+
+def peak_rss_mb() -> float:
+    """The process's peak resident memory so far, MiB (ru_maxrss is KiB on Linux)."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
+
+
+def read_fasta_records(path) -> list[tuple[str, np.ndarray]]:
+    """[(name, (L,) uint8 base codes)] of a FASTA file, plain or gzipped; IUPAC codes and other letters are N."""
+    path = Path(path)
+    if not path.is_file():
+        raise DecodeError(f"--fasta {path} does not exist")
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    if not raw.lstrip().startswith(b">"):
+        raise DecodeError(f"{path}: not FASTA (the first non-blank character must be '>')")
+    records = []
+    for block in raw.lstrip()[1:].split(b"\n>"):
+        header, _, body = block.partition(b"\n")
+        name = header.decode(errors="replace").split()[0] if header.strip() else ""
+        if not name:
+            raise DecodeError(f"{path}: a FASTA record without a name")
+        codes = features.decode_bases(body.replace(b"\n", b"").replace(b"\r", b"").replace(b" ", b""))
+        records.append((name, codes))
+    return records
+
+
+def load_model(path) -> tuple[torch.nn.Module, str, str]:
+    """(model in eval mode on the CPU, model name, feature kind) from a ``run`` checkpoint."""
+    path = Path(path)
+    if not path.is_file():
+        raise DecodeError(f"--checkpoint {path} does not exist (the run writes checkpoints/<model>_best.pt)")
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("model", "model_config", "state_dict"):
+        if key not in ckpt:
+            raise DecodeError(f"{path} has no {key!r}: not a checkpoint of the run command")
+    if tuple(ckpt.get("class_names", ())) != STRANDED_CLASSES:
+        raise DecodeError(f"{path}: the model's classes are {ckpt.get('class_names')}, not the five stranded "
+                          f"classes {STRANDED_CLASSES} of imported genomes; genes cannot be read from its labels")
+    name = ckpt["model"]
+    config = ModelConfig(**{**ckpt["model_config"], "backend": "cpu", "mixed_precision": False})
+    model = build_model(name, config)
+    if not isinstance(model, (SemiCRFTagger, SoftmaxTagger)):
+        raise DecodeError(f"{path}: model {name!r} cannot decode a chromosome here; use a semicrf, "
+                          "semicrf_uniform, linear or softmax checkpoint")
+    model.load_state_dict(ckpt["state_dict"])
+    model.eval()
+    kind = model.feature_kind or (ckpt.get("config") or {}).get("features", "onehot")
+    return model, name, kind
+
+
+def _pieces(length: int, chunk: int):
+    return [(s, min(s + chunk, length)) for s in range(0, length, chunk)]
+
+
+def _features(codes: np.ndarray, kind: str, lo: int, hi: int, halo: int) -> tuple[torch.Tensor, int]:
+    """Features of codes[lo:hi] computed with ``halo`` bases of context, as (1, hi - lo + ..., D), and the offset."""
+    a, b = max(0, lo - halo), min(len(codes), hi + halo)
+    return torch.from_numpy(features.encode(codes[a:b], kind))[None], lo - a
+
+
+@torch.no_grad()
+def scores(model, codes: np.ndarray, kind: str, chunk: int = 1_000_000, halo: int = DEFAULT_HALO) -> dict:
+    """The output layer's inputs for the whole sequence: {"emissions", "start", "end"} (1, L, C) float32 or None.
+
+    For a bilstm encoder the work is streamed over pieces of ``chunk`` bases (exactly the one-pass
+    result); for any other encoder the model's encoder runs once on the whole sequence.
+    """
+    length = len(codes)
+    enc = model.encoder
+    if chunk < 1 or halo < 0:
+        raise DecodeError(f"--chunk must be >= 1 and --halo >= 0, got {chunk}, {halo}")
+
+    def head(hidden):  # (1, n, H) -> emissions, start, end
+        if isinstance(model, SemiCRFTagger):
+            return model._scores(hidden)
+        return model.classifier(hidden), None, None
+
+    if type(enc).__name__ != "BiLSTMEncoder":
+        x = torch.from_numpy(features.encode(codes, kind))[None]
+        em, st, en = head(model.encode(x, torch.tensor([length])))
+        return {"emissions": em, "start": st, "end": en}
+
+    pieces = _pieces(length, chunk)
+
+    def stem(lo, hi):
+        x, off = _features(codes, kind, lo, hi, halo)
+        return enc.stem(x, torch.tensor([x.shape[1]]))[:, off:off + hi - lo]
+
+    layer_input = None  # (1, L, H) output of the previous layer (None: the stem, recomputed per piece)
+    num_layers = len(enc.forward_lstms)
+    out = None
+    for i, (fwd, bwd) in enumerate(zip(enc.forward_lstms, enc.backward_lstms)):
+        def inp(lo, hi):
+            return stem(lo, hi) if layer_input is None else layer_input[:, lo:hi]
+
+        half = fwd.hidden_size
+        forward_out = torch.empty(1, length, half)
+        state = None
+        for lo, hi in pieces:
+            y, state = fwd(inp(lo, hi), state)
+            forward_out[:, lo:hi] = y
+        last = i == num_layers - 1
+        out = {"emissions": None, "start": None, "end": None} if last else torch.empty(1, length, 2 * half)
+        state = None
+        for lo, hi in reversed(pieces):
+            y, state = bwd(torch.flip(inp(lo, hi), dims=[1]), state)
+            h = torch.cat([forward_out[:, lo:hi], torch.flip(y, dims=[1])], dim=-1)
+            if not last:
+                out[:, lo:hi] = h
+                continue
+            for key, value in zip(("emissions", "start", "end"), head(h)):
+                if value is None:
+                    continue
+                if out[key] is None:
+                    out[key] = torch.empty(1, length, value.shape[-1])
+                out[key][:, lo:hi] = value
+        del forward_out
+        layer_input = None if last else out
+    return out
+
+
+@torch.no_grad()
+def decode(model, s: dict) -> np.ndarray:
+    """(L,) int64 labels: the engine's Viterbi (CPU backend) for a semi-CRF model, argmax for softmax."""
+    em = s["emissions"]
+    if isinstance(model, SoftmaxTagger):
+        return em[0].argmax(-1).numpy().astype(np.int64)
+    length = torch.tensor([em.shape[1]])
+    result = model.crf.decode(em, length, start_scores=s["start"], end_scores=s["end"], backend="cpu")
+    return result.labels[0].numpy()
+
+
+def decode_fasta(checkpoint, fasta, output_gff3, prefix_bases: int | None = None, chunk: int = 1_000_000,
+                 halo: int = DEFAULT_HALO, threads: int | None = 1, log=print) -> dict:
+    """Decode every record of ``fasta`` (its first ``prefix_bases`` bases if given); returns the report."""
+    if threads:
+        torch.set_num_threads(threads)
+    report = {"checkpoint": str(checkpoint), "fasta": str(fasta), "output_gff3": str(output_gff3),
+              "prefix_bases": prefix_bases, "chunk": chunk, "halo": halo, "threads": threads, "sequences": []}
+    t0 = time.perf_counter()
+    model, name, kind = load_model(checkpoint)
+    records = read_fasta_records(fasta)
+    if prefix_bases is not None:
+        if prefix_bases < 1:
+            raise DecodeError(f"--prefix-bases must be >= 1, got {prefix_bases}")
+        records = [(n, c[:prefix_bases]) for n, c in records]
+    report.update(model=name, features=kind, max_duration=model.max_duration,
+                  encoder=model.config.encoder, hidden_dim=model.config.hidden_dim,
+                  load_seconds=time.perf_counter() - t0)
+    out = []
+    for seqid, codes in records:
+        row = {"seqid": seqid, "length": int(len(codes))}
+        t = time.perf_counter()
+        s = scores(model, codes, kind, chunk, halo)
+        row["encoder_seconds"] = time.perf_counter() - t
+        t = time.perf_counter()
+        labels = decode(model, s)
+        del s
+        row["viterbi_seconds"] = time.perf_counter() - t
+        t = time.perf_counter()
+        genes = labels_to_genes(labels)
+        row["genes"] = len(genes)
+        row["exons"] = sum(len(g.exons) for g in genes)
+        row["coding_fraction"] = float(np.isin(labels, (1, 3)).mean()) if len(labels) else 0.0
+        row["genes_seconds"] = time.perf_counter() - t
+        row["peak_rss_mb"] = peak_rss_mb()
+        out.append((seqid, len(codes), genes))
+        report["sequences"].append(row)
+        log(f"{seqid}: {len(codes)} bases, encoder {row['encoder_seconds']:.1f} s, Viterbi "
+            f"{row['viterbi_seconds']:.1f} s, {row['genes']} genes ({row['exons']} exons), peak RSS "
+            f"{row['peak_rss_mb']:.0f} MiB")
+    t = time.perf_counter()
+    write_genes_gff3(output_gff3, out, source=f"semicrf:{name}")
+    report["write_seconds"] = time.perf_counter() - t
+    report["total_seconds"] = time.perf_counter() - t0
+    report["peak_rss_mb"] = peak_rss_mb()
+    return report
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--checkpoint", required=True, help="checkpoints/<model>_best.pt of a run on imported data")
+    ap.add_argument("--fasta", required=True, help="FASTA file (plain or gzipped); every record is decoded")
+    ap.add_argument("--output-gff3", required=True, help="where to write the predicted genes")
+    ap.add_argument("--prefix-bases", type=int, default=None, help="decode only the first N bases of each record")
+    ap.add_argument("--chunk", type=int, default=1_000_000, help="bases per encoder piece (does not change results)")
+    ap.add_argument("--halo", type=int, default=DEFAULT_HALO, help="context bases on each side of a piece")
+    ap.add_argument("--threads", type=int, default=1, help="PyTorch CPU threads (0: PyTorch's choice)")
+    ap.add_argument("--json", default=None, help="also write the report (times, peak memory) here")
+    args = ap.parse_args(argv)
+    try:
+        report = decode_fasta(args.checkpoint, args.fasta, args.output_gff3, args.prefix_bases, args.chunk,
+                              args.halo, args.threads)
+    except DecodeError as e:
+        print(f"decode_chromosome: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.output_gff3}: {sum(r['genes'] for r in report['sequences'])} genes; "
+          f"total {report['total_seconds']:.1f} s, peak RSS {report['peak_rss_mb']:.0f} MiB")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

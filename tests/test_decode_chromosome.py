@@ -1,0 +1,115 @@
+"""benchmarks/real_genes/decode_chromosome.py on a tiny FASTA with a tiny model built directly.
+
+The streamed encoder (pieces with a halo, LSTM state carried) must give the scores of the model's own
+one-call encoder, and the decoded labels must be the model's own ``predict``; the GFF3 must hold the
+genes of those labels.
+"""
+
+import gzip
+import importlib.util
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from semicrf.genomics import features
+from semicrf.genomics.gene_structures import STRANDED_CLASSES, labels_to_genes, read_genes_gff3
+from semicrf.genomics.models import ModelConfig, build_model
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "real_genes" / "decode_chromosome.py"
+spec = importlib.util.spec_from_file_location("decode_chromosome", SCRIPT)
+dc = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(dc)
+
+
+def _model(name="semicrf", stem="conv", layers=1, feats="onehot", seed=0):
+    torch.manual_seed(seed)
+    cfg = ModelConfig(input_dim=features.feature_dim(feats), num_classes=5, encoder="bilstm", hidden_dim=8,
+                      num_layers=layers, max_duration=6, backend="cpu", mixed_precision=False, stem=stem)
+    model = build_model(name, cfg)
+    with torch.no_grad():  # the boundary heads start at zero: give them (and everything) random values
+        for p in model.parameters():
+            p.copy_(torch.randn_like(p))
+    return model.eval()
+
+
+def _save(model, name, path, feats="onehot"):
+    torch.save({"model": name, "model_config": model.config.to_dict(), "state_dict": model.state_dict(),
+                "class_names": list(STRANDED_CLASSES), "config": {"features": feats}}, path)
+
+
+def _codes(n, seed=1):
+    return np.random.default_rng(seed).integers(0, 5, n).astype(np.uint8)
+
+
+@pytest.mark.parametrize("stem,layers,feats", [("conv", 1, "onehot"), ("linear", 2, "onehot"), ("conv", 1, "kmer")])
+def test_streamed_scores_equal_one_call(stem, layers, feats):
+    model = _model(stem=stem, layers=layers, feats=feats)
+    codes = _codes(301)
+    x = torch.from_numpy(features.encode(codes, feats))[None]
+    with torch.no_grad():
+        want = model._scores(model.encode(x, torch.tensor([301])))
+    got = dc.scores(model, codes, feats, chunk=37, halo=dc.DEFAULT_HALO)
+    for key, w in zip(("emissions", "start", "end"), want):
+        torch.testing.assert_close(got[key], w, atol=1e-5, rtol=1e-5)
+
+
+def test_too_small_halo_changes_conv_scores():
+    """The halo is what makes the pieces exact: without it the conv stem sees zeros at piece edges."""
+    model = _model(stem="conv")
+    codes = _codes(200)
+    exact = dc.scores(model, codes, "onehot", chunk=50, halo=dc.DEFAULT_HALO)["emissions"]
+    cut = dc.scores(model, codes, "onehot", chunk=50, halo=0)["emissions"]
+    assert not torch.allclose(exact, cut, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["semicrf", "linear", "softmax"])
+def test_decode_fasta_writes_the_models_genes(tmp_path, name):
+    model = _model(name)
+    ckpt = tmp_path / "m.pt"
+    _save(model, name, ckpt)
+    seqs = {"chrA": _codes(250, 2), "chrB": _codes(90, 3)}
+    fasta = tmp_path / "g.fa.gz"
+    with gzip.open(fasta, "wt") as f:
+        for n, c in seqs.items():
+            s = "".join("ACGTN"[v] for v in c)
+            f.write(f">{n} some description\n" + "\n".join(s[i:i + 60] for i in range(0, len(s), 60)) + "\n")
+    out = tmp_path / "pred.gff3"
+    report = dc.decode_fasta(ckpt, fasta, out, chunk=64, log=lambda *_: None)
+    genes, lengths = read_genes_gff3(out, coding_types=("CDS",))
+    assert lengths == {"chrA": 250, "chrB": 90}
+    for n, c in seqs.items():
+        with torch.no_grad():
+            want = model.predict(torch.from_numpy(features.encode(c, "onehot"))[None], torch.tensor([len(c)]))[0]
+        assert [g.exons for g in genes.get(n, [])] == [g.exons for g in labels_to_genes(want)]
+        assert [g.strand for g in genes.get(n, [])] == [g.strand for g in labels_to_genes(want)]
+    assert [r["length"] for r in report["sequences"]] == [250, 90]
+    assert report["peak_rss_mb"] > 0
+    if shutil.which("gt"):
+        check = subprocess.run(["gt", "gff3validator", str(out)], capture_output=True, text=True)
+        assert check.returncode == 0, check.stderr
+
+
+def test_prefix_and_refusals(tmp_path):
+    model = _model("semicrf")
+    ckpt = tmp_path / "m.pt"
+    _save(model, "semicrf", ckpt)
+    fasta = tmp_path / "g.fa"
+    fasta.write_text(">x\n" + "ACGT" * 50 + "\n")
+    report = dc.decode_fasta(ckpt, fasta, tmp_path / "p.gff3", prefix_bases=33, log=lambda *_: None)
+    assert report["sequences"][0]["length"] == 33
+    with pytest.raises(dc.DecodeError, match="does not exist"):
+        dc.decode_fasta(tmp_path / "none.pt", fasta, tmp_path / "q.gff3")
+    bad = tmp_path / "bad.pt"
+    torch.save({"model": "semicrf", "model_config": model.config.to_dict(), "state_dict": model.state_dict(),
+                "class_names": ["intergenic", "exon", "intron"]}, bad)
+    with pytest.raises(dc.DecodeError, match="stranded"):
+        dc.decode_fasta(bad, fasta, tmp_path / "q.gff3")
+    notfa = tmp_path / "n.fa"
+    notfa.write_text("ACGT\n")
+    with pytest.raises(dc.DecodeError, match="not FASTA"):
+        dc.decode_fasta(ckpt, notfa, tmp_path / "q.gff3")
+    assert dc.main(["--checkpoint", str(bad), "--fasta", str(fasta), "--output-gff3", str(tmp_path / "q")]) == 2
