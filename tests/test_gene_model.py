@@ -255,19 +255,25 @@ def test_decoding_never_reads_an_in_frame_stop():
         assert (classes[i, n:] == -1).all()
 
 
+def _padded_generated(seqs):
+    """(codes (B, L) padded with N, labels (B, L), lengths (B,)) of generated sequences."""
+    L = max(len(s.codes) for s in seqs)
+    codes = torch.full((len(seqs), L), 4)
+    y = torch.zeros(len(seqs), L, dtype=torch.int64)
+    for i, s in enumerate(seqs):
+        codes[i, :len(s.codes)] = torch.from_numpy(s.codes.astype(np.int64))
+        y[i, :len(s.labels)] = torch.from_numpy(s.labels)
+    return codes, y, torch.tensor([len(s.codes) for s in seqs])
+
+
 def test_synthetic_realistic_truth_is_never_ruled_out():
     # The hard constraints (stops, frame, AG-read split codons) never forbid a generated gene.
     from semicrf.genomics import synthetic as syn
 
     config = syn.GeneratorConfig(content="realistic", seq_length=6000)
     seqs = list(syn.generate_sequences(config, 4, seed=5))
-    L = max(len(s.codes) for s in seqs)
-    codes = torch.full((4, L), 4)
-    y = torch.zeros(4, L, dtype=torch.int64)
-    for i, s in enumerate(seqs):
-        codes[i, :len(s.codes)] = torch.from_numpy(s.codes.astype(np.int64))
-        y[i, :len(s.labels)] = torch.from_numpy(s.labels)
-    lengths = torch.tensor([len(s.codes) for s in seqs])
+    codes, y, lengths = _padded_generated(seqs)
+    L = codes.shape[1]
     assert (y == gm.INTRON).any()
     grammar = gm.GeneGrammar(600, "cpu").double()
     z = torch.zeros(4, L, 3, dtype=torch.float64)
@@ -343,13 +349,8 @@ def test_it_trains_on_tiny_realistic_data():
              "intron": syn.DurationModel(40, 0.3, 25, 70)}
     config = syn.GeneratorConfig(content="realistic", seq_length=300, durations={**syn.DEFAULT_DURATIONS, **small})
     seqs = list(syn.generate_sequences(config, 4, seed=1))
-    L = max(len(s.codes) for s in seqs)
-    codes = torch.full((4, L), 4)
-    y = torch.zeros(4, L, dtype=torch.int64)
-    for i, s in enumerate(seqs):
-        codes[i, :len(s.codes)] = torch.from_numpy(s.codes.astype(np.int64))
-        y[i, :len(s.labels)] = torch.from_numpy(s.labels)
-    lengths = torch.tensor([len(s.codes) for s in seqs])
+    codes, y, lengths = _padded_generated(seqs)
+    L = codes.shape[1]
     x = torch.nn.functional.one_hot(codes, 5).float() * (torch.arange(L)[None, :, None] < lengths[:, None, None])
     torch.manual_seed(0)
     model = build_model("semicrf_gene", ModelConfig(input_dim=5, num_classes=3, encoder="bilstm", hidden_dim=16,
