@@ -5,7 +5,7 @@ import math
 import pytest
 
 from semicrf.genomics.control import lr_factor
-from semicrf.genomics.run_config import RunError, parse_step_budget
+from semicrf.genomics.run_config import RunError, parse_step_budget, parse_time_budget
 
 
 def test_constant_without_warmup_is_exactly_one():
@@ -51,3 +51,16 @@ def test_step_budget_parses_and_names_what_is_wrong():
         with pytest.raises(RunError, match=message) as info:
             parse_step_budget(text, models)
         assert "--step-budget" in str(info.value)
+
+
+def test_time_budget_parses_seconds_and_names_what_is_wrong():
+    models = ["softmax", "pytorch-crf", "oracle"]
+    assert parse_time_budget(None, models) == {}
+    assert parse_time_budget("pytorch-crf=1200, softmax=0.5", models) == {"pytorch-crf": 1200.0, "softmax": 0.5}
+    for text, message in [("pytorch-crf", "is not MODEL=SECONDS"), ("hmm=3", "unknown model"),
+                          ("linear=3", "not among --models"), ("oracle=3", "trains nothing"),
+                          ("softmax=0", "seconds > 0"), ("softmax=-1", "seconds > 0"), ("softmax=inf", "seconds > 0"),
+                          ("softmax=soon", "seconds > 0"), ("softmax=2,softmax=3", "twice")]:
+        with pytest.raises(RunError, match=message) as info:
+            parse_time_budget(text, models)
+        assert "--time-budget" in str(info.value)

@@ -442,6 +442,24 @@ def test_step_budget_inside_the_first_epoch_validates_that_epoch(data_dir, tmp_p
     assert [(h["epoch"], h["steps"]) for h in history] == [(1, 1)] and "val_boundary_f1" in history[0]
 
 
+def test_time_budget_stops_a_model_at_the_first_step_past_it(data_dir, tmp_path, capsys):
+    """Any step takes more than a nanosecond: a 1e-9 s budget stops softmax after its first step; linear trains on."""
+    out = tmp_path / "seconds"
+    assert _run(data_dir, out, "--models", "softmax,linear", "--epochs", "2", "--time-budget", "softmax=1e-9") == 0
+    stdout = capsys.readouterr().out
+    doc = json.loads((out / "metrics.json").read_text())
+    soft, lin = doc["models"]["softmax"], doc["models"]["linear"]
+    assert (soft["steps_trained"], soft["stopped_by"], soft["time_budget_s"]) == (1, "time_budget", 1e-9)
+    assert (lin["steps_trained"], lin["stopped_by"], lin["time_budget_s"]) == (4, "epochs", None)
+    last = _ckpt(out, "softmax")
+    assert all(float(s["step"]) == 1 for s in last["optimizer"]["state"].values())
+    history = last["history"]
+    assert [(h["epoch"], h["steps"]) for h in history] == [(1, 1)] and "val_boundary_f1" in history[0]
+    assert last["training_time_s"] == soft["training_time_s"] > 0
+    assert "stopped by its --time-budget after 1 steps" in stdout
+    assert "1 (time budget)" in stdout
+
+
 def test_patience_stops_after_validations_without_a_better_f1(data_dir, tmp_path):
     out = tmp_path / "patience"
     # lr 0: the weights never move, so validation F1 never improves after the first validation.

@@ -1,76 +1,132 @@
 #!/usr/bin/env bash
-# The benchmark's full comparison in pieces that fit lent GPU calls: every (model, seed) trains in
-# its own process, spread over the machine's GPUs, each stopping cleanly after LIMIT_S seconds
-# (--time-limit) and continuing exactly where it stopped when the script runs again (--resume).
-# Finished models are gathered per seed into $WORK/seed<S> (a `run --resume` over finished
-# checkpoints retrains nothing and writes the joint metrics.json and figures), then compared.
+# The benchmark's full comparison, in pieces that fit lent GPU calls: every (model, seed) trains in
+# its own process, spread over the machine's GPUs; finished models are gathered per seed into
+# $WORK/seed<S> (a `run --resume` over finished checkpoints retrains nothing and writes the joint
+# metrics.json and figures), then compared.
 #
-# Run it again (same WORK, same settings) until every model has finished; between machines,
-# carry $WORK/parts (checkpoints: about 12 MB per model at the recipe's size).
+#   full_run.sh               start, wait for every process, gather (one long call or a normal machine)
+#   full_run.sh start         generate the data if missing, start (or resume) every unfinished process
+#                             in its own session (setsid), return at once
+#   full_run.sh wait SECONDS  wait until every process has exited or SECONDS have passed; print progress
+#   full_run.sh gather        gather the finished models per seed, compare, and write
+#                             $WORK/histories.json (every model's validation curve)
+#
+# Lent machines stay up only while a call is in flight, and a process that began its own session
+# outlives the call that started it: `start` then `wait 570` in the first call, `wait 570` in the
+# next ones, `gather` at the end. Each process stops cleanly after LIMIT_S seconds (--time-limit,
+# last checkpoint written); running the script again (same WORK, same settings) resumes it exactly.
+# Between machines, carry $WORK/parts (checkpoints: about 12 MB per model at the recipe's size).
 #
 # Settings from the environment (defaults: the recipe of docs/results.md on realistic content):
-#   WORK, LIMIT_S, EPOCHS, MODELS (seed 1), SEED2_MODELS (also with seed 2), CRF_BUDGET
-#   (pytorch-crf's --step-budget), GEN (generate flags), RECIPE (run flags shared by all)
+#   WORK, LIMIT_S, EPOCHS, MODELS (seed 1), SEED2_MODELS (also with seed 2), TIME_BUDGET (each
+#   trained model's --time-budget in seconds, unset: none), CRF_BUDGET (pytorch-crf's --step-budget,
+#   unset: none), GEN (generate flags), RECIPE (run flags shared by all)
 set -uo pipefail
 B="python3 -m semicrf.genomics.cli"
 WORK=${WORK:-work}; LIMIT_S=${LIMIT_S:-480}; EPOCHS=${EPOCHS:-40}
 MODELS=${MODELS:-"oracle softmax pytorch-crf linear semicrf semicrf_uniform"}
 SEED2_MODELS=${SEED2_MODELS:-"linear semicrf semicrf_uniform"}
-CRF_BUDGET=${CRF_BUDGET:-300}
+CRF_BUDGET=${CRF_BUDGET:-}; TIME_BUDGET=${TIME_BUDGET:-}
 GEN=${GEN:-"--num-train 1000 --num-val 200 --num-test 200 --seq-length 20000 --content realistic --seed 42"}
 RECIPE=${RECIPE:-"--encoder mamba --stem conv --features onehot --hidden-dim 128 --num-layers 2 --batch-size 8 \
---lr 2e-3 --warmup-steps 100 --lr-schedule cosine --no-recompute --max-val 50 --log-every 1 --patience 6"}
+--lr 2e-3 --warmup-steps 100 --lr-schedule cosine --no-recompute --max-val 50 --log-every 1 --patience 8"}
 GPUS=$(nvidia-smi -L 2>/dev/null | wc -l); [ "$GPUS" -ge 1 ] || GPUS=1
 mkdir -p "$WORK/logs" "$WORK/parts"
 export TRITON_CACHE_DIR=${TRITON_CACHE_DIR:-$WORK/triton-cache}
-# Triton >= 3.4 keeps autotuning results on disk with this; the Mamba kernels' autotuning took the
-# first ~160 s of every process in the recipe search. WARMUP=1 tunes once in one process (one step
-# of semicrf on 8 sequences) before the others start, so that they read the results instead of all
-# tuning at once on a shared GPU (not yet measured: try it with a short LIMIT_S first).
+# Triton >= 3.4 keeps autotuning results on disk with this: the Mamba kernels' autotuning took the
+# first ~160 s of every process in the recipe search, and a resumed process on the same machine
+# reads the results instead.
 export TRITON_CACHE_AUTOTUNING=${TRITON_CACHE_AUTOTUNING:-1}
-WARMUP=${WARMUP:-0}
-
-[ -f "$WORK/data/metadata.json" ] || $B generate --output-dir "$WORK/data" $GEN > "$WORK/logs/generate.log" 2>&1 \
-    || { cat "$WORK/logs/generate.log"; exit 1; }
-
-if [ "$WARMUP" = 1 ]; then
-    $B run --data-dir "$WORK/data" --output-dir "$WORK/warmup" $RECIPE --epochs 1 --models semicrf --max-train 8 \
-        --max-val 2 --max-test 2 --no-progress --overwrite > "$WORK/logs/warmup.log" 2>&1
-fi
 
 jobs=()
 for m in $MODELS; do jobs+=("$m 1"); done
 for m in $SEED2_MODELS; do jobs+=("$m 2"); done
-i=0
-for job in "${jobs[@]}"; do
-    set -- $job; m=$1; s=$2; dir="$WORK/parts/${m}_s$s"
-    resume=(); [ -d "$dir/checkpoints" ] && resume=(--resume)
-    budget=(); [ "$m" = pytorch-crf ] && budget=(--step-budget "pytorch-crf=$CRF_BUDGET")
-    ( CUDA_VISIBLE_DEVICES=$((i % GPUS)) $B run --data-dir "$WORK/data" --output-dir "$dir" $RECIPE --epochs "$EPOCHS" \
-        --models "$m" --seed "$s" --time-limit "$LIMIT_S" --no-progress "${budget[@]}" "${resume[@]}" \
-        >> "$WORK/logs/${m}_s$s.log" 2>&1; echo "exit $?" >> "$WORK/logs/${m}_s$s.log" ) &
-    i=$((i + 1))
-done
-wait
 
-# Gather each seed's finished models (those with their own metrics.json) and compare.
-dirs=()
-for s in 1 2; do
-    done_models=()
+budgets() {  # the --step-budget / --time-budget flags for a comma-separated model list
+    local list=",$1," steps="" secs=""
+    case "$list" in *,pytorch-crf,*) [ -n "$CRF_BUDGET" ] && steps="pytorch-crf=$CRF_BUDGET" ;; esac
+    if [ -n "$TIME_BUDGET" ]; then
+        for m in ${1//,/ }; do [ "$m" = oracle ] || secs="$secs${secs:+,}$m=$TIME_BUDGET"; done
+    fi
+    [ -n "$steps" ] && echo -n " --step-budget $steps"
+    [ -n "$secs" ] && echo -n " --time-budget $secs"
+    echo
+}
+
+start() {
+    [ -f "$WORK/data/metadata.json" ] || $B generate --output-dir "$WORK/data" $GEN > "$WORK/logs/generate.log" 2>&1 \
+        || { cat "$WORK/logs/generate.log"; exit 1; }
+    local i=0 m s dir resume
     for job in "${jobs[@]}"; do
-        set -- $job
-        [ "$2" = "$s" ] && [ -f "$WORK/parts/$1_s$s/metrics.json" ] && done_models+=("$1")
+        set -- $job; m=$1; s=$2; dir="$WORK/parts/${m}_s$s"
+        i=$((i + 1))
+        [ -f "$dir/metrics.json" ] && continue  # finished
+        resume=""; [ -d "$dir/checkpoints" ] && resume="--resume"
+        rm -f "$WORK/logs/${m}_s$s.exit"
+        CUDA_VISIBLE_DEVICES=$(((i - 1) % GPUS)) setsid bash -c "$B run --data-dir '$WORK/data' --output-dir '$dir' \
+            $RECIPE --epochs $EPOCHS --models $m --seed $s --time-limit $LIMIT_S --no-progress $(budgets "$m") $resume \
+            >> '$WORK/logs/${m}_s$s.log' 2>&1; echo \$? > '$WORK/logs/${m}_s$s.exit'" < /dev/null > /dev/null 2>&1 &
     done
-    [ ${#done_models[@]} -gt 0 ] || continue
-    out="$WORK/seed$s"; mkdir -p "$out/checkpoints" "$out/predictions"
-    for m in "${done_models[@]}"; do
-        cp "$WORK/parts/${m}_s$s/checkpoints/"* "$out/checkpoints/"
-        cp "$WORK/parts/${m}_s$s/predictions/"* "$out/predictions/"
+    echo "started at $(date +%T): ${#jobs[@]} jobs on $GPUS GPU(s) in $WORK"
+}
+
+progress() {
+    local m s f
+    for job in "${jobs[@]}"; do
+        set -- $job; m=$1; s=$2; f="$WORK/logs/${m}_s$s.log"
+        printf '%-22s %s | %s\n' "${m}_s$s" "$(cat "$WORK/logs/${m}_s$s.exit" 2>/dev/null || echo running)" \
+            "$(grep -E 'epoch|stopped|test boundary|Error|error' "$f" 2>/dev/null | tail -1 | cut -c1-150)"
     done
-    list=$(IFS=,; echo "${done_models[*]}")
-    budget=(); case ",$list," in *,pytorch-crf,*) budget=(--step-budget "pytorch-crf=$CRF_BUDGET") ;; esac
-    $B run --data-dir "$WORK/data" --output-dir "$out" $RECIPE --epochs "$EPOCHS" --models "$list" --seed "$s" \
-        --no-progress --resume "${budget[@]}" > "$WORK/logs/gather_s$s.log" 2>&1 && dirs+=("$out")
-done
-[ ${#dirs[@]} -gt 0 ] && $B compare --results-dir "${dirs[@]}"
-for f in "$WORK"/logs/*_s*.log; do echo "== $f"; grep -E "epoch|stopped|test|exit" "$f" | tail -3; done
+}
+
+wait_for() {
+    local limit=$1 t0=$SECONDS left
+    while [ $((SECONDS - t0)) -lt "$limit" ]; do
+        left=0
+        for job in "${jobs[@]}"; do set -- $job; [ -f "$WORK/logs/$1_s$2.exit" ] || left=$((left + 1)); done
+        [ "$left" -eq 0 ] && break
+        sleep 10
+    done
+    echo "== $(date +%T), after $((SECONDS - t0)) s"
+    progress
+}
+
+gather() {
+    local dirs=() s m done_models list
+    for s in 1 2; do
+        done_models=()
+        for job in "${jobs[@]}"; do
+            set -- $job
+            [ "$2" = "$s" ] && [ -f "$WORK/parts/$1_s$s/metrics.json" ] && done_models+=("$1")
+        done
+        [ ${#done_models[@]} -gt 0 ] || continue
+        out="$WORK/seed$s"; mkdir -p "$out/checkpoints" "$out/predictions"
+        for m in "${done_models[@]}"; do
+            cp "$WORK/parts/${m}_s$s/checkpoints/"* "$out/checkpoints/"
+            cp "$WORK/parts/${m}_s$s/predictions/"* "$out/predictions/"
+        done
+        list=$(IFS=,; echo "${done_models[*]}")
+        $B run --data-dir "$WORK/data" --output-dir "$out" $RECIPE --epochs "$EPOCHS" --models "$list" --seed "$s" \
+            --no-progress --resume $(budgets "$list") > "$WORK/logs/gather_s$s.log" 2>&1 && dirs+=("$out") \
+            || tail -5 "$WORK/logs/gather_s$s.log"
+    done
+    python3 - "$WORK" <<'EOF'
+import json, sys, pathlib, torch
+work = pathlib.Path(sys.argv[1])
+curves = {}
+for last in sorted(work.glob("parts/*/checkpoints/*_last.pt")):
+    ckpt = torch.load(last, map_location="cpu", weights_only=False)
+    curves[last.parent.parent.name] = {"history": ckpt.get("history"), "training_time_s": ckpt.get("training_time_s"),
+                                       "global_step": ckpt.get("global_step"), "stopped_by": ckpt.get("stopped_by")}
+(work / "histories.json").write_text(json.dumps(curves, indent=1))
+EOF
+    [ ${#dirs[@]} -gt 0 ] && $B compare --results-dir "${dirs[@]}"
+}
+
+case "${1:-all}" in
+    start) start ;;
+    wait) wait_for "${2:?give the seconds to wait}" ;;
+    gather) gather ;;
+    all) start; wait_for 100000000; gather ;;
+    *) echo "usage: $0 [start | wait SECONDS | gather]" >&2; exit 2 ;;
+esac

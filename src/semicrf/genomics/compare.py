@@ -3,8 +3,9 @@
 ``compare --results-dir DIR`` prints one row per model: boundary F1 (exact and
 within 5 positions), segment F1 and the duration KL of each class, and --
 when the results record it -- the optimizer steps each model trained, marked
-``(budget)`` or ``(patience)`` when ``--step-budget`` or ``--patience`` stopped
-it before ``--epochs``, so that an undertrained model is visible. Given
+``(budget)``, ``(time budget)`` or ``(patience)`` when ``--step-budget``,
+``--time-budget`` or ``--patience`` stopped it before ``--epochs``, so that
+an undertrained model is visible. Given
 several directories (runs at several sequence lengths, say) it prints one
 table over all of them, with the run's directory and sequence length first.
 """
@@ -65,7 +66,8 @@ def _steps(m: dict) -> str:
     steps = m.get("steps_trained")
     if steps is None or isinstance(steps, bool) or not isinstance(steps, int):
         return MISSING
-    why = {"step_budget": " (budget)", "patience": " (patience)"}.get(m.get("stopped_by"), "")
+    why = {"step_budget": " (budget)", "time_budget": " (time budget)", "patience": " (patience)"}.get(
+        m.get("stopped_by"), "")
     return f"{steps}{why}"
 
 

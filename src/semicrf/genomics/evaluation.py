@@ -108,6 +108,7 @@ def evaluate_model(run, log) -> dict:
         epochs_trained=run.epoch,
         steps_trained=run.global_step,
         step_budget=run.budget,
+        time_budget_s=run.seconds_budget,
         stopped_by=run.stopped_by,
         best_epoch=run.best_epoch,
         best_val_boundary_f1=run.best_f1 if math.isfinite(run.best_f1) else None,

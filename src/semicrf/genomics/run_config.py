@@ -92,6 +92,11 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
     g.add_argument("--step-budget", default=None, metavar="MODEL=N[,MODEL=N...]",
                    help="stop the named models after N optimizer steps (e.g. pytorch-crf=20); a budgeted model "
                         "validates when it stops and is evaluated from its best checkpoint")
+    g.add_argument("--time-budget", default=None, metavar="MODEL=SECONDS[,MODEL=SECONDS...]",
+                   help="stop the named models at the first step after SECONDS of their training (validation "
+                        "included, summed over resumed invocations), e.g. pytorch-crf=1200: a model too slow for "
+                        "--epochs gets the others' minutes; it validates when it stops and is evaluated from its "
+                        "best checkpoint")
     g.add_argument("--patience", type=int, default=None,
                    help="stop a model after N validations without a better validation boundary F1 (None: never)")
     g.add_argument("--checkpoint-every", type=float, default=300.0, metavar="SECONDS",
@@ -105,33 +110,58 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
     return p
 
 
-def parse_step_budget(text: str | None, models: list[str]) -> dict[str, int]:
-    """{model: steps} from ``--step-budget MODEL=N[,MODEL=N...]``; raises :class:`RunError`."""
+def _parse_model_budget(text: str | None, models: list[str], flag: str, unit: str, example: str, kind: str,
+                        convert) -> dict:
+    """{model: value} from ``FLAG MODEL=V[,MODEL=V...]``; ``convert`` turns a value's text into a number > 0."""
     if text is None:
         return {}
-    budget: dict[str, int] = {}
+    budget: dict = {}
     for item in text.split(","):
         name, sep, value = item.strip().partition("=")
         name = name.strip()
         if not sep or not name:
-            raise RunError(f"--step-budget: {item.strip()!r} is not MODEL=N; give e.g. --step-budget pytorch-crf=20")
+            raise RunError(f"{flag}: {item.strip()!r} is not MODEL={unit}; give e.g. {flag} {example}")
         if name not in available_models():
-            raise RunError(f"--step-budget: unknown model {name!r}; choose from {', '.join(available_models())}")
+            raise RunError(f"{flag}: unknown model {name!r}; choose from {', '.join(available_models())}")
         if name not in models:
-            raise RunError(f"--step-budget names {name}, which is not among --models ({','.join(models)}); "
-                           "add it to --models or leave it out of --step-budget")
+            raise RunError(f"{flag} names {name}, which is not among --models ({','.join(models)}); "
+                           f"add it to --models or leave it out of {flag}")
         if name == "oracle":
-            raise RunError("--step-budget names oracle, which trains nothing; leave it out")
+            raise RunError(f"{flag} names oracle, which trains nothing; leave it out")
         if name in budget:
-            raise RunError(f"--step-budget gives {name} twice; give each model once")
-        try:
-            steps = int(value)
-        except ValueError:
-            steps = 0
-        if steps < 1 or str(steps) != value.strip():
-            raise RunError(f"--step-budget {name}={value.strip()}: the budget must be an integer >= 1")
-        budget[name] = steps
+            raise RunError(f"{flag} gives {name} twice; give each model once")
+        amount = convert(value.strip())
+        if amount is None:
+            raise RunError(f"{flag} {name}={value.strip()}: the budget must be {kind}")
+        budget[name] = amount
     return budget
+
+
+def _positive_int(text: str) -> int | None:
+    try:
+        n = int(text)
+    except ValueError:
+        return None
+    return n if n >= 1 and str(n) == text else None
+
+
+def _positive_seconds(text: str) -> float | None:
+    try:
+        x = float(text)
+    except ValueError:
+        return None
+    return x if math.isfinite(x) and x > 0 else None
+
+
+def parse_step_budget(text: str | None, models: list[str]) -> dict[str, int]:
+    """{model: steps} from ``--step-budget MODEL=N[,MODEL=N...]``; raises :class:`RunError`."""
+    return _parse_model_budget(text, models, "--step-budget", "N", "pytorch-crf=20", "an integer >= 1", _positive_int)
+
+
+def parse_time_budget(text: str | None, models: list[str]) -> dict[str, float]:
+    """{model: seconds} from ``--time-budget MODEL=SECONDS[,...]``; raises :class:`RunError`."""
+    return _parse_model_budget(text, models, "--time-budget", "SECONDS", "pytorch-crf=1200", "a number of seconds > 0",
+                               _positive_seconds)
 
 
 def _check_int(name: str, value, minimum: int = 1, allow_none: bool = False):
@@ -207,6 +237,7 @@ class RunConfig:
     lr_schedule: str = "constant"
     min_lr_ratio: float = 0.1
     step_budget: tuple[tuple[str, int], ...] = ()
+    time_budget: tuple[tuple[str, float], ...] = ()
     patience: int | None = None
     checkpoint_every: float = 300.0
     time_limit: float | None = None
@@ -224,6 +255,7 @@ class RunConfig:
         _check_numbers(args)
         models, backend = _check_choices(args)
         budget = parse_step_budget(args.step_budget, models)
+        seconds = parse_time_budget(getattr(args, "time_budget", None), models)
         _check_environment(args, models)
         return cls(
             data_dir=str(args.data_dir), output_dir=str(args.output_dir), encoder=args.encoder,
@@ -234,7 +266,8 @@ class RunConfig:
             precision=args.precision, device=args.device, backend=args.backend, engine_backend=backend,
             engine_backend_resolved=_resolved_backend(backend, args.device), no_triton=bool(args.no_triton),
             models=tuple(models), stem=args.stem, recompute=not args.no_recompute, warmup_steps=args.warmup_steps, lr_schedule=args.lr_schedule,
-            min_lr_ratio=float(args.min_lr_ratio), step_budget=tuple(budget.items()), patience=args.patience,
+            min_lr_ratio=float(args.min_lr_ratio), step_budget=tuple(budget.items()),
+            time_budget=tuple(seconds.items()), patience=args.patience,
             checkpoint_every=float(args.checkpoint_every),
             time_limit=None if args.time_limit is None else float(args.time_limit), resume=bool(args.resume), overwrite=bool(args.overwrite), threads=args.threads,
             no_progress=bool(args.no_progress),
@@ -247,6 +280,10 @@ class RunConfig:
     def budget(self, model: str) -> int | None:
         """The optimizer-step budget of ``model`` (None: --epochs alone decides)."""
         return dict(self.step_budget).get(model)
+
+    def seconds_budget(self, model: str) -> float | None:
+        """The training-time budget of ``model`` in seconds (None: no limit)."""
+        return dict(self.time_budget).get(model)
 
     @property
     def output_path(self) -> Path:
@@ -261,7 +298,8 @@ class RunConfig:
         later = ("stem", "recompute", "warmup_steps", "lr_schedule", "min_lr_ratio", "patience", "checkpoint_every", "time_limit")
         return {"data": self.data, "data_files": self.data_files, "data_dir": str(Path(self.data_dir).resolve()),
                 **{k: getattr(self, k) for k in keys}, "models": list(self.models), "processes": self.processes,
-                **{k: getattr(self, k) for k in later}, "step_budget": dict(self.step_budget)}
+                **{k: getattr(self, k) for k in later}, "step_budget": dict(self.step_budget),
+                "time_budget": dict(self.time_budget)}
 
 
 def _check_numbers(args) -> None:

@@ -12,7 +12,8 @@ the global step (``--warmup-steps``, ``--lr-schedule``). Validation runs
 every ``--log-every`` epochs, after the last and when a model stops early;
 the weights with the best validation boundary F1 (earliest on ties) are kept.
 
-A model stops after ``--epochs``, after its ``--step-budget`` (the epoch in
+A model stops after ``--epochs``, after its ``--step-budget`` or at the
+first step past its ``--time-budget`` of training seconds (the epoch in
 progress is closed there: its record holds the loss of the steps it made and
 a validation), or after ``--patience`` validations without a better boundary
 F1. At every step boundary :class:`control.TrainingControl` may ask for a
@@ -109,11 +110,12 @@ class ModelRun:
         self.test_batches = Batcher(data["test"], kind, config.batch_size, device, processes)
         self.steps_per_epoch = len(self.train_batches)
         self.budget = config.budget(name)
+        self.seconds_budget = config.seconds_budget(name)
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         self.epoch_loss = [0.0, 0]  # this process's (sum of loss x positions, positions) of the unfinished epoch
         self.history, self.best_f1, self.best_epoch, self.train_time = [], -math.inf, None, 0.0
         self.bad_validations = 0  # validations since the best one
-        self.stopped_by: str | None = None  # "epochs", "step_budget" or "patience" once training is over
+        self.stopped_by: str | None = None  # "epochs", "step_budget", "time_budget" or "patience" once over
         self.best_state = None  # the best epoch's weights, on the CPU, in every process
         self.results = None
         self.saved_at = time.monotonic()
@@ -238,15 +240,20 @@ class ModelRun:
             control.deferring = False
             epochs.close()
 
-    def _budget_spent(self) -> bool:
-        return self.budget is not None and self.global_step >= self.budget
+    def _budget_spent(self) -> str | None:
+        """"step_budget" or "time_budget" once that budget of this model is spent, else None."""
+        if self.budget is not None and self.global_step >= self.budget:
+            return "step_budget"
+        if self.seconds_budget is not None and self.train_time >= self.seconds_budget:
+            return "time_budget"
+        return None
 
     def _stop_reason(self) -> str | None:
         if self.epoch >= self.config.epochs:
             return "epochs"
         if self.stopped_by is not None:
             return self.stopped_by
-        return "step_budget" if self._budget_spent() else None
+        return self._budget_spent()
 
     def _train_epoch(self, epoch: int, control: TrainingControl, log) -> bool:
         """The rest of epoch ``epoch``; False when ``control`` stopped the run at a step boundary."""
@@ -366,5 +373,6 @@ class ModelRun:
             self.save_last(finished=False)
         self.stopped_by = reason
         if reason != "epochs":
-            log(f"{self.name}: stopped by {'its --step-budget' if reason == 'step_budget' else '--patience'} "
-                f"after {self.global_step} steps ({self.epoch} epochs)")
+            why = {"step_budget": "its --step-budget", "time_budget": "its --time-budget"}.get(reason, "--patience")
+            log(f"{self.name}: stopped by {why} after {self.global_step} steps ({self.epoch} epochs, "
+                f"{self.train_time:.0f} s of training)")
