@@ -64,6 +64,7 @@ def _phase_times(model, opt, batch, steps: int, device: torch.device, grad_clip:
     x, y, lengths = batch
     names = ("encoder_forward", "head_forward", "head_backward", "encoder_backward", "optimizer")
     samples = {n: [] for n in names}
+    allocator = []
     for _ in range(steps):
         marks = []
 
@@ -76,8 +77,10 @@ def _phase_times(model, opt, batch, steps: int, device: torch.device, grad_clip:
         hidden = model.encode(x, lengths)
         mark()
         detached = hidden.detach().requires_grad_()
+        before = torch.cuda.memory_stats(device)
         loss = model.head_loss(detached, y, lengths)
         mark()
+        allocator.append(_allocator_delta(before, torch.cuda.memory_stats(device)))
         loss.backward()
         mark()
         hidden.backward(detached.grad)
@@ -90,19 +93,33 @@ def _phase_times(model, opt, batch, steps: int, device: torch.device, grad_clip:
     out = {n: statistics.median(v) for n, v in samples.items()}
     total = sum(out.values())
     out["head_share"] = (out["head_forward"] + out["head_backward"]) / total
+    out["head_forward_allocator"] = allocator
     return out
 
 
+ALLOCATOR_COUNTERS = ("num_device_alloc", "num_device_free", "num_alloc_retries", "num_sync_all_streams",
+                      "segment.all.allocated", "segment.all.freed")
+
+
+def _allocator_delta(before: dict, after: dict) -> dict:
+    """How the caching allocator's counters moved: device allocations and frees, retries, segments."""
+    return {k: after.get(k, 0) - before.get(k, 0) for k in ALLOCATOR_COUNTERS}
+
+
 def _trace_head(model, batch, device: torch.device) -> str:
-    """The profiler's operator table (by device time) of the output layer's forward and backward."""
+    """The profiler's operator table (by device time) of the output layer's forward and backward,
+    run as in a training step: while the encoder's graph is alive (its backward follows, untraced)."""
     from torch.profiler import ProfilerActivity, profile as torch_profile
 
     x, y, lengths = batch
-    hidden = model.encode(x, lengths).detach().requires_grad_()
+    hidden = model.encode(x, lengths)
+    detached = hidden.detach().requires_grad_()
     torch.cuda.synchronize(device)
     with torch_profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-        model.head_loss(hidden, y, lengths).backward()
+        model.head_loss(detached, y, lengths).backward()
         torch.cuda.synchronize(device)
+    hidden.backward(detached.grad)
+    model.zero_grad(set_to_none=True)
     return prof.key_averages().table(sort_by="cuda_time_total", row_limit=25)
 
 
