@@ -25,7 +25,7 @@ set -uo pipefail
 B="python3 -m semicrf.genomics.cli"
 WORK=${WORK:-work}; LIMIT_S=${LIMIT_S:-480}; EPOCHS=${EPOCHS:-40}
 MODELS=${MODELS:-"oracle softmax pytorch-crf linear semicrf semicrf_uniform"}
-SEED2_MODELS=${SEED2_MODELS:-"linear semicrf semicrf_uniform"}
+SEED2_MODELS=${SEED2_MODELS-"linear semicrf semicrf_uniform"}  # set it empty for one seed only
 CRF_BUDGET=${CRF_BUDGET:-}; TIME_BUDGET=${TIME_BUDGET:-}
 GEN=${GEN:-"--num-train 1000 --num-val 200 --num-test 200 --seq-length 20000 --content realistic --seed 42"}
 RECIPE=${RECIPE:-"--encoder mamba --stem conv --features onehot --hidden-dim 128 --num-layers 2 --batch-size 8 \
