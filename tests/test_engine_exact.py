@@ -167,3 +167,62 @@ def test_padding_is_ignored_whatever_it_holds(backend):
         kw[name] = kw[name].clone()
         kw[name][1, 3:] = float("nan")
     assert torch.equal(semicrf.log_partition(**kw, backend=backend), base)
+
+
+def _class_sequences_truth(kw, classes, T):
+    """{class sequence: log P} by enumeration: every label path, its labels mapped to their classes."""
+    from brute import logsumexp, path_labels, path_score, paths
+
+    C = kw["emissions"].shape[2]
+    args = [kw["emissions"][0].numpy(), kw["transitions"].numpy(), kw["durations"].numpy(), kw["initial"].numpy(),
+            kw["final"].numpy(), kw["start_scores"][0].numpy(), kw["end_scores"][0].numpy()]
+    by_class = {}
+    for path in paths(T, kw["durations"].shape[0], C):
+        key = tuple(classes[path_labels(path, T)].tolist())
+        by_class.setdefault(key, []).append(path_score(path, *args))
+    everything = logsumexp([s for v in by_class.values() for s in v])
+    return {k: logsumexp(v) - everything for k, v in by_class.items()}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("T,K,classes", [(5, 2, [0, 0, 1]), (5, 3, [1, 0, 1]), (4, 4, [0, 1, 1, 0]),
+                                         (5, 1, [0, 0, 0])])
+def test_log_likelihood_of_classes_sums_the_label_paths_of_each_class_sequence(backend, T, K, classes):
+    """Labels grouped into classes: log P(class sequence) against enumerating every label path."""
+    classes = np.array(classes)
+    C, G = len(classes), int(classes.max()) + 1
+    kw = make_inputs(T, C, K, B=1, seed=11 + T + K + C)
+    kw["transitions"][0, 1] = -math.inf  # a forbidden transition inside a class: still exact
+    ref = _class_sequences_truth(kw, classes, T)
+    seqs = torch.tensor(list(itertools.product(range(G), repeat=T)))
+    n = seqs.shape[0]
+    big = {k: (v.expand(n, *v.shape[1:]) if k in ("emissions", "start_scores", "end_scores") else v)
+           for k, v in kw.items() if k != "lengths"}
+    ll = semicrf.log_likelihood(labels=seqs, lengths=torch.full((n,), T), **big, backend=backend,
+                                label_classes=torch.tensor(classes))
+    assert torch.logsumexp(ll, 0).item() == pytest.approx(0.0, abs=1e-10)  # the class sequences partition
+    for i in range(n):
+        want = ref.get(tuple(seqs[i].tolist()), -math.inf)
+        got = ll[i].item()
+        assert got == want if want == -math.inf else got == pytest.approx(want, abs=1e-10)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_label_classes_that_are_the_identity_change_nothing(backend):
+    kw = make_inputs(6, 3, 3, B=3, seed=5)
+    labels = torch.randint(0, 3, (3, 6), generator=torch.Generator().manual_seed(1))
+    plain = semicrf.log_likelihood(labels=labels, **kw, backend=backend)
+    same = semicrf.log_likelihood(labels=labels, **kw, backend=backend, label_classes=torch.arange(3))
+    assert torch.equal(plain, same)
+
+
+def test_label_classes_errors_name_the_argument():
+    kw = make_inputs(4, 3, 2, B=1)
+    labels = torch.zeros(1, 4, dtype=torch.int64)
+    for bad, message in [(torch.tensor([0, 1]), r"shape \(C,\) = \(3,\)"), (torch.tensor([0.0, 1.0, 1.0]), "integer"),
+                         (torch.tensor([0, 3, 1]), r"label 1 has class 3")]:
+        with pytest.raises(ValueError, match="label_classes") as info:
+            semicrf.log_likelihood(labels=labels, **kw, label_classes=bad)
+        assert info.match(message)
+    with pytest.raises(ValueError, match="labels.*class of some label.*has 1 at position 2"):
+        semicrf.log_likelihood(labels=torch.tensor([[0, 2, 1, 0]]), **kw, label_classes=torch.tensor([0, 2, 2]))

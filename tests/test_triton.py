@@ -62,9 +62,9 @@ def labels_in_runs(B, T, C, seed=1):
     return lab[:, idx].to(DEV)
 
 
-def ll_and_grads(kw, labels, backend):
+def ll_and_grads(kw, labels, backend, **extra):
     leaves = {k: v.clone().requires_grad_() for k, v in kw.items() if k != "lengths"}
-    ll = semicrf.log_likelihood(labels=labels, lengths=kw["lengths"], **leaves, backend=backend)
+    ll = semicrf.log_likelihood(labels=labels, lengths=kw["lengths"], **leaves, backend=backend, **extra)
     ll.sum().backward()
     return ll.detach(), {k: v.grad for k, v in leaves.items()}
 
@@ -105,6 +105,22 @@ def test_likelihood_gradients_and_viterbi_match_reference(C, K):
     assert_close(vt.score, vr.score, what="viterbi score")
     assert torch.equal(vt.labels.cpu(), vr.labels.cpu())
     assert vt.segments == vr.segments
+
+
+@pytest.mark.parametrize("classes,K", [([0, 0, 1], 2), ([1, 0, 1, 1, 0], 3), ([0, 1, 1, 1, 2, 2], 9)])
+def test_likelihood_of_label_classes_matches_reference(classes, K):
+    """Labels grouped into classes (the gold pass of an expanded-state model), gradients included."""
+    C = len(classes)
+    kw = inputs(3, 8, C, K, seed=C + K)
+    G = max(classes) + 1
+    labels = labels_in_runs(3, 8, G, seed=K)
+    cls = torch.tensor(classes, device=DEV)
+    ll_t, g_t = ll_and_grads(kw, labels, "triton", label_classes=cls)
+    ll_r, g_r = ll_and_grads(kw, labels, "reference", label_classes=cls)
+    assert torch.isfinite(ll_r).all()
+    assert_close(ll_t, ll_r, what="log_likelihood")
+    for name in g_r:
+        assert_close(g_t[name], g_r[name], what=f"grad {name}")
 
 
 def test_viterbi_segment_tensors_match_the_lists():

@@ -104,21 +104,30 @@ def log_partition(emissions: Tensor, transitions: Tensor, durations: Tensor, len
 def log_likelihood(emissions: Tensor, labels: Tensor, transitions: Tensor, durations: Tensor,
                    lengths: Tensor | None = None, initial: Tensor | None = None, final: Tensor | None = None,
                    start_scores: Tensor | None = None, end_scores: Tensor | None = None,
-                   backend: str = "auto") -> Tensor:
+                   backend: str = "auto", label_classes: Tensor | None = None) -> Tensor:
     """log P(labels): the probability of each per-position label sequence.
 
     It sums over every segmentation consistent with ``labels`` (a run longer than K is several
     segments of the same label), so it is a normalised probability over all C^L label sequences and
     ``-log_likelihood`` is a loss >= 0 for every input.
 
+    With ``label_classes`` the C labels are hidden states grouped into classes and ``labels`` gives
+    the class at each position: the probability of the class sequence, summed over every
+    segmentation into labels whose classes match it at every position (an expanded-state model
+    trained on class annotations, e.g. exon states by reading frame). Inconsistent segments are
+    excluded exactly, and cost nothing in the constrained sweep.
+
     Args:
-        labels: (B, T) integer labels in [0, C) (any value past each length).
+        labels: (B, T) integer labels in [0, C) (any value past each length); with
+            ``label_classes``, classes: each must be the class of some label.
+        label_classes: (C,) integer class of each label, in [0, C), or None (each label its own).
         Other arguments: as :func:`log_partition`.
 
     Returns:
         (B,) float64 log-likelihoods, differentiable with respect to every floating input.
     """
-    p = make_problem(emissions, transitions, durations, lengths, initial, final, start_scores, end_scores, labels)
+    p = make_problem(emissions, transitions, durations, lengths, initial, final, start_scores, end_scores, labels,
+                     label_classes)
     return _ScoreFunction.apply(backend, p, True,
                                 *_inputs(emissions, transitions, durations, initial, final, start_scores, end_scores))
 

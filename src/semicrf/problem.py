@@ -24,7 +24,10 @@ class Problem:
     Shapes: ``emissions`` (B, T, C); ``transitions`` (C, C); ``durations`` (K, C);
     ``initial``, ``final`` (C,); ``start_scores``, ``end_scores`` (B, T, C) or None;
     ``lengths`` (B,) int64 in [1, T]; ``labels`` (B, T) int64 in [0, C) or None
-    (zero past each length).
+    (zero past each length); ``label_classes`` (C,) int64 or None: when given, ``labels``
+    name classes, label c belongs to class ``label_classes[c]``, and a segment of label c is
+    consistent with ``labels`` where they equal its class (the backends compute the runs of the
+    class values, in C columns since classes lie in [0, C), and label c reads its class's column).
     """
 
     emissions: Tensor
@@ -36,6 +39,7 @@ class Problem:
     end_scores: Tensor | None
     lengths: Tensor
     labels: Tensor | None = None
+    label_classes: Tensor | None = None
 
     @property
     def batch_size(self) -> int:
@@ -146,9 +150,34 @@ def _lengths64(lengths, B: int, T: int, device, checks: list) -> Tensor:
     return lengths64
 
 
-def _labels64(labels, inside: Tensor, C: int, device, checks: list) -> Tensor | None:
+def _label_classes64(label_classes, labels, C: int, device, checks: list) -> Tensor | None:
+    """(C,) int64 class of each label, or None; value checks go on ``checks``."""
+    if label_classes is None:
+        return None
+    if labels is None:
+        _fail("label_classes", "is only used with labels (log_likelihood); leave it out here")
+    if not isinstance(label_classes, Tensor) or label_classes.dtype == torch.bool or \
+            label_classes.is_floating_point() or label_classes.is_complex():
+        _fail("label_classes", f"expected an integer torch.Tensor of shape (C,) = ({C},), got "
+              f"{label_classes.dtype if isinstance(label_classes, Tensor) else type(label_classes).__name__}")
+    if label_classes.shape != (C,):
+        _fail("label_classes", f"expected shape (C,) = ({C},), one class per label, got {tuple(label_classes.shape)}")
+    if label_classes.device != device:
+        _fail("label_classes", f"is on {label_classes.device} but emissions are on {device}")
+    classes = label_classes.to(torch.int64)
+    bad = (classes < 0) | (classes >= C)
+
+    def bad_classes():
+        c = bad.nonzero()[0].item()
+        _fail("label_classes", f"classes must lie in [0, C) = [0, {C}); label {c} has class {classes[c].item()}")
+    checks.append((bad.any(), bad_classes))
+    return classes
+
+
+def _labels64(labels, inside: Tensor, C: int, device, checks: list, classes: Tensor | None = None) -> Tensor | None:
     """(B, T) int64 labels, zero past each length (``inside`` (B, T) bool), or None; the range
-    check goes on ``checks``."""
+    check goes on ``checks``. With ``classes`` the labels are classes: each must be the class of
+    some label."""
     if labels is None:
         return None
     B, T = inside.shape
@@ -162,9 +191,17 @@ def _labels64(labels, inside: Tensor, C: int, device, checks: list) -> Tensor | 
         _fail("labels", f"is on {labels.device} but emissions are on {device}")
     labels64 = torch.where(inside, labels.to(torch.int64), torch.zeros((), dtype=torch.int64, device=device))
     bad = inside & ((labels64 < 0) | (labels64 >= C))
+    if classes is not None:
+        present = torch.zeros(C, dtype=torch.bool, device=device)
+        present[classes.clamp(0, C - 1)] = True
+        bad = bad | (inside & ~present[labels64.clamp(0, C - 1)])
 
     def bad_labels():
         b, pos = bad.nonzero()[0].tolist()
+        if classes is not None:
+            _fail("labels", f"with label_classes, labels are classes: each must be the class of some label "
+                  f"(one of {sorted(set(classes.tolist()))}); sequence {b} has {labels[b, pos].item()} "
+                  f"at position {pos}")
         _fail("labels", f"labels must lie in [0, C) = [0, {C}) within each length; "
               f"sequence {b} has {labels[b, pos].item()} at position {pos}")
     checks.append((bad.any(), bad_labels))
@@ -180,7 +217,7 @@ def _raise_first_failed(checks: list) -> None:
 
 
 def make_problem(emissions, transitions, durations, lengths=None, initial=None, final=None,
-                 start_scores=None, end_scores=None, labels=None) -> Problem:
+                 start_scores=None, end_scores=None, labels=None, label_classes=None) -> Problem:
     """Validate the public inputs and convert them to a float64 :class:`Problem`."""
     B, T, C, device = _check_shapes(emissions, transitions, durations, initial, final, start_scores, end_scores)
     # Every value check is a flag on the device, read once at the end (one host sync), so a call
@@ -205,7 +242,8 @@ def make_problem(emissions, transitions, durations, lengths=None, initial=None, 
         checks.append((_bad_values(x, allow_neg_inf=True), lambda: _fail_values(name, x)))
         return x
 
-    labels64 = _labels64(labels, inside, C, device, checks)
+    classes64 = _label_classes64(label_classes, labels, C, device, checks)
+    labels64 = _labels64(labels, inside, C, device, checks, classes64)
     p = Problem(
         emissions=seq64("emissions", emissions),
         transitions=par64("transitions", transitions, (C, C)),
@@ -216,6 +254,7 @@ def make_problem(emissions, transitions, durations, lengths=None, initial=None, 
         end_scores=None if end_scores is None else seq64("end_scores", end_scores),
         lengths=lengths64,
         labels=labels64,
+        label_classes=classes64,
     )
     _raise_first_failed(checks)
     return p
@@ -248,4 +287,5 @@ def reverse_problem(p: Problem) -> Problem:
         end_scores=flip(p.start_scores),
         lengths=p.lengths,
         labels=flip(p.labels),
+        label_classes=p.label_classes,
     )

@@ -484,6 +484,8 @@ def forward_backward(p: Problem, constrained: bool = False, need_marginals: bool
     lim = np.zeros((n, T, C), dtype=np.int64)
     for i, q in enumerate(problems):
         _limits(_labels_np(q, B, T), lengths, K, C, constrained, lim[i * B:(i + 1) * B])
+    if constrained and p.label_classes is not None:  # runs of classes; label c reads its class's column
+        lim = np.ascontiguousarray(lim[:, :, p.label_classes.cpu().numpy()])
     trans = np.concatenate([np.broadcast_to(_np(q.transitions), (B, C, C)) for q in problems])
     init = np.concatenate([np.broadcast_to(_np(q.initial), (B, C)) for q in problems])
     all_len = np.tile(lengths, len(problems))

@@ -45,16 +45,18 @@ def duration_limits(p: Problem, constrained: bool) -> Tensor:
     """(B, T, C): the longest allowed segment of label c that ends at position t.
 
     Unconstrained, every segment up to K is allowed. Constrained to ``p.labels``,
-    a segment of label c may end at t only if ``labels[t] == c``, and may reach
-    back no further than the run of equal labels that ends at t.
+    a segment of label c may end at t only if ``labels[t] == c`` (with
+    ``p.label_classes``: ``labels[t] == label_classes[c]``), and may reach back no
+    further than the run of equal labels that ends at t.
     """
     B, T, C = p.emissions.shape
     K = p.max_duration
     if not constrained:
         return torch.full((B, T, C), K, dtype=torch.int64, device=p.emissions.device)
     run = run_lengths(p.labels).clamp(max=K)
-    onehot = torch.nn.functional.one_hot(p.labels, C).bool()
-    return torch.where(onehot, run[:, :, None], torch.zeros((), dtype=torch.int64, device=run.device))
+    classes = p.label_classes if p.label_classes is not None else torch.arange(C, device=p.labels.device)
+    own = p.labels[:, :, None] == classes[None, None, :]  # label c's class is the one at t
+    return torch.where(own, run[:, :, None], torch.zeros((), dtype=torch.int64, device=run.device))
 
 
 def _prefix_sums(p: Problem) -> Tensor:

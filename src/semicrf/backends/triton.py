@@ -196,13 +196,17 @@ def _prefix(em: torch.Tensor) -> torch.Tensor:
 def _label_runs(p: Problem, reverse: bool):
     """(lim (B or 2B, T, C), rem (B, C, T)) int32 from ``p.labels`` (see ``label_runs_kernel``): the
     longest allowed segment of each label ending at each position, for the problem and, with
-    ``reverse``, the reversed problem; and the longest that may start at each position."""
+    ``reverse``, the reversed problem; and the longest that may start at each position. With
+    ``p.label_classes`` the kernel's columns are classes, gathered into labels."""
     B, T, C = p.emissions.shape
     dev = p.emissions.device
     lim = torch.empty(((2 if reverse else 1) * B, T, C), dtype=torch.int32, device=dev)
     rem = torch.empty((B, C, T), dtype=torch.int32, device=dev)
     _k.label_runs_kernel[(B,)](p.labels.contiguous(), p.lengths.contiguous(), lim, rem, T, C, p.max_duration, B,
                                REVERSE=reverse, BLOCK_T=256, BLOCK_C=_pow2(C))
+    if p.label_classes is not None:  # the runs are of classes; label c reads its class's column
+        cls = p.label_classes
+        lim, rem = lim[:, :, cls].contiguous(), rem[:, cls, :].contiguous()
     return lim, rem
 
 

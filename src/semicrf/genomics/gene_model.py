@@ -135,22 +135,20 @@ Parameterisation (tied across the copies of a class)
 Training: the gold labelling's likelihood
 =========================================
 
-``log P(y) = log Z(y) - log Z``, where Z(y) is the partition function of the same
-problem with every state whose class differs from ``y_t`` forbidden at t: -inf
-start and end scores there, and ``-GOLD_PENALTY`` (1e4) added to its emission.
-A segment of state s is consistent with y iff every position it covers has class
-``class(s)``; one that starts or ends at an inconsistent position is -inf, and one
-that passes over one pays at least 1e4 per position passed, far beyond what any
-learned score can gain back there, so Z(y) is the sum over the consistent state
-paths. (Putting a run's whole penalty on its first position instead scores every
-segment with finite ends the same; measured on the CPU backend it is no faster,
-so the simpler form stays.) Segment boundaries need no constraint: a gold run
-may be one segment or several (runs longer than K must be), and each way is one
-state path. The class labellings partition the state paths, so their
-probabilities sum to one. When a gold labelling breaks a hard rule, no
-consistent path exists and log P(y) is about -1e4 per broken position, not
--inf: to ask whether a labelling is allowed, look at the constrained Viterbi
-score (0 at zero parameters when allowed, <= -1e4 when not), as the tests do.
+``log P(y) = log Z(y) - log Z``, where Z(y) sums over the state paths whose
+classes are ``y`` at every position: the engine's ``log_likelihood`` with
+``label_classes`` (each state's class), which allows a segment of state s only
+inside a gold run of ``class(s)``; both sweeps run in one call. Segment
+boundaries need no constraint: a gold run may be one segment or several (runs
+longer than K must be), and each way is one state path. The class labellings
+partition the state paths, so their probabilities sum to one. When a gold
+labelling breaks a hard rule no consistent path exists and log P(y) is -inf.
+(Until 2026-11-30 the gold pass forbade the other states by a 1e4 penalty on
+their emissions instead: the same sums to float64 precision, at the cost of
+sweeping every state; the constrained sweep skips them.) To ask whether a
+labelling is allowed, :meth:`GeneGrammar.constrain` gives the penalised
+scores, whose Viterbi score is 0 at zero parameters when it is allowed and
+<= -1e4 when not, as the tests do.
 
 What is exact and what is approximated
 ======================================
@@ -338,16 +336,12 @@ class GeneGrammar(nn.Module):
     def log_likelihood(self, emissions: Tensor, start: Tensor, end: Tensor, labels: Tensor,
                        lengths: Tensor) -> Tensor:
         """(B,) ``log P(labels)`` summed over the consistent state paths, from :meth:`state_scores`."""
-        from .. import log_partition
+        from .. import log_likelihood
 
-        tables = self.state_tables()
         labels = torch.where(position_mask(lengths, labels.shape[1]), labels, 0)
-        em_y, st_y, en_y = self.constrain(emissions, start, end, labels)
-        log_zy = log_partition(em_y, lengths=lengths, start_scores=st_y, end_scores=en_y, backend=self.backend,
-                               **tables)
-        log_z = log_partition(emissions, lengths=lengths, start_scores=start, end_scores=end, backend=self.backend,
-                              **tables)
-        return log_zy - log_z
+        return log_likelihood(emissions, labels, lengths=lengths, start_scores=start, end_scores=end,
+                              backend=self.backend, label_classes=self.state_class.to(emissions.device),
+                              **self.state_tables())
 
     def decode(self, emissions: Tensor, start: Tensor, end: Tensor, lengths: Tensor):
         """Viterbi over the states: (class labels (B, T) int64, -1 past each length; the engine's
