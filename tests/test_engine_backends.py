@@ -1,12 +1,19 @@
 """The compiled CPU backend against the reference at sizes brute force cannot reach, and K = 1 against pytorch-crf."""
 
+import importlib.util
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
 import semicrf
 from semicrf.backends import cpu as cpu_backend
+
+_spec = importlib.util.spec_from_file_location(
+    "engine_precision", Path(__file__).resolve().parents[1] / "benchmarks" / "engine_precision.py")
+precision = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(precision)
 
 
 def inputs(B, T, C, K, scale=1.0, dur_scale=1.0, seed=0, dtype=torch.float64):
@@ -162,3 +169,35 @@ def test_backend_names_and_aliases_are_one_list():
         assert backends.resolve(alias, cpu) == backends.resolve(name, cpu)
     with pytest.raises(ValueError, match="'streaming'"):
         backends.resolve("numba", cpu)
+
+
+def test_weighted_compositions_recurrence_against_direct_sums():
+    for T, K, C, lam in [(10, 3, 2, -0.01), (40, 7, 3, 0.2), (25, 30, 1, -0.5)]:
+        a = [1.0] + [0.0] * T
+        for t in range(1, T + 1):
+            a[t] = C * sum(math.exp(lam * d) * a[t - d] for d in range(1, min(K, t) + 1))
+        assert precision.log_weighted_compositions(T, K, C, lam) == pytest.approx(math.log(a[T]), rel=1e-13)
+
+
+@pytest.mark.slow  # the CPU backend at T = 1 000 000 (about 10 s in all)
+def test_a_million_positions_against_closed_forms():
+    """Every function at T = 10^6 where the truth has a closed form: equal scores for all C labels, a
+    constant emission e and durations lam * d. Then log Z = e T + log(weighted compositions), every
+    occupancy is 1/C by symmetry, every segmentation scores (e + lam) T (the Viterbi score), and
+    log P(all label 0) = e T + log(compositions with one label) - log Z. Tolerances: what float64
+    accumulation over 10^6 chained steps leaves (docs/engine.md, "Precision at length")."""
+    T, K, C, e, lam = 1_000_000, 300, 3, 0.3, -0.01
+    em, tr, du = precision.problem(T, K, C, e, lam)
+    log_z = e * T + precision.log_weighted_compositions(T, K, C, lam)
+    got = semicrf.log_partition(em, tr, du, backend="cpu").item()
+    assert abs(got - log_z) <= 1e-10 * abs(log_z)
+    ll = semicrf.log_likelihood(em, torch.zeros(1, T, dtype=torch.int64), tr, du, backend="cpu").item()
+    want = e * T + precision.log_weighted_compositions(T, K, 1, lam) - log_z
+    assert abs(ll - want) <= 1e-10 * abs(log_z)
+    m = semicrf.marginals(em, tr, du, backend="cpu")[0]
+    assert torch.equal(m[:, 0], m[:, 1]) and torch.equal(m[:, 0], m[:, 2])
+    assert (m - 1 / C).abs().max().item() < 1e-5
+    v = semicrf.viterbi(em, tr, du, backend="cpu")
+    assert abs(v.score.item() - (e + lam) * T) <= 1e-11 * (e + lam) * T
+    assert v.segments[0][0][0] == 0 and v.segments[0][-1][1] == T
+    assert all(a[1] == b[0] for a, b in zip(v.segments[0], v.segments[0][1:]))
