@@ -77,3 +77,41 @@ def test_curves_figure_is_written(tmp_path):
     out = tmp_path / "c.png"
     hl.plot_curves(hist, out, oracle=0.7)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_confusion_rates_and_table_by_hand():
+    names = ["a", "b"]
+    one = {"a": {"a": 3, "b": 1}, "b": {"a": 0, "b": 4}}   # a -> b 1/4, b -> a 0
+    two = {"a": {"a": 1, "b": 1}, "b": {"a": 2, "b": 2}}   # a -> b 1/2, b -> a 1/2
+    assert hl.confusion_rates(one, names) == {("a", "b"): 0.25, ("b", "a"): 0.0}
+    lines = hl.confusion_table({"x": [one, two]}, names).splitlines()
+    assert lines[0] == "| model | runs | a -> b | b -> a |"
+    assert lines[2] == "| x | 2 | 0.3750 | 0.2500 |"
+
+
+def test_confusion_from_predictions_counts_every_position(tmp_path):
+    """Predictions written as GFF3 from labels with known changes, read back and counted."""
+    import numpy as np
+
+    from semicrf.genomics import dataset, formats
+    from semicrf.genomics.synthetic import GeneratorConfig
+
+    data = tmp_path / "data"
+    dataset.generate_dataset(data, GeneratorConfig(seq_length=3000, content="realistic"), num_train=1, num_val=1,
+                             num_test=3, seed=3)
+    test = dataset.load_split(data, "test")
+    names = dataset.sequence_names("test", len(test.labels))
+    classes = list(dataset.load_metadata(data)["class_names"])
+    pred = [y.copy() for y in test.labels]
+    pred[0][:] = 0  # every position of sequence 0 called intergenic
+    run = tmp_path / "run"
+    (run / "predictions").mkdir(parents=True)
+    formats.write_gff3(run / "predictions" / "m.gff3", names, pred, classes)
+    confusions, got_classes = hl.rescore_confusions(str(data), [str(run)])
+    assert got_classes == classes and list(confusions) == ["m"]
+    conf = confusions["m"][0]
+    truth = np.concatenate(test.labels)
+    for c, name in enumerate(classes):
+        wrong = int((test.labels[0] == c).sum()) if c != 0 else 0
+        assert conf[name][name] == int((truth == c).sum()) - wrong
+        assert conf[name]["intergenic"] == (wrong if c != 0 else int((truth == 0).sum()))

@@ -318,6 +318,10 @@ def test_evaluate_hand():
     assert r["position_f1"] == pytest.approx({"intergenic": 6 / 7, "exon": 10 / 12, "intron": 8 / 9})
     assert r["position_f1_macro"] == pytest.approx((6 / 7 + 10 / 12 + 8 / 9) / 3)
     assert r["position_accuracy"] == pytest.approx(12 / 14)
+    # true -> predicted positions: intergenic 3 -> 3; exon 6 -> 5 exon, 1 intergenic; intron 5 -> 4 intron, 1 exon
+    assert r["position_confusion"] == {"intergenic": {"intergenic": 3, "exon": 0, "intron": 0},
+                                       "exon": {"intergenic": 1, "exon": 5, "intron": 0},
+                                       "intron": {"intergenic": 0, "exon": 1, "intron": 4}}
     # durations, K = 4 (5 goes to bin 4):
     # intergenic true {3} pred {4}: KL ~ ln(1/eps); exon true {2, 4} pred {2, 4}: 0;
     # intron true {5 -> 4} pred {4}: 0

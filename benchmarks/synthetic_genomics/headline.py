@@ -21,6 +21,12 @@ three markdown tables:
 
 ``curves`` draws validation boundary F1 against optimizer steps for every
 (model, seed) of the ``histories.json`` that ``full_run.sh gather`` writes.
+
+``confusion --data-dir DATA RUN_DIR [...]`` scores each run's test predictions
+(``predictions/<model>.gff3``) against the data set's test labels and prints
+where the positions go: per model, the share of each true class's positions
+labelled as each other class, mean over the runs (seeds). ``table`` prints the
+same from ``metrics.json`` when the run recorded ``position_confusion``.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ import itertools
 import json
 import math
 from pathlib import Path
+
+import numpy as np
 
 ORACLE = "oracle"
 
@@ -152,6 +160,46 @@ def pairs_table(models: dict[str, list[dict]]) -> str:
     return "\n".join(rows)
 
 
+def confusion_rates(conf: dict, class_names: list[str]) -> dict[tuple[str, str], float]:
+    """{(true, predicted): share of the true class's positions} for the off-diagonal pairs."""
+    out = {}
+    for t in class_names:
+        total = sum(conf[t].values())
+        for q in class_names:
+            if q != t:
+                out[(t, q)] = conf[t][q] / total if total else float("nan")
+    return out
+
+
+def confusion_table(confusions: dict[str, list[dict]], class_names: list[str]) -> str:
+    """Markdown: per model, mean over its runs of each off-diagonal share (true -> predicted)."""
+    pairs = [(t, q) for t in class_names for q in class_names if q != t]
+    rows = ["| model | runs | " + " | ".join(f"{t} -> {q}" for t, q in pairs) + " |",
+            "|---|---:|" + "---:|" * len(pairs)]
+    for name, confs in confusions.items():
+        rates = [confusion_rates(c, class_names) for c in confs]
+        cells = [f"{sum(r[pq] for r in rates) / len(rates):.4f}" for pq in pairs]
+        rows.append(f"| {name} | {len(confs)} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def rescore_confusions(data_dir: str, run_dirs: list[str]) -> tuple[dict[str, list[dict]], list[str]]:
+    """{model: [position confusion of each run]} from the runs' test predictions (GFF3) and the data set."""
+    from semicrf.genomics import dataset, formats, metrics
+
+    test = dataset.load_split(data_dir, "test")
+    class_names = list(dataset.load_metadata(data_dir)["class_names"])
+    names = dataset.sequence_names("test", len(test.labels))
+    out: dict[str, list[dict]] = {}
+    for run in run_dirs:
+        for gff in sorted((Path(run) / "predictions").glob("*.gff3")):
+            pred = formats.read_gff3(gff, class_names)
+            labels = [pred.get(n, np.zeros_like(y))[: len(y)] for n, y in zip(names, test.labels)]
+            scores = metrics.evaluate(test.labels, labels, class_names, max_duration=1)
+            out.setdefault(gff.stem, []).append(scores["position_confusion"])
+    return out, class_names
+
+
 def plot_curves(histories: dict, path: Path, oracle: float | None = None) -> None:
     """Validation boundary F1 against steps, one line per (model, seed) key ``<model>_s<seed>``."""
     import matplotlib
@@ -188,6 +236,9 @@ def main(argv=None) -> int:
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("table", help="headline, duration and pairwise tables of several seeds' runs")
     t.add_argument("runs", nargs="+", help="results directories (or metrics.json files), one per seed")
+    f = sub.add_parser("confusion", help="where each model's test positions go, from its predictions")
+    f.add_argument("runs", nargs="+", help="results directories holding predictions/<model>.gff3")
+    f.add_argument("--data-dir", required=True, help="the data set the runs were tested on")
     c = sub.add_parser("curves", help="validation boundary F1 against steps of every (model, seed)")
     c.add_argument("histories", help="histories.json of full_run.sh gather")
     c.add_argument("--figure", required=True, help="PNG to write")
@@ -196,6 +247,10 @@ def main(argv=None) -> int:
     if args.command == "curves":
         plot_curves(json.loads(Path(args.histories).read_text(encoding="utf-8")), Path(args.figure), args.oracle)
         print(f"wrote {args.figure}")
+        return 0
+    if args.command == "confusion":
+        confusions, class_names = rescore_confusions(args.data_dir, args.runs)
+        print(confusion_table(confusions, class_names))
         return 0
     try:
         runs = load_runs(args.runs)
@@ -208,6 +263,11 @@ def main(argv=None) -> int:
     print(duration_table(models, class_names))
     print()
     print(pairs_table(models))
+    confusions = {name: [m["position_confusion"] for m in ms] for name, ms in models.items()
+                  if all(isinstance(m.get("position_confusion"), dict) for m in ms)}
+    if confusions:
+        print()
+        print(confusion_table(confusions, class_names))
     return 0
 
 

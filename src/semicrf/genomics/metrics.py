@@ -415,7 +415,8 @@ def evaluate(true_labels: Sequence, pred_labels: Sequence, class_names: Sequence
     Keys: ``boundary_precision``, ``boundary_recall``, ``boundary_f1`` (exact);
     ``boundary_{precision,recall,f1}_tolerance`` ({"1", "2", "5", "10"} -> value);
     ``segment_precision``, ``segment_recall``, ``segment_f1``; ``position_f1``
-    (name -> F1), ``position_f1_macro``, ``position_accuracy``; ``duration_kl``
+    (name -> F1), ``position_f1_macro``, ``position_accuracy``, ``position_confusion``
+    (true class -> predicted class -> positions); ``duration_kl``
     (name -> KL or None), ``duration_kl_mean`` (over classes with a defined KL);
     ``duration_w1_log`` (name -> W1 or None); ``duration_median``
     (name -> {"true", "pred"}); ``duration_count_true``, ``duration_count_pred``
@@ -469,6 +470,8 @@ def evaluate(true_labels: Sequence, pred_labels: Sequence, class_names: Sequence
         "position_f1": {name: float(pos_f1[c]) for c, name in enumerate(names)},
         "position_f1_macro": float(pos_f1.mean()),
         "position_accuracy": float(np.trace(conf) / t.n),
+        "position_confusion": {name: {other: int(conf[c, o]) for o, other in enumerate(names)}
+                               for c, name in enumerate(names)},
         "duration_kl": kl,
         "duration_kl_mean": float(np.mean(defined_kl)) if defined_kl else None,
         "duration_w1_log": w1,
