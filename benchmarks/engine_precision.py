@@ -7,6 +7,9 @@ log Z = e T + log(weighted compositions of T) (:func:`log_weighted_compositions`
 recurrence), every occupancy marginal is exactly 1/C by symmetry, and every segmentation scores
 (e + lam) T, so the Viterbi score is known. Prints, per length, the errors of log Z (relative),
 of the marginals (largest |m - 1/C|) and of the Viterbi score (relative), and the time of each call.
+The constant model repeats the same roundings at every step; the last column checks the marginals
+on random scores (normal emissions, transitions and duration scores, seed 0), where the truth is
+not known but every position's occupancies must still sum to 1: the largest |sum_c m - 1|.
 """
 
 from __future__ import annotations
@@ -45,6 +48,15 @@ def problem(T: int, K: int, C: int, e: float, lam: float, device: str = "cpu"):
     return em, tr, du
 
 
+def random_problem(T: int, K: int, C: int, device: str = "cpu"):
+    g = torch.Generator().manual_seed(0)
+    em = torch.randn(1, T, C, generator=g, dtype=torch.float64) + 0.3
+    tr = torch.randn(C, C, generator=g, dtype=torch.float64)
+    du = -0.01 * torch.arange(1, K + 1, dtype=torch.float64)[:, None] + 0.5 * torch.randn(K, C, generator=g,
+                                                                                         dtype=torch.float64)
+    return em.to(device), tr.to(device), du.to(device)
+
+
 def main(argv=None) -> int:
     import semicrf
 
@@ -57,8 +69,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     K, C, e, lam = args.max_duration, args.classes, 0.3, -0.01
     print(f"backend {args.backend}, device {args.device}, K = {K}, C = {C}, emission {e}, durations {lam} d")
-    print("| T | log Z rel. error | max abs(marginal - 1/C) | Viterbi score rel. error | log Z (s) | marginals (s) | viterbi (s) |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+    print("| T | log Z rel. error | max abs(marginal - 1/C) | Viterbi score rel. error | log Z (s) | marginals (s) "
+          "| viterbi (s) | random scores: max abs(sum of marginals - 1) |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for T in (int(x) for x in args.lengths.split(",")):
         em, tr, du = problem(T, K, C, e, lam, args.device)
         log_z = e * T + log_weighted_compositions(T, K, C, lam)
@@ -71,8 +84,10 @@ def main(argv=None) -> int:
         v = semicrf.viterbi(em, tr, du, backend=args.backend).score.item()
         t3 = time.perf_counter()
         best = (e + lam) * T
+        rm = semicrf.marginals(*random_problem(T, K, C, args.device), backend=args.backend)
+        off = (rm.sum(-1) - 1).abs().max().item()
         print(f"| {T} | {abs(got - log_z) / abs(log_z):.1e} | {dev:.1e} | {abs(v - best) / best:.1e} | "
-              f"{t1 - t0:.2f} | {t2 - t1:.2f} | {t3 - t2:.2f} |")
+              f"{t1 - t0:.2f} | {t2 - t1:.2f} | {t3 - t2:.2f} | {off:.1e} |")
     return 0
 
 

@@ -17,16 +17,16 @@
 # last checkpoint written); running the script again (same WORK, same settings) resumes it exactly.
 # Between machines, carry $WORK/parts (checkpoints: about 12 MB per model at the recipe's size).
 #
-# Settings from the environment (defaults: the recipe of docs/results.md on realistic content):
-#   WORK, LIMIT_S, EPOCHS, MODELS (seed 1), SEED2_MODELS (also with seed 2), TIME_BUDGET (each
-#   trained model's --time-budget in seconds, unset: none), CRF_BUDGET (pytorch-crf's --step-budget,
-#   unset: none), GEN (generate flags), RECIPE (run flags shared by all)
+# Settings from the environment (defaults: the first full run of docs/results.md, realistic content):
+#   WORK, LIMIT_S (1500), EPOCHS (24), MODELS (seed 1), SEED2_MODELS (also with seed 2), TIME_BUDGET
+#   (each trained model's --time-budget in seconds, 1250; empty: none), CRF_BUDGET (pytorch-crf's
+#   --step-budget, unset: none), GEN (generate flags), RECIPE (run flags shared by all)
 set -uo pipefail
 B="python3 -m semicrf.genomics.cli"
-WORK=${WORK:-work}; LIMIT_S=${LIMIT_S:-480}; EPOCHS=${EPOCHS:-40}
+WORK=${WORK:-work}; LIMIT_S=${LIMIT_S:-1500}; EPOCHS=${EPOCHS:-24}
 MODELS=${MODELS:-"oracle softmax pytorch-crf linear semicrf semicrf_uniform"}
 SEED2_MODELS=${SEED2_MODELS-"linear semicrf semicrf_uniform"}  # set it empty for one seed only
-CRF_BUDGET=${CRF_BUDGET:-}; TIME_BUDGET=${TIME_BUDGET:-}
+CRF_BUDGET=${CRF_BUDGET:-}; TIME_BUDGET=${TIME_BUDGET-1250}  # set it empty for no time budget
 GEN=${GEN:-"--num-train 1000 --num-val 200 --num-test 200 --seq-length 20000 --content realistic --seed 42"}
 RECIPE=${RECIPE:-"--encoder mamba --stem conv --features onehot --hidden-dim 128 --num-layers 2 --batch-size 8 \
 --lr 2e-3 --warmup-steps 100 --lr-schedule cosine --no-recompute --max-val 50 --log-every 1 --patience 8"}
