@@ -123,9 +123,27 @@ def _trace_head(model, batch, device: torch.device) -> str:
     return prof.key_averages().table(sort_by="cuda_time_total", row_limit=25)
 
 
-def profile(name: str, config: ModelConfig, batch, steps: int, device: torch.device, trace: bool = False) -> dict:
+def _set_split_far(model, split_far: str) -> bool:
+    """Give the model's semi-CRF (if any) the Triton backend with far-part helpers ``split_far``
+    ("auto": the default, "off"). Returns whether the model has one."""
+    from semicrf import SemiCRF
+
+    crf = getattr(model, "crf", None)
+    if not isinstance(crf, SemiCRF):
+        return False
+    if split_far != "auto":
+        from semicrf.backends.triton import Configured, TritonConfig
+
+        crf.backend = Configured(TritonConfig(split_far=split_far))
+    return True
+
+
+def profile(name: str, config: ModelConfig, batch, steps: int, device: torch.device, trace: bool = False,
+            split_far: str = "auto") -> dict:
     torch.manual_seed(0)
     model = build_model(name, config).to(device)
+    if not _set_split_far(model, split_far) and split_far != "auto":
+        return {"model": name, "split_far": split_far, "error": "no semi-CRF: --split-far does not apply"}
     # The run command's default optimizer settings.
     run = add_run_arguments(argparse.ArgumentParser()).parse_args(["--data-dir", "-", "--output-dir", "-"])
     opt = torch.optim.AdamW(param_groups(model, run.weight_decay, run.lr, run.crf_lr_scale), lr=run.lr)
@@ -157,7 +175,8 @@ def profile(name: str, config: ModelConfig, batch, steps: int, device: torch.dev
         torch.cuda.synchronize(device)
         predict_s = time.perf_counter() - start
     peak_predict = torch.cuda.max_memory_allocated(device) / 2**30
-    return {"model": name, "step_s_median": statistics.median(times[1:]), "step_s_all": times,
+    return {"model": name if split_far == "auto" else f"{name} [split_far={split_far}]", "split_far": split_far,
+            "step_s_median": statistics.median(times[1:]), "step_s_all": times,
             "first_step_s": times[0], "peak_train_gib": peak_train, "predict_s": predict_s,
             "peak_predict_gib": peak_predict, "losses": losses, "phases": phases, "head_trace": head_trace,
             "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
@@ -176,6 +195,9 @@ def main(argv=None) -> int:
     p.add_argument("--precision", default="bf16", choices=("bf16", "fp32"))
     p.add_argument("--stem", default="linear", choices=STEM_KINDS)
     p.add_argument("--no-recompute", action="store_true", help="keep the encoder's activations for backward")
+    p.add_argument("--split-far", default="auto",
+                   help="comma-separated far-part helper settings of the Triton semi-CRF (auto, off): each "
+                        "CRF model is profiled once per setting, to tell whether the helpers cost the step time")
     p.add_argument("--trace-head", default=None, help="write the output layers' profiler tables here")
     p.add_argument("--json", default=None, help="also write the results here")
     args = p.parse_args(argv)
@@ -189,13 +211,19 @@ def main(argv=None) -> int:
                          backend="auto", mixed_precision=args.precision == "bf16", stem=args.stem,
                          recompute=not args.no_recompute)
     batch = make_batch(args.batch_size, args.seq_length, device)
+    settings = args.split_far.split(",")
+    if any(v not in ("auto", "off") for v in settings):
+        p.error(f"--split-far: each setting is auto or off, got {args.split_far!r}")
     rows = []
-    for name in args.models.split(","):
+    for name, split_far in ((n, v) for n in args.models.split(",") for v in settings):
         try:
-            row = profile(name, config, batch, args.steps, device, trace=args.trace_head is not None)
+            row = profile(name, config, batch, args.steps, device, trace=args.trace_head is not None,
+                          split_far=split_far)
         except Exception as e:  # out of memory, say: report it and go on
-            row = {"model": name, "error": f"{type(e).__name__}: {str(e)[:300]}"}
+            row = {"model": name, "split_far": split_far, "error": f"{type(e).__name__}: {str(e)[:300]}"}
             torch.cuda.empty_cache()
+        if "error" in row and split_far != "auto" and row["error"].startswith("no semi-CRF"):
+            continue  # softmax and pytorch-crf once, under "auto"
         rows.append(row)
         print(json.dumps({k: v for k, v in row.items() if k not in ("step_s_all", "losses", "head_trace")}),
               flush=True)
