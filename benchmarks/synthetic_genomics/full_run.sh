@@ -10,6 +10,12 @@
 #   full_run.sh wait SECONDS  wait until every process has exited or SECONDS have passed; print progress
 #   full_run.sh gather        gather the finished models per seed, compare, and write
 #                             $WORK/histories.json (every model's validation curve)
+#   full_run.sh autotune-save FILE.tar
+#                             the Triton autotuning results of this machine's runs (a few KB of
+#                             *.autotune.json); with AUTOTUNE_TAR=FILE.tar, `start` unpacks them
+#                             into the cache first, so that a fresh machine of the same kind and
+#                             Triton skips the benchmarking (kernels whose configs carry pre-hooks
+#                             are still tuned: Triton does not cache those)
 #
 # Lent machines stay up only while a call is in flight, and a process that began its own session
 # outlives the call that started it: `start` then `wait 570` in the first call, `wait 570` in the
@@ -53,7 +59,17 @@ budgets() {  # the --step-budget / --time-budget flags for a comma-separated mod
     echo
 }
 
+autotune_save() {
+    local out=${1:?give the .tar file to write}
+    (cd "$TRITON_CACHE_DIR" 2>/dev/null && find . -name '*.autotune.json' | tar cf - -T -) > "$out.tmp" \
+        && mv "$out.tmp" "$out" && echo "$(tar tf "$out" | wc -l) autotuning results in $out"
+}
+
 start() {
+    if [ -n "${AUTOTUNE_TAR:-}" ] && [ -f "$AUTOTUNE_TAR" ]; then
+        mkdir -p "$TRITON_CACHE_DIR" && tar xf "$AUTOTUNE_TAR" -C "$TRITON_CACHE_DIR" \
+            && echo "autotuning results from $AUTOTUNE_TAR: $(tar tf "$AUTOTUNE_TAR" | wc -l) files"
+    fi
     [ -f "$WORK/data/metadata.json" ] || $B generate --output-dir "$WORK/data" $GEN > "$WORK/logs/generate.log" 2>&1 \
         || { cat "$WORK/logs/generate.log"; exit 1; }
     local i=0 m s dir resume
@@ -127,6 +143,7 @@ case "${1:-all}" in
     start) start ;;
     wait) wait_for "${2:?give the seconds to wait}" ;;
     gather) gather ;;
+    autotune-save) autotune_save "${2:-}" ;;
     all) start; wait_for 100000000; gather ;;
-    *) echo "usage: $0 [start | wait SECONDS | gather]" >&2; exit 2 ;;
+    *) echo "usage: $0 [start | wait SECONDS | gather | autotune-save FILE.tar]" >&2; exit 2 ;;
 esac
