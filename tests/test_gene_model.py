@@ -811,3 +811,18 @@ def test_two_strand_reference_and_cpu_backends_agree():
     assert out[0][0] == pytest.approx(out[1][0], abs=1e-9)
     for a, b in zip(out[0][1:], out[1][1:]):
         assert torch.allclose(a, b, atol=1e-9)
+
+
+def test_the_gene_model_benchmark_runs_on_the_cpu():
+    """benchmarks/gene_model_gpu.py at a small size on the CPU: a finite likelihood <= 0 and finite gradients
+    for the generator's realistic sequences (the GPU run of the same script measures the speed target)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "gene_model_gpu.py"
+    spec = importlib.util.spec_from_file_location("gene_model_gpu", path)
+    gm = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gm)
+    row = gm.measure(2, 3000, 200, 1, torch.device("cpu"))
+    assert row["states"] == 16 and row["all_finite"]
+    assert row["log_likelihood_per_position"] < 0

@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""Cost of semicrf_gene's engine call at the spec's size: its log-likelihood forward + backward and its
+Viterbi decode over the grammar's states.
+
+    python3 benchmarks/gene_model_gpu.py [--batch 16 --length 20000 --max-duration 1000] [--repeat 5] \
+        [--device cuda] [--split-far auto|off] [--json out.json]
+
+Synthetic realistic sequences (C = 3: 16 states) from the generator, seed 0; random class and codon
+scores in place of the heads' (float32, needing gradients); the grammar's hard codon rules from the
+bases; the gold class labels. One timed step is ``GeneGrammar.state_scores`` (the scores over the
+states) and ``GeneGrammar.log_likelihood`` (one engine call with ``label_classes``), forward and
+backward; the decode is ``GeneGrammar.decode``. Median of ``--repeat`` after a warm-up, and on a GPU the
+peak memory beyond the inputs. The issue's target on an H200: 60 ms and 1 GiB for the step. Runs on
+the CPU as well (``--device cpu``: the CPU backend), for a smoke test at a small size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+try:
+    import semicrf  # noqa: F401
+except ImportError:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from semicrf.genomics.gene_model import GeneGrammar
+from semicrf.genomics.synthetic import GeneratorConfig, generate_sequences
+
+
+def gene_batch(batch: int, length: int, device: torch.device, seed: int = 0):
+    """(codes (B, T) int64, 4 past each length; labels (B, T); lengths (B,)) of realistic sequences."""
+    seqs = list(generate_sequences(GeneratorConfig(seq_length=length, content="realistic"), batch, seed=seed))
+    lengths = np.array([len(s.labels) for s in seqs])
+    T = int(lengths.max())
+    codes = np.full((batch, T), 4, np.int64)
+    labels = np.zeros((batch, T), np.int64)
+    for i, s in enumerate(seqs):
+        codes[i, :lengths[i]] = s.codes
+        labels[i, :lengths[i]] = s.labels
+    return (torch.from_numpy(codes).to(device), torch.from_numpy(labels).to(device),
+            torch.from_numpy(lengths).to(device))
+
+
+def _timed(fn, repeat: int, device: torch.device) -> float:
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    fn()
+    sync()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def measure(batch: int, length: int, max_duration: int, repeat: int, device: torch.device,
+            split_far: str = "auto") -> dict:
+    backend = "cpu" if device.type == "cpu" else "triton"
+    if split_far != "auto":
+        from semicrf.backends.triton import Configured, TritonConfig
+
+        backend = Configured(TritonConfig(split_far=split_far))
+    grammar = GeneGrammar(max_duration, backend="cpu" if device.type == "cpu" else "triton", num_classes=3)
+    grammar.backend = backend
+    grammar = grammar.to(device)
+    codes, labels, lengths = gene_batch(batch, length, device)
+    g = torch.Generator(device=device).manual_seed(0)
+    T = codes.shape[1]
+    class_scores = torch.randn(batch, T, 3, device=device, generator=g).requires_grad_()
+    codon_scores = torch.randn(batch, T, 3, device=device, generator=g).requires_grad_()
+    values = []
+
+    def step():
+        em, start, end = grammar.state_scores(class_scores, codon_scores, codes, lengths)
+        ll = grammar.log_likelihood(em, start, end, labels, lengths)
+        (-ll.sum()).backward()
+        values.append(ll.detach())
+
+    def decode():
+        with torch.no_grad():
+            em, start, end = grammar.state_scores(class_scores, codon_scores, codes, lengths)
+            grammar.decode(em, start, end, lengths)
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        base = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    step_s = _timed(step, repeat, device)
+    peak = (torch.cuda.max_memory_allocated(device) - base) / 2**30 if device.type == "cuda" else None
+    decode_s = _timed(decode, repeat, device)
+    ll = values[-1].double().cpu()
+    return {"B": batch, "T": T, "K": max_duration, "states": grammar.num_states, "device": str(device),
+            "card": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "split_far": split_far, "ll_fwd_bwd_s": step_s, "peak_extra_gib": peak, "viterbi_s": decode_s,
+            "log_likelihood_per_position": float(ll.sum()) / int(lengths.sum()),
+            "all_finite": bool(torch.isfinite(ll).all()) and all(math.isfinite(x.grad.abs().sum().item())
+                                                                 for x in (class_scores, codon_scores))}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--length", type=int, default=20_000)
+    p.add_argument("--max-duration", type=int, default=1000)
+    p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
+    p.add_argument("--split-far", default="auto", choices=("auto", "off"))
+    p.add_argument("--json", default=None)
+    args = p.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: no CUDA GPU here; use --device cpu for a small smoke run")
+    row = measure(args.batch, args.length, args.max_duration, args.repeat, torch.device(args.device), args.split_far)
+    print(json.dumps(row))
+    peak = "-" if row["peak_extra_gib"] is None else f"{row['peak_extra_gib']:.2f} GiB"
+    print(f"\n| B, T, K, states | log_likelihood fwd + bwd | peak beyond inputs | viterbi | card |")
+    print("|---|---:|---:|---:|---|")
+    print(f"| {row['B']}, {row['T']}, {row['K']}, {row['states']} | {row['ll_fwd_bwd_s'] * 1e3:.1f} ms | {peak} | "
+          f"{row['viterbi_s'] * 1e3:.1f} ms | {row['card']} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(row, indent=1) + "\n")
+    return 0 if row["all_finite"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
