@@ -342,6 +342,19 @@ def test_loss_and_predictions_ignore_padding():
         assert a.dtype == np.int64 and len(a) == n and np.array_equal(a, b)
 
 
+
+def _adam_losses(model, x, y, lengths, lr: float, steps: int) -> list[float]:
+    """The training loss of each of ``steps`` Adam steps of ``model`` on one batch."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    losses = []
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = model.loss(x, y, lengths)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
 def test_it_trains_on_tiny_realistic_data():
     from semicrf.genomics import synthetic as syn
 
@@ -355,14 +368,7 @@ def test_it_trains_on_tiny_realistic_data():
     torch.manual_seed(0)
     model = build_model("semicrf_gene", ModelConfig(input_dim=5, num_classes=3, encoder="bilstm", hidden_dim=16,
                                                     num_layers=1, max_duration=64, backend="cpu"))
-    opt = torch.optim.Adam(model.parameters(), lr=0.03)
-    losses = []
-    for _ in range(15):
-        opt.zero_grad()
-        loss = model.loss(x, y, lengths)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = _adam_losses(model, x, y, lengths, lr=0.03, steps=15)
     assert all(math.isfinite(v) for v in losses)
     assert losses[-1] < 0.8 * losses[0], losses
     with torch.no_grad():
@@ -766,14 +772,7 @@ def test_the_model_trains_on_a_fly_locus(fly):
                                                     num_layers=1, max_duration=32, backend="cpu"), meta)
     assert model.crf.num_states == 43 and model.duration_scores().shape == (32, 5)
     assert torch.equal(model.duration_scores()[:, 1], model.duration_scores()[:, 3])  # exon+ and exon- share
-    opt = torch.optim.Adam(model.parameters(), lr=0.05)
-    losses = []
-    for _ in range(6):
-        opt.zero_grad()
-        loss = model.loss(feats, labels, lengths)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = _adam_losses(model, feats, labels, lengths, lr=0.05, steps=6)
     assert all(math.isfinite(v) for v in losses) and losses[-1] < losses[0], losses
     with torch.no_grad():
         pred = model.predict(feats, lengths)[0]
