@@ -342,7 +342,6 @@ def test_loss_and_predictions_ignore_padding():
         assert a.dtype == np.int64 and len(a) == n and np.array_equal(a, b)
 
 
-
 def _adam_losses(model, x, y, lengths, lr: float, steps: int) -> list[float]:
     """The training loss of each of ``steps`` Adam steps of ``model`` on one batch."""
     opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -354,6 +353,7 @@ def _adam_losses(model, x, y, lengths, lr: float, steps: int) -> list[float]:
         opt.step()
         losses.append(loss.item())
     return losses
+
 
 def test_it_trains_on_tiny_realistic_data():
     from semicrf.genomics import synthetic as syn
