@@ -73,9 +73,7 @@ def measure(batch: int, length: int, max_duration: int, repeat: int, device: tor
         from semicrf.backends.triton import Configured, TritonConfig
 
         backend = Configured(TritonConfig(split_far=split_far))
-    grammar = GeneGrammar(max_duration, backend="cpu" if device.type == "cpu" else "triton", num_classes=3)
-    grammar.backend = backend
-    grammar = grammar.to(device)
+    grammar = GeneGrammar(max_duration, backend=backend, num_classes=3).to(device)
     codes, labels, lengths = gene_batch(batch, length, device)
     g = torch.Generator(device=device).manual_seed(0)
     T = codes.shape[1]
