@@ -157,15 +157,21 @@ def test_gradients_are_those_of_the_enumerated_likelihood():
     e, s, t = grammar.state_scores(em, codon, codes, torch.tensor([L]), start, end)
     grammar.log_likelihood(e, s, t, torch.tensor([y]), torch.tensor([L])).sum().backward()
     args = list(numpy_args(grammar, codes, em, codon, start, end))
-    h = 1e-6
-    for idx, grad in ((5, grammar.transitions.grad), (6, grammar.durations.grad)):
+    _assert_table_grads(args, brute, y, ((5, grammar.transitions.grad, [(1, 2), (2, 1), (0, 1)]),
+                                         (6, grammar.durations.grad, [(0, 1), (1, 2), (2, 2), (3, 0)])))
+
+
+def _assert_table_grads(args, brute_fn, y, cases, h=1e-6):
+    """Each (argument index, autograd gradient, positions) of ``cases`` against central differences of
+    ``brute_fn(*args)[1][y]``, the enumerated log-likelihood of labelling ``y``."""
+    for idx, grad, positions in cases:
         base = args[idx].copy()
-        for pos in [(1, 2), (2, 1), (0, 1)] if idx == 5 else [(0, 1), (1, 2), (2, 2), (3, 0)]:
+        for pos in positions:
             vals = []
             for sign in (1, -1):
                 args[idx] = base.copy()
                 args[idx][pos] += sign * h
-                vals.append(brute(*args)[1][y])
+                vals.append(brute_fn(*args)[1][y])
             args[idx] = base
             assert grad[pos].item() == pytest.approx((vals[0] - vals[1]) / (2 * h), abs=1e-5), (idx, pos)
 
@@ -569,18 +575,8 @@ def test_two_strand_gradients_are_those_of_the_enumerated_likelihood():
     e, s, t = grammar.state_scores(em, codon, codes, torch.tensor([L]), start, end)
     grammar.log_likelihood(e, s, t, torch.tensor([y]), torch.tensor([L])).sum().backward()
     args = list(numpy_args5(grammar, codes, em, codon, start, end))
-    h = 1e-6
-    for idx, grad, positions in ((5, grammar.transitions.grad, [(0, 3), (3, 0), (0, 1)]),
-                                 (6, grammar.durations.grad, [(2, 1), (0, 0), (2, 0), (1, 2)])):
-        base = args[idx].copy()
-        for pos in positions:
-            vals = []
-            for sign in (1, -1):
-                args[idx] = base.copy()
-                args[idx][pos] += sign * h
-                vals.append(brute5(*args)[1][y])
-            args[idx] = base
-            assert grad[pos].item() == pytest.approx((vals[0] - vals[1]) / (2 * h), abs=1e-5), (idx, pos)
+    _assert_table_grads(args, brute5, y, ((5, grammar.transitions.grad, [(0, 3), (3, 0), (0, 1)]),
+                                          (6, grammar.durations.grad, [(2, 1), (0, 0), (2, 0), (1, 2)])))
 
 
 # ----------------------------------------------------------------------------- start, stop, frame by strand
