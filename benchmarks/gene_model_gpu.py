@@ -1,17 +1,20 @@
 #!/usr/bin/env python3
-"""Cost of semicrf_gene's engine call at the spec's size: its log-likelihood forward + backward and its
-Viterbi decode over the grammar's states.
+"""Cost of semicrf_gene's engine call at the spec's size: its training objective forward + backward and
+its Viterbi decode over the grammar's states.
 
     python3 benchmarks/gene_model_gpu.py [--batch 16 --length 20000 --max-duration 1000] [--repeat 5] \
-        [--device cuda] [--split-far auto|off] [--json out.json]
+        [--device cuda] [--split-far auto|off] [--objective path|labelling] [--json out.json]
 
 Synthetic realistic sequences (C = 3: 16 states) from the generator, seed 0; random class and codon
-scores in place of the heads' (float32, needing gradients); the grammar's hard codon rules from the
-bases; the gold class labels. One timed step is ``GeneGrammar.state_scores`` (the scores over the
-states) and ``GeneGrammar.log_likelihood`` (one engine call with ``label_classes``), forward and
-backward; the decode is ``GeneGrammar.decode``. Median of ``--repeat`` after a warm-up, and on a GPU the
-peak memory beyond the inputs. The issue's target on an H200: 60 ms and 1 GiB for the step. Runs on
-the CPU as well (``--device cpu``: the CPU backend), for a smoke test at a small size.
+scores in place of the heads' (float32, needing gradients); the grammar's codon rules from the bases;
+the gold class labels. One timed step is ``GeneGrammar.state_scores`` (the scores over the states) and
+the objective, forward and backward: ``path`` (default), what training runs,
+``GeneGrammar.path_log_likelihood`` (the engine's ``log_partition`` and a forward over the gold pieces)
+at the training stop penalty; ``labelling``, ``GeneGrammar.log_likelihood`` (one engine call with
+``label_classes``) at the hard penalty, the objective measured before 2026-11-30. The decode is
+``GeneGrammar.decode``. Median of ``--repeat`` after a warm-up, and on a GPU the peak memory beyond
+the inputs. The issue's target on an H200: 60 ms and 1 GiB for the step. Runs on the CPU as well
+(``--device cpu``: the CPU backend), for a smoke test at a small size.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ try:
 except ImportError:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from semicrf.genomics.gene_model import GeneGrammar
+from semicrf.genomics.gene_model import TRAIN_STOP_PENALTY, GeneGrammar
 from semicrf.genomics.synthetic import GeneratorConfig, generate_sequences
 
 
@@ -67,7 +70,7 @@ def _timed(fn, repeat: int, device: torch.device) -> float:
 
 
 def measure(batch: int, length: int, max_duration: int, repeat: int, device: torch.device,
-            split_far: str = "auto") -> dict:
+            split_far: str = "auto", objective: str = "path") -> dict:
     backend = "cpu" if device.type == "cpu" else "triton"
     if split_far != "auto":
         from semicrf.backends.triton import Configured, TritonConfig
@@ -82,8 +85,13 @@ def measure(batch: int, length: int, max_duration: int, repeat: int, device: tor
     values = []
 
     def step():
-        em, start, end = grammar.state_scores(class_scores, codon_scores, codes, lengths)
-        ll = grammar.log_likelihood(em, start, end, labels, lengths)
+        if objective == "path":  # what training runs: the gold pieces, the training stop penalty
+            em, start, end = grammar.state_scores(class_scores, codon_scores, codes, lengths,
+                                                  stop_penalty=TRAIN_STOP_PENALTY)
+            ll = grammar.path_log_likelihood(em, start, end, labels, lengths)
+        else:  # the class labelling's likelihood at the hard stop penalty (the objective until 2026-11-30)
+            em, start, end = grammar.state_scores(class_scores, codon_scores, codes, lengths)
+            ll = grammar.log_likelihood(em, start, end, labels, lengths)
         (-ll.sum()).backward()
         values.append(ll.detach())
 
@@ -102,7 +110,7 @@ def measure(batch: int, length: int, max_duration: int, repeat: int, device: tor
     ll = values[-1].double().cpu()
     return {"B": batch, "T": T, "K": max_duration, "states": grammar.num_states, "device": str(device),
             "card": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-            "split_far": split_far, "ll_fwd_bwd_s": step_s, "peak_extra_gib": peak, "viterbi_s": decode_s,
+            "split_far": split_far, "objective": objective, "ll_fwd_bwd_s": step_s, "peak_extra_gib": peak, "viterbi_s": decode_s,
             "log_likelihood_per_position": float(ll.sum()) / int(lengths.sum()),
             "all_finite": bool(torch.isfinite(ll).all()) and all(math.isfinite(x.grad.abs().sum().item())
                                                                  for x in (class_scores, codon_scores))}
@@ -116,16 +124,20 @@ def main(argv=None) -> int:
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
     p.add_argument("--split-far", default="auto", choices=("auto", "off"))
+    p.add_argument("--objective", default="path", choices=("path", "labelling"),
+                   help="path: the training objective (GeneGrammar.path_log_likelihood, training stop penalty); "
+                        "labelling: GeneGrammar.log_likelihood at the hard penalty, as measured before 2026-11-30")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda: no CUDA GPU here; use --device cpu for a small smoke run")
-    row = measure(args.batch, args.length, args.max_duration, args.repeat, torch.device(args.device), args.split_far)
+    row = measure(args.batch, args.length, args.max_duration, args.repeat, torch.device(args.device), args.split_far,
+                  args.objective)
     print(json.dumps(row))
     peak = "-" if row["peak_extra_gib"] is None else f"{row['peak_extra_gib']:.2f} GiB"
-    print(f"\n| B, T, K, states | log_likelihood fwd + bwd | peak beyond inputs | viterbi | card |")
-    print("|---|---:|---:|---:|---|")
-    print(f"| {row['B']}, {row['T']}, {row['K']}, {row['states']} | {row['ll_fwd_bwd_s'] * 1e3:.1f} ms | {peak} | "
+    print(f"\n| B, T, K, states | objective | fwd + bwd | peak beyond inputs | viterbi | card |")
+    print("|---|---|---:|---:|---:|---|")
+    print(f"| {row['B']}, {row['T']}, {row['K']}, {row['states']} | {row['objective']} | {row['ll_fwd_bwd_s'] * 1e3:.1f} ms | {peak} | "
           f"{row['viterbi_s'] * 1e3:.1f} ms | {row['card']} |")
     if args.json:
         Path(args.json).write_text(json.dumps(row, indent=1) + "\n")

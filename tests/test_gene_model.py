@@ -176,6 +176,89 @@ def _assert_table_grads(args, brute_fn, y, cases, h=1e-6):
             assert grad[pos].item() == pytest.approx((vals[0] - vals[1]) / (2 * h), abs=1e-5), (idx, pos)
 
 
+# ----------------------------------------------------------------------------- the training objective
+def test_gold_pieces_cut_long_runs_into_pieces_of_k_from_their_start():
+    y = np.array([[0, 0, 0, 0, 0, 0, 0, 1, 1, 2, 9, 9], [2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2]])
+    s, e, c, n = gm.gold_pieces(y, np.array([10, 12]), 3)
+    assert n.tolist() == [5, 4]
+    assert list(zip(s[0], e[0], c[0]))[:5] == [(0, 3, 0), (3, 6, 0), (6, 7, 0), (7, 9, 1), (9, 10, 2)]
+    # The second sequence's fifth column is padding: its last segment again.
+    assert list(zip(s[1], e[1], c[1])) == [(0, 3, 2), (3, 6, 2), (6, 9, 2), (9, 12, 2), (9, 12, 2)]
+
+
+@pytest.mark.parametrize("seed,L,K", [(0, 6, 4), (1, 7, 3), (2, 6, 6), (3, 7, 2)])
+def test_path_likelihood_of_every_gold_segmentation_matches_enumeration(seed, L, K):
+    # log P(gold segmentation): the enumerated paths whose segments are the gold pieces, summed over
+    # their initial frames, against every path (split runs included) in the partition function.
+    grammar, codes, em, codon, start, end = random_problem(seed, L, K)
+    args = numpy_args(grammar, codes, em, codon, start, end)
+    by_path, every = {}, []
+    for path, a0 in enumerate_paths(L, K):
+        sc = path_score(path, a0, *args)
+        if sc > NEG:
+            by_path.setdefault(tuple(path), []).append(sc)
+            every.append(sc)
+    log_z = logsumexp(every)
+    ys = all_labellings(L)
+    n = ys.shape[0]
+    lengths = torch.full((n,), L)
+    with torch.no_grad():
+        e, s, t = grammar.state_scores(em.expand(n, -1, -1), codon.expand(n, -1, -1), codes.expand(n, -1), lengths,
+                                       start.expand(n, -1, -1), end.expand(n, -1, -1))
+        ll = grammar.path_log_likelihood(e, s, t, ys, lengths).numpy()
+    starts, ends, classes, counts = gm.gold_pieces(ys.numpy(), lengths.numpy(), K)
+    feasible = 0
+    for i, value in enumerate(ll):
+        pieces = tuple(zip(starts[i, :counts[i]].tolist(), ends[i, :counts[i]].tolist(),
+                           classes[i, :counts[i]].tolist()))
+        if pieces in by_path:
+            feasible += 1
+            assert value == pytest.approx(logsumexp(by_path[pieces]) - log_z, abs=1e-9), ys[i].tolist()
+        else:
+            assert value == NEG, ys[i].tolist()
+    assert feasible > 1
+    # One path set per labelling, a subset of all paths: the probabilities sum to less than one
+    # (the rest is the runs split elsewhere than the gold pieces).
+    assert torch.logsumexp(torch.from_numpy(ll), 0).item() < 0
+
+
+def test_path_likelihood_gradients_match_finite_differences_in_a_padded_batch():
+    grammar, codes, em, codon, start, end = random_problem(5, 8, 3)
+    y = torch.tensor([[0, 0, 1, 1, 1, 2, 2, 1], [0, 0, 0, 0, 0, 0, 0, 0]])
+    lengths = torch.tensor([8, 6])  # the second sequence has fewer pieces: padding steps
+
+    def ll(em_, start_, end_, trans, dur):
+        with torch.no_grad():
+            grammar.transitions.copy_(trans)
+            grammar.durations.copy_(dur)
+        e, s, t = grammar.state_scores(em_, codon.expand(2, -1, -1), codes.expand(2, -1), lengths, start_, end_)
+        return grammar.path_log_likelihood(e, s, t, y, lengths)
+
+    inputs = [x.expand(2, -1, -1).clone().requires_grad_() for x in (em, start, end)]
+    assert torch.isfinite(ll(*inputs, grammar.transitions.detach(), grammar.durations.detach())).all()
+    assert torch.autograd.gradcheck(lambda *a: ll(*a, grammar.transitions.detach().clone(),
+                                                  grammar.durations.detach().clone()).sum(), inputs, eps=1e-6, atol=1e-6)
+    grammar.zero_grad()
+    ll(*inputs, grammar.transitions.detach().clone(), grammar.durations.detach().clone()).sum().backward()
+    for p in grammar.parameters():
+        assert torch.isfinite(p.grad).all()
+    # The table gradients against central differences of the same function.
+    for table in (grammar.transitions, grammar.durations):
+        base, grad = table.detach().clone(), table.grad.clone()
+        for pos in [(1, 2), (0, 1)] if table is grammar.transitions else [(0, 0), (2, 1), (1, 2)]:
+            vals = []
+            for sign in (1, -1):
+                with torch.no_grad():
+                    table.copy_(base)
+                    table[pos] += sign * 1e-6
+                    e, s, t = grammar.state_scores(inputs[0], codon.expand(2, -1, -1), codes.expand(2, -1), lengths,
+                                                   inputs[1], inputs[2])
+                    vals.append(grammar.path_log_likelihood(e, s, t, y, lengths).sum().item())
+            with torch.no_grad():
+                table.copy_(base)
+            assert grad[pos].item() == pytest.approx((vals[0] - vals[1]) / 2e-6, abs=1e-5), pos
+
+
 # ----------------------------------------------------------------------------- frame and stop codons
 def _gene_sequence(intron_length, stop_at=None, total=30):
     """intergenic [0, 3), exon [3, 9), intron [9, 9 + d), exon to the end; bases C except a TAA at stop_at."""

@@ -507,3 +507,27 @@ def test_gradient_check_report_fails_on_disagreement(capsys, monkeypatch):
     assert rc == 1
     assert "FAIL: some criteria not met" in out
     assert "Rel diff" in out and out.count("[FAIL]") == 2
+
+
+def test_gene_model_training_penalty_keeps_the_fast_sweep():
+    # The gene grammar's hard in-frame stop penalty (1e4 in the emissions) spreads the messages past what
+    # the linear chunked sweep holds, so its guard sends every row to the exact kernel; the training
+    # penalty does not. Counted from the guard's flags, on bases rich in stop codons.
+    from semicrf.genomics import gene_model as gm
+
+    g = torch.Generator().manual_seed(0)
+    B, L, K = 2, 160, 12
+    grammar = gm.GeneGrammar(K, "triton").double()
+    codes = torch.multinomial(torch.tensor([0.3, 0.05, 0.25, 0.4]), B * L, replacement=True, generator=g)
+    codes, lengths = codes.view(B, L).to(DEV), torch.full((B,), L, device=DEV)
+    scores = [torch.randn(B, L, 3, generator=g, dtype=torch.float64).to(DEV) for _ in range(4)]
+    flags = {}
+    for penalty in (gm.STOP_PENALTY, gm.TRAIN_STOP_PENALTY):
+        with torch.no_grad():
+            em, st, en = grammar.state_scores(*scores[:2], codes, lengths, *scores[2:], stop_penalty=penalty)
+        tables = {k: v.detach() for k, v in grammar.state_tables().items()}
+        p = make_problem(em, tables["transitions"], tables["durations"], lengths, tables["initial"], tables["final"],
+                         st, en)
+        flags[penalty] = tb.Sweep(p, (False,), reverse=True)._flag.tolist()
+    assert all(f > 0 for f in flags[gm.STOP_PENALTY])
+    assert flags[gm.TRAIN_STOP_PENALTY] == [0] * (2 * B)
