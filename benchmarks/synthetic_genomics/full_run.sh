@@ -26,7 +26,8 @@
 # Settings from the environment (defaults: the first full run of docs/results.md, realistic content):
 #   WORK, LIMIT_S (1500), EPOCHS (24), MODELS (seed 1), SEED2_MODELS (also with seed 2), TIME_BUDGET
 #   (each trained model's --time-budget in seconds, 1250; empty: none), CRF_BUDGET (pytorch-crf's
-#   --step-budget, unset: none), GEN (generate flags), RECIPE (run flags shared by all)
+#   --step-budget, unset: none), GEN (generate flags), RECIPE (run flags shared by all), DEVICES (the
+#   GPU indices to spread the processes over, e.g. "1"; default: every GPU of the machine)
 set -uo pipefail
 B="python3 -m semicrf.genomics.cli"
 WORK=${WORK:-work}; LIMIT_S=${LIMIT_S:-1500}; EPOCHS=${EPOCHS:-24}
@@ -36,7 +37,8 @@ CRF_BUDGET=${CRF_BUDGET:-}; TIME_BUDGET=${TIME_BUDGET-1250}  # set it empty for 
 GEN=${GEN:-"--num-train 1000 --num-val 200 --num-test 200 --seq-length 20000 --content realistic --seed 42"}
 RECIPE=${RECIPE:-"--encoder mamba --stem conv --features onehot --hidden-dim 128 --num-layers 2 --batch-size 8 \
 --lr 2e-3 --warmup-steps 100 --lr-schedule cosine --no-recompute --max-val 50 --log-every 1 --patience 8"}
-GPUS=$(nvidia-smi -L 2>/dev/null | wc -l); [ "$GPUS" -ge 1 ] || GPUS=1
+NGPU=$(nvidia-smi -L 2>/dev/null | wc -l); [ "$NGPU" -ge 1 ] || NGPU=1
+read -r -a DEVS <<< "${DEVICES:-$(seq -s ' ' 0 $((NGPU - 1)))}"; GPUS=${#DEVS[@]}
 mkdir -p "$WORK/logs" "$WORK/parts"
 export TRITON_CACHE_DIR=${TRITON_CACHE_DIR:-$WORK/triton-cache}
 # Triton >= 3.4 keeps autotuning results on disk with this: the Mamba kernels' autotuning took the
@@ -79,11 +81,11 @@ start() {
         [ -f "$dir/metrics.json" ] && continue  # finished
         resume=""; [ -d "$dir/checkpoints" ] && resume="--resume"
         rm -f "$WORK/logs/${m}_s$s.exit"
-        CUDA_VISIBLE_DEVICES=$(((i - 1) % GPUS)) setsid bash -c "$B run --data-dir '$WORK/data' --output-dir '$dir' \
+        CUDA_VISIBLE_DEVICES=${DEVS[$(((i - 1) % GPUS))]} setsid bash -c "$B run --data-dir '$WORK/data' --output-dir '$dir' \
             $RECIPE --epochs $EPOCHS --models $m --seed $s --time-limit $LIMIT_S --no-progress $(budgets "$m") $resume \
             >> '$WORK/logs/${m}_s$s.log' 2>&1; echo \$? > '$WORK/logs/${m}_s$s.exit'" < /dev/null > /dev/null 2>&1 &
     done
-    echo "started at $(date +%T): ${#jobs[@]} jobs on $GPUS GPU(s) in $WORK"
+    echo "started at $(date +%T): ${#jobs[@]} jobs on GPU(s) ${DEVS[*]} in $WORK"
 }
 
 progress() {
