@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""Where the semicrf output layer's forward spends its wall time in a training step, section by section.
+
+    python3 head_sections.py [--encoder mamba|mamba_stub|bilstm] [--batch-size 16] [--repeat 4]
+
+At the spec's default size (T = 20 000, hidden 256, 4 layers, K = 1000), after two warm-up steps,
+each of ``--repeat`` steps times, with a device synchronisation before and after each: the encoder's
+forward, the output layer's forward on the detached encoder states (``head_loss``: the emission and
+boundary heads and the semi-CRF's log-likelihood), its backward and the encoder's backward. Then the
+same steps again with the main sections of the head's forward wrapped in synchronised timers: the
+heads (``SemiCRFTagger._scores``), ``make_problem`` (input checks), the backend lookup, the Triton
+``Sweep`` (the chunked sweep and the exact reruns) and ``_forward_backward`` (sweep and marginals).
+A section's time includes the wait for its kernels. Prints the median of each (the first step of
+each set left out) and all the samples. Needs a CUDA GPU; complements ``step_profile.py``, whose
+breakdown gives the phases only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from step_profile import make_batch  # noqa: E402
+
+from semicrf import backends, core  # noqa: E402
+from semicrf.backends import triton as triton_backend  # noqa: E402
+from semicrf.genomics import models  # noqa: E402
+
+
+def _timer(samples: dict, device: torch.device):
+    def timed(label, fn, *args, **kwargs):
+        torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        out = fn(*args, **kwargs)
+        torch.cuda.synchronize(device)
+        samples.setdefault(label, []).append(time.perf_counter() - start)
+        return out
+    return timed
+
+
+def _wrap(owner, name: str, label: str, timed) -> None:
+    fn = getattr(owner, name)
+
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        return timed(label, fn, *args, **kwargs)
+    setattr(owner, name, wrapped)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--encoder", default="mamba", choices=("mamba", "mamba_stub", "bilstm"))
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--repeat", type=int, default=4)
+    args = p.parse_args(argv)
+    if not torch.cuda.is_available():
+        p.error("head_sections.py times GPU work and needs a CUDA GPU")
+    device = torch.device("cuda")
+    x, y, lengths = make_batch(args.batch_size, 20_000, device)
+    config = models.ModelConfig(input_dim=x.shape[-1], num_classes=3, encoder=args.encoder, hidden_dim=256,
+                                num_layers=4, max_duration=1000)
+    model = models.build_model("semicrf", config).to(device)
+    for _ in range(2):  # kernels compile and tune
+        model.loss(x, y, lengths).backward()
+    samples: dict[str, list[float]] = {}
+    timed = _timer(samples, device)
+    for _ in range(args.repeat):
+        hidden = timed("encoder forward", model.encode, x, lengths)
+        detached = hidden.detach().requires_grad_()
+        loss = timed("head forward", model.head_loss, detached, y, lengths)
+        timed("head backward", loss.backward)
+        timed("encoder backward", hidden.backward, detached.grad)
+    _wrap(models.SemiCRFTagger, "_scores", "  heads (_scores)", timed)
+    _wrap(core, "make_problem", "  make_problem", timed)
+    _wrap(backends, "get", "  backends.get", timed)
+    _wrap(triton_backend, "Sweep", "  Sweep (chunked sweep, exact reruns)", timed)
+    _wrap(triton_backend, "_forward_backward", "  _forward_backward (sweep + marginals)", timed)
+    for _ in range(args.repeat):
+        hidden = model.encode(x, lengths)
+        detached = hidden.detach().requires_grad_()
+        loss = timed("head forward, sections timed", model.head_loss, detached, y, lengths)
+        loss.backward()
+        hidden.backward(detached.grad)
+    print(f"{torch.cuda.get_device_name(device)}, encoder {args.encoder}, B={args.batch_size}, T~20000, K=1000")
+    print("| section | median ms | all ms |\n|---|---:|---|")
+    for label, values in samples.items():
+        rest = values[1:] if len(values) > 1 else values
+        print(f"| {label} | {statistics.median(rest) * 1e3:.1f} | {', '.join(f'{v * 1e3:.1f}' for v in values)} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
