@@ -3,13 +3,16 @@
     python3 benchmarks/real_genes/gene_model_cost.py --data-dir data/fly --length 5000 --repeat 5
 
 Random emissions over the model's states, the grammar's tables at zero parameters, the gold class
-labels of the first training locus of at least ``--length`` bases (cut to that length). Three
+labels of the first training locus of at least ``--length`` bases (cut to that length). Four
 ways, each timed forward + backward on one thread (median of ``--repeat`` after a warm-up):
 
 - ``log_partition``: the unconstrained sum alone (the part no gold pass can avoid);
 - ``penalty pair``: the gold pass as two ``log_partition`` calls, the states of other classes
   forbidden by a 1e4 emission penalty (how the model trained before ``label_classes``);
-- ``label_classes``: ``log_likelihood(labels, label_classes=...)``, both sweeps in one call.
+- ``label_classes``: ``log_likelihood(labels, label_classes=...)``, both sweeps in one call (the
+  class labelling's likelihood: the model's objective until 2026-11-30);
+- ``gold pieces``: ``GeneGrammar.path_log_likelihood``, the gold segmentation's likelihood, what
+  the model trains by now: ``log_partition`` and a forward over the gold pieces.
 
 Prints the times and how far the two likelihoods and their gradients differ.
 """
@@ -61,8 +64,12 @@ def main(argv=None) -> int:
         return log_likelihood(em, labels, lengths=lengths, start_scores=zero, end_scores=zero, backend="cpu",
                               label_classes=grammar.state_class, **grammar.state_tables())
 
+    def pieces():
+        return grammar.path_log_likelihood(em, zero, zero, labels, lengths)
+
     rows, values = [], {}
-    for name, f in (("log_partition", full), ("penalty pair", penalty), ("label_classes", classes)):
+    ways = (("log_partition", full), ("penalty pair", penalty), ("label_classes", classes), ("gold pieces", pieces))
+    for name, f in ways:
         times = []
         for _ in range(args.repeat + 1):
             em.grad = None
