@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import semicrf
-from brute import enumerate_all
+from brute import enumerate_all, path_score
 
 BACKENDS = ["reference", "cpu"]
 CASES = [  # (T, C, K)
@@ -226,3 +226,71 @@ def test_label_classes_errors_name_the_argument():
         assert info.match(message)
     with pytest.raises(ValueError, match="labels.*class of some label.*has 1 at position 2"):
         semicrf.log_likelihood(labels=torch.tensor([[0, 2, 1, 0]]), **kw, label_classes=torch.tensor([0, 2, 2]))
+
+
+# ----------------------------------------------------------------------------- the gold segmentation
+def _gold_path(labels, K):
+    """The runs of ``labels`` as segments, a run longer than K cut into pieces of K (remainder last),
+    written out by hand from the definition."""
+    out, s = [], 0
+    for t in range(1, len(labels) + 1):
+        if t == len(labels) or labels[t] != labels[s]:
+            for a in range(s, t, K):
+                out.append((a, min(a + K, t), labels[s]))
+            s = t
+    return out
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("T,C,K", [(5, 2, 2), (6, 3, 3), (6, 2, 7), (5, 3, 1), (7, 2, 3)])
+def test_segmentation_log_likelihood_is_the_gold_paths_probability(backend, T, C, K):
+    kw = make_inputs(T, C, K, B=1, seed=3 + T + K)
+    kw["lengths"] = torch.tensor([T])
+    ref = truth(kw, 0)
+    all_labels = torch.tensor(list(itertools.product(range(C), repeat=T)))
+    n = all_labels.shape[0]
+    big = {k: (v.expand(n, *v.shape[1:]) if k in ("emissions", "start_scores", "end_scores") else v)
+           for k, v in kw.items() if k != "lengths"}
+    seg = semicrf.segmentation_log_likelihood(labels=all_labels, lengths=torch.full((n,), T), **big, backend=backend)
+    lab = semicrf.log_likelihood(labels=all_labels, lengths=torch.full((n,), T), **big, backend=backend)
+    args = [kw["emissions"][0].numpy(), kw["transitions"].numpy(), kw["durations"].numpy(), kw["initial"].numpy(),
+            kw["final"].numpy(), kw["start_scores"][0].numpy(), kw["end_scores"][0].numpy()]
+    for i in range(n):
+        y = all_labels[i].tolist()
+        assert seg[i].item() == pytest.approx(path_score(_gold_path(y, K), *args) - ref["log_z"], abs=1e-10)
+    # One path of each labelling: at most the labelling's probability, equal when runs cannot be split.
+    assert torch.all(seg <= lab + 1e-12)
+    if K == 1:
+        torch.testing.assert_close(seg, lab, atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_segmentation_log_likelihood_gradients_and_padding(backend):
+    kw = make_inputs(7, 3, 3, B=3, seed=9)
+    lengths = kw.pop("lengths")
+    labels = torch.tensor([[0, 0, 0, 0, 1, 2, 2], [2, 2, 2, 2, 2, 2, 2], [1, 0, 1, 1, 0, 0, 0]])
+    names = list(kw)
+
+    def f(*xs):
+        return semicrf.segmentation_log_likelihood(labels=labels, lengths=lengths, backend=backend,
+                                                   **dict(zip(names, xs)))
+
+    xs = tuple(kw[n].clone().requires_grad_() for n in names)
+    assert torch.autograd.gradcheck(f, xs, eps=1e-6, atol=1e-7, rtol=1e-5)
+    # Whatever lies past a length (labels out of range, huge scores) changes nothing.
+    junk = {k: v.clone() for k, v in kw.items()}
+    for k in ("emissions", "start_scores", "end_scores"):
+        for b, L in enumerate(lengths.tolist()):
+            junk[k][b, L:] = 1e30
+    bad_labels = labels.clone()
+    for b, L in enumerate(lengths.tolist()):
+        bad_labels[b, L:] = 99
+    a = semicrf.segmentation_log_likelihood(labels=labels, lengths=lengths, backend=backend, **kw)
+    b_ = semicrf.segmentation_log_likelihood(labels=bad_labels, lengths=lengths, backend=backend, **junk)
+    torch.testing.assert_close(a, b_, atol=1e-10, rtol=0)
+
+
+def test_segmentation_log_likelihood_refuses_bad_labels_by_name():
+    kw = make_inputs(4, 2, 2, B=1)
+    with pytest.raises(ValueError, match="labels"):
+        semicrf.segmentation_log_likelihood(labels=torch.tensor([[0, 1, 5, 0]]), **kw)

@@ -17,6 +17,7 @@ import torch
 
 from brute import logsumexp, path_labels, segmentations
 from semicrf.genomics import gene_model as gm
+from semicrf.paths import run_pieces
 from semicrf.genomics.models import ModelConfig, build_model, parse_model_list
 from semicrf.genomics.oracle import _stop_starts
 
@@ -179,7 +180,7 @@ def _assert_table_grads(args, brute_fn, y, cases, h=1e-6):
 # ----------------------------------------------------------------------------- the training objective
 def test_gold_pieces_cut_long_runs_into_pieces_of_k_from_their_start():
     y = np.array([[0, 0, 0, 0, 0, 0, 0, 1, 1, 2, 9, 9], [2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2]])
-    s, e, c, n = gm.gold_pieces(y, np.array([10, 12]), 3)
+    s, e, c, n = run_pieces(y, np.array([10, 12]), 3)
     assert n.tolist() == [5, 4]
     assert list(zip(s[0], e[0], c[0]))[:5] == [(0, 3, 0), (3, 6, 0), (6, 7, 0), (7, 9, 1), (9, 10, 2)]
     # The second sequence's fifth column is padding: its last segment again.
@@ -206,7 +207,7 @@ def test_path_likelihood_of_every_gold_segmentation_matches_enumeration(seed, L,
         e, s, t = grammar.state_scores(em.expand(n, -1, -1), codon.expand(n, -1, -1), codes.expand(n, -1), lengths,
                                        start.expand(n, -1, -1), end.expand(n, -1, -1))
         ll = grammar.path_log_likelihood(e, s, t, ys, lengths).numpy()
-    starts, ends, classes, counts = gm.gold_pieces(ys.numpy(), lengths.numpy(), K)
+    starts, ends, classes, counts = run_pieces(ys.numpy(), lengths.numpy(), K)
     feasible = 0
     for i, value in enumerate(ll):
         pieces = tuple(zip(starts[i, :counts[i]].tolist(), ends[i, :counts[i]].tolist(),

@@ -106,6 +106,32 @@ def test_linear_matches_pytorch_crf_with_the_same_scores():
             assert np.array_equal(a, b)
 
 
+@pytest.mark.parametrize("name", ["semicrf", "semicrf_uniform", "linear"])
+def test_segmentation_objective_scores_the_gold_path(name):
+    import dataclasses
+
+    import semicrf
+
+    x, y, lengths = _batch(seed=5)
+    seg = _model(name, config=dataclasses.replace(CONFIG, objective="segmentation"))
+    lab = _model(name)
+    with torch.no_grad():
+        hidden = seg.encode(x.double(), lengths)
+        em, st, en = seg._scores(hidden)
+        c = seg.crf
+        truth = -semicrf.segmentation_log_likelihood(em, y, c.transitions, c.durations, lengths, c.initial, c.final,
+                                                     st, en, backend="cpu")
+        got = seg.loss(x.double(), y, lengths).item()
+        other = lab.loss(x.double(), y, lengths).item()
+    assert got == pytest.approx(truth.sum().item() / lengths.sum().item(), rel=1e-9)
+    if name == "linear":  # K = 1: one segmentation per labelling, the two objectives agree
+        assert got == pytest.approx(other, rel=1e-9)
+    else:  # one path of the labelling's many: a larger loss
+        assert got > other
+    with pytest.raises(ValueError, match="objective"):
+        ModelConfig(input_dim=4, num_classes=3, objective="paths")
+
+
 def test_semicrf_variants_differ_only_in_the_duration_table():
     learned, uniform = _model("semicrf"), _model("semicrf_uniform")
     names_l = {n for n, _ in learned.named_parameters()}

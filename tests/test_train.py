@@ -494,6 +494,17 @@ def test_learning_rate_schedule_scales_every_group(full_run, data_dir, tmp_path,
     assert "--lr-schedule: checkpoint 'cosine', now 'constant'" in err and "--warmup-steps" in err
 
 
+def test_objective_is_recorded_and_a_resume_keeps_it(data_dir, tmp_path, capsys):
+    out = tmp_path / "seg"
+    args = ["--models", "semicrf", "--epochs", "1", "--objective", "segmentation"]
+    assert _run(data_dir, out, *args) == 0
+    ckpt = _ckpt(out, "semicrf")
+    assert ckpt["config"]["objective"] == "segmentation" and ckpt["model_config"]["objective"] == "segmentation"
+    capsys.readouterr()
+    assert _run(data_dir, out, "--models", "semicrf", "--epochs", "1", "--resume") == 2
+    assert "--objective: checkpoint 'segmentation', now 'labelling'" in capsys.readouterr().err
+
+
 def test_resume_refuses_edited_data_files(data_dir, tmp_path, capsys):
     from semicrf.genomics.dataset import save_split
 

@@ -1,4 +1,5 @@
-"""The public functional API: log_partition, log_likelihood, viterbi, marginals.
+"""The public functional API: log_partition, log_likelihood, segmentation_log_likelihood, viterbi,
+marginals.
 
 Inputs are validated once (``problem.make_problem``), handed to a backend as a
 float64 :class:`~semicrf.problem.Problem`, and gradients reach every floating
@@ -13,11 +14,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from . import backends
+from . import backends, paths
 from .problem import make_problem
 from .types import Marginals, ViterbiResult
 
-__all__ = ["log_partition", "log_likelihood", "viterbi", "marginals"]
+__all__ = ["log_partition", "log_likelihood", "segmentation_log_likelihood", "viterbi", "marginals"]
 
 # Order of the differentiable inputs, matching the fields of Marginals.
 _GRAD_FIELDS = ("emissions", "transitions", "durations", "initial", "final", "start_scores", "end_scores")
@@ -130,6 +131,35 @@ def log_likelihood(emissions: Tensor, labels: Tensor, transitions: Tensor, durat
                      label_classes)
     return _ScoreFunction.apply(backend, p, True,
                                 *_inputs(emissions, transitions, durations, initial, final, start_scores, end_scores))
+
+
+def segmentation_log_likelihood(emissions: Tensor, labels: Tensor, transitions: Tensor, durations: Tensor,
+                                lengths: Tensor | None = None, initial: Tensor | None = None,
+                                final: Tensor | None = None, start_scores: Tensor | None = None,
+                                end_scores: Tensor | None = None, backend: str = "auto") -> Tensor:
+    """log P(gold segmentation): the probability of the one path whose segments are the runs of
+    ``labels``, a run longer than K cut into pieces of K from its start, the remainder last
+    (:func:`semicrf.paths.run_pieces`).
+
+    :func:`log_likelihood` sums over every way of cutting the runs into segments; this scores one,
+    so that the path the model is trained to prefer is the path :func:`viterbi` returns. It is at
+    most :func:`log_likelihood` (equal when no other cutting has any weight), and -inf when the
+    gold path has a -inf score. The path's score is computed in PyTorch operations from the inputs
+    (autograd); log Z by ``backend``.
+
+    Args: as :func:`log_likelihood`, without ``label_classes``.
+
+    Returns:
+        (B,) float64, differentiable with respect to every floating input.
+    """
+    p = make_problem(emissions, transitions, durations, lengths, initial, final, start_scores, end_scores, labels)
+    C = p.transitions.shape[0]
+    zeros = emissions.new_zeros(C)
+    gold = paths.path_score(emissions, p.labels, p.lengths, transitions, durations,
+                            zeros if initial is None else initial, zeros if final is None else final,
+                            start_scores, end_scores)
+    return gold - log_partition(emissions, transitions, durations, p.lengths, initial, final, start_scores,
+                                end_scores, backend=backend).to(gold.device)
 
 
 def marginals(emissions: Tensor, transitions: Tensor, durations: Tensor, lengths: Tensor | None = None,

@@ -55,11 +55,13 @@ class SemiCRF(nn.Module):
 
     def nll(self, emissions: Tensor, labels: Tensor, lengths: Tensor | None = None,
             start_scores: Tensor | None = None, end_scores: Tensor | None = None,
-            backend: str | None = None) -> Tensor:
-        """(B,) negative log-likelihood of ``labels`` (>= 0), differentiable."""
-        return -core.log_likelihood(emissions, labels, lengths=lengths, start_scores=start_scores,
-                                    end_scores=end_scores, backend=backend or self.backend,
-                                    **self._params(emissions))
+            backend: str | None = None, segmentation: bool = False) -> Tensor:
+        """(B,) negative log-likelihood of ``labels`` (>= 0), differentiable: of the label sequence
+        (:func:`semicrf.log_likelihood`), or with ``segmentation`` of its gold segmentation
+        (:func:`semicrf.segmentation_log_likelihood`)."""
+        fn = core.segmentation_log_likelihood if segmentation else core.log_likelihood
+        return -fn(emissions, labels, lengths=lengths, start_scores=start_scores, end_scores=end_scores,
+                   backend=backend or self.backend, **self._params(emissions))
 
     def log_partition(self, emissions: Tensor, lengths: Tensor | None = None, start_scores: Tensor | None = None,
                       end_scores: Tensor | None = None, backend: str | None = None) -> Tensor:

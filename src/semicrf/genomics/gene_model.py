@@ -137,7 +137,7 @@ Training: the gold segmentation's likelihood
 
 ``log P(gold segmentation) = log Z(pieces) - log Z``. The gold segmentation is
 each run of a class as one segment, a run longer than K cut into pieces of K
-from its start with the remainder last (:func:`gold_pieces`); Z(pieces) sums
+from its start with the remainder last (:func:`semicrf.paths.run_pieces`); Z(pieces) sums
 over the state paths on exactly these segments (the frames, the intron
 residues), a forward over the pieces in PyTorch
 (:meth:`GeneGrammar.path_log_likelihood`); Z is the engine's
@@ -203,6 +203,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..paths import piece_tensors, segment_sums
 from .models import ModelConfig, SequenceLabeler, position_mask
 from .oracle import STOP_PENALTY
 
@@ -382,7 +383,7 @@ class GeneGrammar(nn.Module):
     def path_log_likelihood(self, emissions: Tensor, start: Tensor, end: Tensor, labels: Tensor,
                             lengths: Tensor) -> Tensor:
         """(B,) ``log P(gold segmentation)``: the gold runs as segments (a run longer than K cut into
-        pieces of K, the remainder last: :func:`gold_pieces`), summed over the state paths on exactly
+        pieces of K, the remainder last: :func:`semicrf.paths.run_pieces`), summed over the state paths on exactly
         these segments (the frames), minus the engine's ``log_partition`` over every state path. The
         training objective of :class:`GeneSemiCRFTagger` (see the module docstring, "Training")."""
         from .. import log_partition
@@ -396,16 +397,13 @@ class GeneGrammar(nn.Module):
         """(B,) logsumexp of the scores of the state paths whose segments are the gold pieces: a forward
         over the pieces (a handful per sequence) in probability space, rescaled at every step, so that
         states no path reaches are exact zeros (no -inf arithmetic, no NaN gradients)."""
-        B, T, S = emissions.shape
+        S = emissions.shape[2]
         dev, f64 = emissions.device, torch.float64
-        seg_s, seg_e, seg_c, nseg = (torch.from_numpy(x).to(dev) for x in
-                                     gold_pieces(labels.cpu().numpy(), lengths.cpu().numpy(), self.max_duration))
+        seg_s, seg_e, seg_c, nseg = piece_tensors(labels, lengths, self.max_duration)
         J = seg_s.shape[1]
-        cum = torch.cat([emissions.new_zeros(B, 1, S, dtype=f64), emissions.to(f64).cumsum(1)], dim=1)
-        at = lambda x, idx: x.gather(1, idx[:, :, None].expand(-1, -1, S))  # noqa: E731  (B, J, S)
-        dur = tables["durations"].to(f64)[(seg_e - seg_s - 1).clamp(min=0)]  # (B, J, S)
-        score = (at(cum, seg_e) - at(cum, seg_s) + at(start.to(f64), seg_s) + at(end.to(f64), (seg_e - 1).clamp(min=0))
-                 + dur)
+        at = lambda x, idx: x.to(f64).gather(1, idx[:, :, None].expand(-1, -1, S))  # noqa: E731  (B, J, S)
+        dur = tables["durations"].to(f64)[seg_e - seg_s - 1]  # (B, J, S)
+        score = segment_sums(emissions, seg_s, seg_e) + at(start, seg_s) + at(end, seg_e - 1) + dur
         allowed = self.state_class.to(dev)[None, None, :] == seg_c[:, :, None]
         score = torch.where(allowed, score, NEG_INF)
         trans = tables["transitions"].to(f64)
@@ -423,7 +421,8 @@ class GeneGrammar(nn.Module):
             norm = nxt.sum(1)
             alpha = torch.where(live, nxt / norm.clamp(min=1e-300)[:, None], alpha)
             # Padding steps keep alpha; their norm may be 0, so the log never sees it (no NaN gradient).
-            log_scale = log_scale + torch.where(live[:, 0], torch.log(torch.where(live[:, 0], norm, 1.0)) + mj + t_max, 0.0)
+            step_log = torch.log(torch.where(live[:, 0], norm, 1.0)) + mj + t_max
+            log_scale = log_scale + torch.where(live[:, 0], step_log, 0.0)
         fin = tables["final"].to(f64)
         f_max = _finite_max(fin[None])[0]
         return log_scale + torch.log((alpha * torch.exp(fin - f_max)[None]).sum(1)) + f_max
@@ -438,27 +437,6 @@ class GeneGrammar(nn.Module):
         states = result.labels
         classes = torch.where(states >= 0, self.state_class.to(states.device)[states.clamp(min=0)], -1)
         return classes, result
-
-
-def gold_pieces(labels: np.ndarray, lengths: np.ndarray, max_duration: int):
-    """The gold segmentation of each sequence as padded arrays: (starts, ends (exclusive), classes)
-    (B, J) int64 and the count of segments (B,). Each run of a class is one segment; a run longer
-    than ``max_duration`` is cut into pieces of ``max_duration`` from its start, the remainder last.
-    Padding repeats a sequence's last segment (the forward ignores it)."""
-    K = int(max_duration)
-    rows = []
-    for y, n in zip(labels, lengths.tolist()):
-        y = y[:n]
-        cuts = np.flatnonzero(np.diff(y)) + 1
-        run_s, run_e = np.r_[0, cuts], np.r_[cuts, n]
-        pieces = [(a, min(a + K, e), y[s]) for s, e in zip(run_s, run_e) for a in range(s, e, K)]
-        rows.append(pieces)
-    J = max(len(r) for r in rows)
-    out = np.zeros((3, len(rows), J), np.int64)
-    for b, r in enumerate(rows):
-        out[:, b, :len(r)] = np.array(r, np.int64).T
-        out[:, b, len(r):] = np.array(r[-1], np.int64)[:, None]
-    return out[0], out[1], out[2], np.array([len(r) for r in rows], np.int64)
 
 
 def _finite_max(x: Tensor) -> Tensor:

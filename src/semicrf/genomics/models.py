@@ -54,6 +54,8 @@ from .encoders import build_encoder
 MODEL_NAMES = ("softmax", "pytorch-crf", "linear", "semicrf", "semicrf_uniform")
 #: What ``--models all`` (the default) runs: the learned models and the oracle, their ceiling.
 DEFAULT_MODELS = MODEL_NAMES + ("oracle",)
+#: What the semi-CRF models may be trained to make probable (``ModelConfig.objective``, ``run --objective``).
+OBJECTIVES = ("labelling", "segmentation")
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,9 @@ class ModelConfig:
     input_dim: feature dimensions D. num_classes: C. encoder, hidden_dim,
     num_layers, stem: the shared encoder; recompute: recompute its
     activations in the backward pass. max_duration: K of the semi-CRF models.
+    objective: what the semi-CRF models are trained to make probable,
+    ``"labelling"`` (:func:`semicrf.log_likelihood`) or ``"segmentation"``
+    (:func:`semicrf.segmentation_log_likelihood`).
     backend: the semi-CRF engine backend. mixed_precision: run the encoder
     under bfloat16 autocast on CUDA (the output layers stay in float32).
     """
@@ -77,6 +82,11 @@ class ModelConfig:
     mixed_precision: bool = True
     stem: str = "linear"
     recompute: bool = True
+    objective: str = "labelling"
+
+    def __post_init__(self):
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -215,7 +225,8 @@ class SemiCRFTagger(SequenceLabeler):
 
     def head_loss(self, hidden, labels, lengths):
         emissions, start, end = self._scores(hidden)
-        nll = self.crf.nll(emissions, labels, lengths, start_scores=start, end_scores=end)
+        nll = self.crf.nll(emissions, labels, lengths, start_scores=start, end_scores=end,
+                           segmentation=self.config.objective == "segmentation")
         return nll.sum() / lengths.sum()
 
     def head_predict(self, hidden, lengths):

@@ -119,7 +119,7 @@ def _model_config(config: RunConfig, meta: dict) -> ModelConfig:
         input_dim=features.feature_dim(config.features), num_classes=int(meta["num_classes"]),
         encoder=config.encoder, hidden_dim=config.hidden_dim, num_layers=config.num_layers,
         max_duration=config.max_duration, backend=config.engine_backend, mixed_precision=config.precision == "bf16",
-        stem=config.stem, recompute=config.recompute,
+        stem=config.stem, recompute=config.recompute, objective=config.objective,
     )
 
 

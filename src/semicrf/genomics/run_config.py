@@ -22,7 +22,7 @@ from ..backends import ALIASES as _BACKEND_ALIASES
 from ..backends import NAMES as _BACKEND_NAMES
 from . import features
 from .encoders import ENCODER_KINDS, STEM_KINDS, EncoderUnavailable, build_encoder, encoder_available
-from .models import DEFAULT_MODELS, available_models, parse_model_list
+from .models import DEFAULT_MODELS, OBJECTIVES, available_models, parse_model_list
 
 # "streaming" first: it is the default and the name the benchmark documents.
 BACKEND_CHOICES = tuple(dict.fromkeys((*_BACKEND_ALIASES, *_BACKEND_NAMES)))
@@ -30,7 +30,8 @@ LR_SCHEDULES = ("constant", "cosine")
 # Settings that change what a checkpoint's training computes; --resume refuses to mix them.
 IDENTITY_KEYS = ("data", "data_files", "encoder", "features", "max_duration", "hidden_dim", "num_layers",
                  "batch_size", "lr", "crf_lr_scale", "weight_decay", "grad_clip", "seed", "log_every", "max_train",
-                 "max_val", "max_test", "precision", "warmup_steps", "lr_schedule", "min_lr_ratio", "stem")
+                 "max_val", "max_test", "precision", "warmup_steps", "lr_schedule", "min_lr_ratio", "stem",
+                 "objective")
 
 
 class RunError(ValueError):
@@ -51,6 +52,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
     p.add_argument("--stem", default="linear", choices=STEM_KINDS,
                    help="how features enter the encoder: linear (a per-position projection, the spec's) or conv "
                         "(three convolutions of width 9 seeing 57 positions: splice sites, codon composition)")
+    p.add_argument("--objective", default="labelling", choices=OBJECTIVES,
+                   help="what semicrf and semicrf_uniform are trained to make probable: labelling (the gold "
+                        "label sequence, summed over every way of cutting its runs into segments, the spec's "
+                        "likelihood) or segmentation (the one path whose segments are the gold runs, a run longer "
+                        "than K cut into pieces of K: the path Viterbi returns). linear is the same either way; "
+                        "semicrf_gene always trains by segmentation")
     p.add_argument("--no-recompute", action="store_true",
                    help="keep the encoder's activations for the backward pass instead of recomputing them "
                         "(faster; needs memory: several GiB per layer at the spec's size)")
@@ -232,6 +239,7 @@ class RunConfig:
     no_triton: bool
     models: tuple[str, ...]
     stem: str = "linear"
+    objective: str = "labelling"
     recompute: bool = True
     warmup_steps: int = 0
     lr_schedule: str = "constant"
@@ -265,7 +273,7 @@ class RunConfig:
             log_every=args.log_every, max_train=args.max_train, max_val=args.max_val, max_test=args.max_test,
             precision=args.precision, device=args.device, backend=args.backend, engine_backend=backend,
             engine_backend_resolved=_resolved_backend(backend, args.device), no_triton=bool(args.no_triton),
-            models=tuple(models), stem=args.stem, recompute=not args.no_recompute, warmup_steps=args.warmup_steps, lr_schedule=args.lr_schedule,
+            models=tuple(models), stem=args.stem, objective=args.objective, recompute=not args.no_recompute, warmup_steps=args.warmup_steps, lr_schedule=args.lr_schedule,
             min_lr_ratio=float(args.min_lr_ratio), step_budget=tuple(budget.items()),
             time_budget=tuple(seconds.items()), patience=args.patience,
             checkpoint_every=float(args.checkpoint_every),
@@ -295,7 +303,7 @@ class RunConfig:
                 "crf_lr_scale", "weight_decay", "grad_clip", "epochs", "seed", "log_every", "max_train", "max_val",
                 "max_test", "precision", "device", "backend", "engine_backend", "engine_backend_resolved",
                 "no_triton")
-        later = ("stem", "recompute", "warmup_steps", "lr_schedule", "min_lr_ratio", "patience", "checkpoint_every", "time_limit")
+        later = ("stem", "objective", "recompute", "warmup_steps", "lr_schedule", "min_lr_ratio", "patience", "checkpoint_every", "time_limit")
         return {"data": self.data, "data_files": self.data_files, "data_dir": str(Path(self.data_dir).resolve()),
                 **{k: getattr(self, k) for k in keys}, "models": list(self.models), "processes": self.processes,
                 **{k: getattr(self, k) for k in later}, "step_budget": dict(self.step_budget),
