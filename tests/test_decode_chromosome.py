@@ -113,3 +113,6 @@ def test_prefix_and_refusals(tmp_path):
     with pytest.raises(dc.DecodeError, match="not FASTA"):
         dc.decode_fasta(ckpt, notfa, tmp_path / "q.gff3")
     assert dc.main(["--checkpoint", str(bad), "--fasta", str(fasta), "--output-gff3", str(tmp_path / "q")]) == 2
+    if not torch.cuda.is_available():
+        with pytest.raises(dc.DecodeError, match="--device cuda: no CUDA GPU"):
+            dc.decode_fasta(ckpt, fasta, tmp_path / "q.gff3", device="cuda")

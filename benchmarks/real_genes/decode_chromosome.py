@@ -1,7 +1,12 @@
-"""Decode a whole chromosome in one pass on the CPU with a trained model of the ``run`` command.
+"""Decode a whole chromosome in one pass, on the CPU or one GPU, with a trained model of the ``run`` command.
 
     python3 benchmarks/real_genes/decode_chromosome.py --checkpoint results/fly_cpu/checkpoints/semicrf_best.pt \
-        --fasta chr2R.fa --output-gff3 chr2R.semicrf.gff3 [--prefix-bases N] [--chunk 1000000] [--threads 1]
+        --fasta chr2R.fa --output-gff3 chr2R.semicrf.gff3 [--prefix-bases N] [--chunk 1000000] [--threads 1] \
+        [--device cpu|cuda]
+
+With ``--device cuda`` the model, its features and the Viterbi run on the GPU (the model's own
+engine backend choice, its bfloat16 autocast if it trained with it) and the report adds the GPU's
+peak memory; the default is the CPU as described below.
 
 Loads the model from the checkpoint (its ``model_config``, ``state_dict`` and
 the run's ``--features``), computes the features, runs the encoder and then
@@ -82,8 +87,10 @@ def read_fasta_records(path) -> list[tuple[str, np.ndarray]]:
     return records
 
 
-def load_model(path) -> tuple[torch.nn.Module, str, str]:
-    """(model in eval mode on the CPU, model name, feature kind) from a ``run`` checkpoint."""
+def load_model(path, device: str = "cpu") -> tuple[torch.nn.Module, str, str]:
+    """(model in eval mode on ``device``, model name, feature kind) from a ``run`` checkpoint. On the CPU
+    the engine's CPU backend and float32 throughout; on a GPU the run's own settings (its backend
+    choice, bfloat16 autocast of the encoder if it trained with it)."""
     path = Path(path)
     if not path.is_file():
         raise DecodeError(f"--checkpoint {path} does not exist (the run writes checkpoints/<model>_best.pt)")
@@ -95,13 +102,14 @@ def load_model(path) -> tuple[torch.nn.Module, str, str]:
         raise DecodeError(f"{path}: the model's classes are {ckpt.get('class_names')}, not the five stranded "
                           f"classes {STRANDED_CLASSES} of imported genomes; genes cannot be read from its labels")
     name = ckpt["model"]
-    config = ModelConfig(**{**ckpt["model_config"], "backend": "cpu", "mixed_precision": False})
+    on_cpu = torch.device(device).type == "cpu"
+    config = ModelConfig(**{**ckpt["model_config"], **({"backend": "cpu", "mixed_precision": False} if on_cpu else {})})
     model = build_model(name, config)
     if not isinstance(model, (SemiCRFTagger, SoftmaxTagger)):
         raise DecodeError(f"{path}: model {name!r} cannot decode a chromosome here; use a semicrf, "
                           "semicrf_uniform, linear or softmax checkpoint")
     model.load_state_dict(ckpt["state_dict"])
-    model.eval()
+    model.to(device).eval()
     kind = model.feature_kind or (ckpt.get("config") or {}).get("features", "onehot")
     return model, name, kind
 
@@ -125,6 +133,7 @@ def scores(model, codes: np.ndarray, kind: str, chunk: int = 1_000_000, halo: in
     """
     length = len(codes)
     enc = model.encoder
+    dev = next(model.parameters()).device
     if chunk < 1 or halo < 0:
         raise DecodeError(f"--chunk must be >= 1 and --halo >= 0, got {chunk}, {halo}")
 
@@ -134,15 +143,15 @@ def scores(model, codes: np.ndarray, kind: str, chunk: int = 1_000_000, halo: in
         return model.classifier(hidden), None, None
 
     if type(enc).__name__ != "BiLSTMEncoder":
-        x = torch.from_numpy(features.encode(codes, kind))[None]
-        em, st, en = head(model.encode(x, torch.tensor([length])))
+        x = torch.from_numpy(features.encode(codes, kind))[None].to(dev)
+        em, st, en = head(model.encode(x, torch.tensor([length], device=dev)))
         return {"emissions": em, "start": st, "end": en}
 
     pieces = _pieces(length, chunk)
 
     def stem(lo, hi):
         x, off = _features(codes, kind, lo, hi, halo)
-        return enc.stem(x, torch.tensor([x.shape[1]]))[:, off:off + hi - lo]
+        return enc.stem(x.to(dev), torch.tensor([x.shape[1]], device=dev))[:, off:off + hi - lo]
 
     layer_input = None  # (1, L, H) output of the previous layer (None: the stem, recomputed per piece)
     num_layers = len(enc.forward_lstms)
@@ -152,13 +161,13 @@ def scores(model, codes: np.ndarray, kind: str, chunk: int = 1_000_000, halo: in
             return stem(lo, hi) if layer_input is None else layer_input[:, lo:hi]
 
         half = fwd.hidden_size
-        forward_out = torch.empty(1, length, half)
+        forward_out = torch.empty(1, length, half, device=dev)
         state = None
         for lo, hi in pieces:
             y, state = fwd(inp(lo, hi), state)
             forward_out[:, lo:hi] = y
         last = i == num_layers - 1
-        out = {"emissions": None, "start": None, "end": None} if last else torch.empty(1, length, 2 * half)
+        out = {"emissions": None, "start": None, "end": None} if last else torch.empty(1, length, 2 * half, device=dev)
         state = None
         for lo, hi in reversed(pieces):
             y, state = bwd(torch.flip(inp(lo, hi), dims=[1]), state)
@@ -170,7 +179,7 @@ def scores(model, codes: np.ndarray, kind: str, chunk: int = 1_000_000, halo: in
                 if value is None:
                     continue
                 if out[key] is None:
-                    out[key] = torch.empty(1, length, value.shape[-1])
+                    out[key] = torch.empty(1, length, value.shape[-1], device=dev)
                 out[key][:, lo:hi] = value
         del forward_out
         layer_input = None if last else out
@@ -179,24 +188,30 @@ def scores(model, codes: np.ndarray, kind: str, chunk: int = 1_000_000, halo: in
 
 @torch.no_grad()
 def decode(model, s: dict) -> np.ndarray:
-    """(L,) int64 labels: the engine's Viterbi (CPU backend) for a semi-CRF model, argmax for softmax."""
+    """(L,) int64 labels: the engine's Viterbi for a semi-CRF model (the CPU backend for scores on the CPU,
+    the model's own backend choice on a GPU), argmax for softmax."""
     em = s["emissions"]
     if isinstance(model, SoftmaxTagger):
-        return em[0].argmax(-1).numpy().astype(np.int64)
-    length = torch.tensor([em.shape[1]])
-    result = model.crf.decode(em, length, start_scores=s["start"], end_scores=s["end"], backend="cpu")
-    return result.labels[0].numpy()
+        return em[0].argmax(-1).cpu().numpy().astype(np.int64)
+    length = torch.tensor([em.shape[1]], device=em.device)
+    result = model.crf.decode(em, length, start_scores=s["start"], end_scores=s["end"],
+                              backend="cpu" if em.device.type == "cpu" else None)
+    return result.labels[0].cpu().numpy()
 
 
 def decode_fasta(checkpoint, fasta, output_gff3, prefix_bases: int | None = None, chunk: int = 1_000_000,
-                 halo: int = DEFAULT_HALO, threads: int | None = 1, log=print) -> dict:
+                 halo: int = DEFAULT_HALO, threads: int | None = 1, log=print, device: str = "cpu") -> dict:
     """Decode every record of ``fasta`` (its first ``prefix_bases`` bases if given); returns the report."""
     if threads:
         torch.set_num_threads(threads)
     report = {"checkpoint": str(checkpoint), "fasta": str(fasta), "output_gff3": str(output_gff3),
-              "prefix_bases": prefix_bases, "chunk": chunk, "halo": halo, "threads": threads, "sequences": []}
+              "prefix_bases": prefix_bases, "chunk": chunk, "halo": halo, "threads": threads, "device": device,
+              "sequences": []}
+    gpu = torch.device(device).type == "cuda"
+    if gpu and not torch.cuda.is_available():
+        raise DecodeError("--device cuda: no CUDA GPU here; use --device cpu")
     t0 = time.perf_counter()
-    model, name, kind = load_model(checkpoint)
+    model, name, kind = load_model(checkpoint, device)
     records = read_fasta_records(fasta)
     if prefix_bases is not None:
         if prefix_bases < 1:
@@ -208,13 +223,20 @@ def decode_fasta(checkpoint, fasta, output_gff3, prefix_bases: int | None = None
     out = []
     for seqid, codes in records:
         row = {"seqid": seqid, "length": int(len(codes))}
+        sync = torch.cuda.synchronize if gpu else (lambda: None)
+        if gpu:
+            torch.cuda.reset_peak_memory_stats()
         t = time.perf_counter()
         s = scores(model, codes, kind, chunk, halo)
+        sync()
         row["encoder_seconds"] = time.perf_counter() - t
         t = time.perf_counter()
         labels = decode(model, s)
         del s
+        sync()
         row["viterbi_seconds"] = time.perf_counter() - t
+        if gpu:
+            row["peak_gpu_mib"] = torch.cuda.max_memory_allocated() / 2**20
         t = time.perf_counter()
         genes = labels_to_genes(labels)
         row["genes"] = len(genes)
@@ -244,11 +266,13 @@ def main(argv=None) -> int:
     ap.add_argument("--chunk", type=int, default=1_000_000, help="bases per encoder piece (does not change results)")
     ap.add_argument("--halo", type=int, default=DEFAULT_HALO, help="context bases on each side of a piece")
     ap.add_argument("--threads", type=int, default=1, help="PyTorch CPU threads (0: PyTorch's choice)")
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                    help="where the encoder and the Viterbi run (cuda: one GPU, the whole sequence at once)")
     ap.add_argument("--json", default=None, help="also write the report (times, peak memory) here")
     args = ap.parse_args(argv)
     try:
         report = decode_fasta(args.checkpoint, args.fasta, args.output_gff3, args.prefix_bases, args.chunk,
-                              args.halo, args.threads)
+                              args.halo, args.threads, device=args.device)
     except DecodeError as e:
         print(f"decode_chromosome: {e}", file=sys.stderr)
         return 2
