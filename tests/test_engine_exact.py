@@ -230,13 +230,18 @@ def test_label_classes_errors_name_the_argument():
 
 # ----------------------------------------------------------------------------- the gold segmentation
 def _gold_path(labels, K):
-    """The runs of ``labels`` as segments, a run longer than K cut into pieces of K (remainder last),
-    written out by hand from the definition."""
+    """The runs of ``labels`` as segments, a run longer than K cut into the fewest pieces of at most K
+    whose lengths differ by at most one, the longer first: written out from the definition."""
     out, s = [], 0
     for t in range(1, len(labels) + 1):
         if t == len(labels) or labels[t] != labels[s]:
-            for a in range(s, t, K):
-                out.append((a, min(a + K, t), labels[s]))
+            n = t - s
+            m = math.ceil(n / K)
+            sizes = sorted([n // m + 1] * (n % m) + [n // m] * (m - n % m), reverse=True)
+            a = s
+            for size in sizes:
+                out.append((a, a + size, labels[s]))
+                a += size
             s = t
     return out
 

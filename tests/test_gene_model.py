@@ -178,11 +178,12 @@ def _assert_table_grads(args, brute_fn, y, cases, h=1e-6):
 
 
 # ----------------------------------------------------------------------------- the training objective
-def test_gold_pieces_cut_long_runs_into_pieces_of_k_from_their_start():
+def test_gold_pieces_cut_long_runs_into_equal_pieces():
+    # A run of 7 with K = 3: three pieces 3, 2, 2 (the fewest of at most K, the longer first).
     y = np.array([[0, 0, 0, 0, 0, 0, 0, 1, 1, 2, 9, 9], [2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2]])
     s, e, c, n = run_pieces(y, np.array([10, 12]), 3)
     assert n.tolist() == [5, 4]
-    assert list(zip(s[0], e[0], c[0]))[:5] == [(0, 3, 0), (3, 6, 0), (6, 7, 0), (7, 9, 1), (9, 10, 2)]
+    assert list(zip(s[0], e[0], c[0]))[:5] == [(0, 3, 0), (3, 5, 0), (5, 7, 0), (7, 9, 1), (9, 10, 2)]
     # The second sequence's fifth column is padding: its last segment again.
     assert list(zip(s[1], e[1], c[1])) == [(0, 3, 2), (3, 6, 2), (6, 9, 2), (9, 12, 2), (9, 12, 2)]
 

@@ -138,7 +138,7 @@ def segmentation_log_likelihood(emissions: Tensor, labels: Tensor, transitions: 
                                 final: Tensor | None = None, start_scores: Tensor | None = None,
                                 end_scores: Tensor | None = None, backend: str = "auto") -> Tensor:
     """log P(gold segmentation): the probability of the one path whose segments are the runs of
-    ``labels``, a run longer than K cut into pieces of K from its start, the remainder last
+    ``labels``, a run longer than K cut into the fewest pieces of at most K, as equal as possible
     (:func:`semicrf.paths.run_pieces`).
 
     :func:`log_likelihood` sums over every way of cutting the runs into segments; this scores one,

@@ -2,7 +2,10 @@
 
 :func:`run_pieces` turns per-position labels into the segmentation a semi-CRF scores as "the" gold
 path: each run of one label is one segment, and a run longer than K, which no single segment can
-cover, is cut into pieces of K from its start, the remainder last. :func:`path_score` scores those
+cover, is cut into the fewest pieces of at most K, as equal as possible (lengths differing by at most
+one, the longer first). Equal pieces, not pieces of K and a remainder: a model trained on the latter
+learns a peak at K and then prefers runs whose lengths are multiples of K (measured: docs/engine.md).
+:func:`path_score` scores those
 segments with the model's tables in plain PyTorch operations (autograd gives the gradients); the
 engine's ``segmentation_log_likelihood`` subtracts ``log_partition``.
 """
@@ -26,7 +29,13 @@ def run_pieces(labels: np.ndarray, lengths: np.ndarray, max_duration: int):
         y = y[:n]
         cuts = np.flatnonzero(np.diff(y)) + 1
         run_s, run_e = np.r_[0, cuts], np.r_[cuts, n]
-        rows.append([(a, min(a + K, e), y[s]) for s, e in zip(run_s, run_e) for a in range(s, e, K)])
+        pieces = []
+        for s, e in zip(run_s.tolist(), run_e.tolist()):
+            m = -(-(e - s) // K)  # the fewest pieces of at most K
+            size, extra = divmod(e - s, m)
+            bounds = np.cumsum([s] + [size + (i < extra) for i in range(m)])
+            pieces += [(a, b, y[s]) for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist())]
+        rows.append(pieces)
     J = max(len(r) for r in rows)
     out = np.zeros((3, len(rows), J), np.int64)
     for b, r in enumerate(rows):

@@ -136,8 +136,8 @@ Training: the gold segmentation's likelihood
 ============================================
 
 ``log P(gold segmentation) = log Z(pieces) - log Z``. The gold segmentation is
-each run of a class as one segment, a run longer than K cut into pieces of K
-from its start with the remainder last (:func:`semicrf.paths.run_pieces`); Z(pieces) sums
+each run of a class as one segment, a run longer than K cut into the fewest
+pieces of at most K, as equal as possible (:func:`semicrf.paths.run_pieces`); Z(pieces) sums
 over the state paths on exactly these segments (the frames, the intron
 residues), a forward over the pieces in PyTorch
 (:meth:`GeneGrammar.path_log_likelihood`); Z is the engine's
@@ -383,7 +383,7 @@ class GeneGrammar(nn.Module):
     def path_log_likelihood(self, emissions: Tensor, start: Tensor, end: Tensor, labels: Tensor,
                             lengths: Tensor) -> Tensor:
         """(B,) ``log P(gold segmentation)``: the gold runs as segments (a run longer than K cut into
-        pieces of K, the remainder last: :func:`semicrf.paths.run_pieces`), summed over the state paths on exactly
+        equal pieces of at most K: :func:`semicrf.paths.run_pieces`), summed over the state paths on exactly
         these segments (the frames), minus the engine's ``log_partition`` over every state path. The
         training objective of :class:`GeneSemiCRFTagger` (see the module docstring, "Training")."""
         from .. import log_partition

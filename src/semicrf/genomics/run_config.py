@@ -56,7 +56,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
                    help="what semicrf and semicrf_uniform are trained to make probable: labelling (the gold "
                         "label sequence, summed over every way of cutting its runs into segments, the spec's "
                         "likelihood) or segmentation (the one path whose segments are the gold runs, a run longer "
-                        "than K cut into pieces of K: the path Viterbi returns). linear is the same either way; "
+                        "than K cut into equal pieces of at most K: the path Viterbi returns). linear is the same either way; "
                         "semicrf_gene always trains by segmentation")
     p.add_argument("--no-recompute", action="store_true",
                    help="keep the encoder's activations for the backward pass instead of recomputing them "
