@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Where the semicrf output layer's forward spends its wall time in a training step, section by section.
 
-    python3 head_sections.py [--encoder mamba|mamba_stub|bilstm] [--batch-size 16] [--repeat 4]
+    python3 head_sections.py [--encoder mamba|mamba_stub|bilstm] [--batch-size 16] [--repeat 4] [--gc-off | --gc-freeze]
 
 At the spec's default size (T = 20 000, hidden 256, 4 layers, K = 1000), after two warm-up steps,
 each of ``--repeat`` steps times, with a device synchronisation before and after each: the encoder's
@@ -10,8 +10,13 @@ boundary heads and the semi-CRF's log-likelihood), its backward and the encoder'
 same steps again with the main sections of the head's forward wrapped in synchronised timers: the
 heads (``SemiCRFTagger._scores``), ``make_problem`` (input checks), the backend lookup, the Triton
 ``Sweep`` (the chunked sweep and the exact reruns) and ``_forward_backward`` (sweep and marginals).
-A section's time includes the wait for its kernels. Prints the median of each (the first step of
-each set left out) and all the samples. Needs a CUDA GPU; complements ``step_profile.py``, whose
+A section's time includes the wait for its kernels. Python's garbage collector's pauses are timed
+too (``gc.callbacks``), per head forward; ``--gc-off`` disables the collector during the timed steps,
+``--gc-freeze`` moves every object alive after the warm-up out of its reach (``gc.freeze``: a full
+collection then skips the model, the modules and the libraries; one took 135 ms on the project's
+CPU in a process holding the benchmark's modules and a small model, 325 000 objects). The suspect for the output layer's extra 85 ms after Mamba's kernels
+(docs/results.md, "Step time", round 9).
+Prints the median of each (the first step of each set left out) and all the samples. Needs a CUDA GPU; complements ``step_profile.py``, whose
 breakdown gives the phases only.
 """
 
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import gc
 import statistics
 import sys
 import time
@@ -45,6 +51,19 @@ def _timer(samples: dict, device: torch.device):
     return timed
 
 
+def _gc_pauses() -> list[float]:
+    """A list that receives the length of every garbage collection from now on (seconds)."""
+    pauses, start = [], []
+
+    def callback(phase, info):
+        if phase == "start":
+            start[:] = [time.perf_counter()]
+        elif start:
+            pauses.append(time.perf_counter() - start[0])
+    gc.callbacks.append(callback)
+    return pauses
+
+
 def _wrap(owner, name: str, label: str, timed) -> None:
     fn = getattr(owner, name)
 
@@ -59,6 +78,9 @@ def main(argv=None) -> int:
     p.add_argument("--encoder", default="mamba", choices=("mamba", "mamba_stub", "bilstm"))
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--repeat", type=int, default=4)
+    gc_mode = p.add_mutually_exclusive_group()
+    gc_mode.add_argument("--gc-off", action="store_true", help="disable Python's garbage collector while timing")
+    gc_mode.add_argument("--gc-freeze", action="store_true", help="gc.freeze() after the warm-up steps")
     args = p.parse_args(argv)
     if not torch.cuda.is_available():
         p.error("head_sections.py times GPU work and needs a CUDA GPU")
@@ -71,10 +93,17 @@ def main(argv=None) -> int:
         model.loss(x, y, lengths).backward()
     samples: dict[str, list[float]] = {}
     timed = _timer(samples, device)
+    pauses = _gc_pauses()
+    if args.gc_off:
+        gc.disable()
+    if args.gc_freeze:
+        gc.freeze()
     for _ in range(args.repeat):
         hidden = timed("encoder forward", model.encode, x, lengths)
         detached = hidden.detach().requires_grad_()
+        pauses.clear()
         loss = timed("head forward", model.head_loss, detached, y, lengths)
+        samples.setdefault("  garbage collector pauses in it", []).append(sum(pauses))
         timed("head backward", loss.backward)
         timed("encoder backward", hidden.backward, detached.grad)
     _wrap(models.SemiCRFTagger, "_scores", "  heads (_scores)", timed)
@@ -88,7 +117,9 @@ def main(argv=None) -> int:
         loss = timed("head forward, sections timed", model.head_loss, detached, y, lengths)
         loss.backward()
         hidden.backward(detached.grad)
-    print(f"{torch.cuda.get_device_name(device)}, encoder {args.encoder}, B={args.batch_size}, T~20000, K=1000")
+    gc.enable()
+    print(f"{torch.cuda.get_device_name(device)}, encoder {args.encoder}, B={args.batch_size}, T~20000, K=1000, "
+          f"garbage collector {'off' if args.gc_off else 'frozen after warm-up' if args.gc_freeze else 'on'}")
     print("| section | median ms | all ms |\n|---|---:|---|")
     for label, values in samples.items():
         rest = values[1:] if len(values) > 1 else values
