@@ -118,7 +118,7 @@ def main(argv=None) -> int:
         loss.backward()
         hidden.backward(detached.grad)
     gc.enable()
-    gc.unfreeze()  # frozen objects are never collected, and the interpreter reports them as leaks at exit
+    gc.unfreeze()  # frozen objects are never collected; nanobind reports them as leaks at exit
     print(f"{torch.cuda.get_device_name(device)}, encoder {args.encoder}, B={args.batch_size}, T~20000, K=1000, "
           f"garbage collector {'off' if args.gc_off else 'frozen after warm-up' if args.gc_freeze else 'on'}")
     print("| section | median ms | all ms |\n|---|---:|---|")
