@@ -77,16 +77,23 @@ def test_partition_marginals_viterbi(backend, T, C, K, optional):
         assert sc == pytest.approx(ref["best_score"], abs=1e-10)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("T,C,K", [(4, 2, 2), (5, 3, 3), (6, 2, 1), (5, 2, 9), (6, 3, 2)])
-def test_log_likelihood_matches_enumeration_and_normalises(backend, T, C, K):
-    kw = make_inputs(T, C, K, B=1, seed=7 + T + K)
+def _every_labelling(T, C, K, seed):
+    """One sequence of length T and its enumeration, with every labelling: (inputs, truth, labels (C^T, T),
+    the inputs expanded to one sequence per labelling, lengths aside)."""
+    kw = make_inputs(T, C, K, B=1, seed=seed)
     kw["lengths"] = torch.tensor([T])
-    ref = truth(kw, 0)
     all_labels = torch.tensor(list(itertools.product(range(C), repeat=T)))  # (C^T, T)
     n = all_labels.shape[0]
     big = {k: (v.expand(n, *v.shape[1:]) if k in ("emissions", "start_scores", "end_scores") else v)
            for k, v in kw.items() if k != "lengths"}
+    return kw, truth(kw, 0), all_labels, big
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("T,C,K", [(4, 2, 2), (5, 3, 3), (6, 2, 1), (5, 2, 9), (6, 3, 2)])
+def test_log_likelihood_matches_enumeration_and_normalises(backend, T, C, K):
+    kw, ref, all_labels, big = _every_labelling(T, C, K, seed=7 + T + K)
+    n = all_labels.shape[0]
     ll = semicrf.log_likelihood(labels=all_labels, lengths=torch.full((n,), T), **big, backend=backend)
     assert torch.all(ll <= 1e-12)
     assert torch.logsumexp(ll, 0).item() == pytest.approx(0.0, abs=1e-10)
@@ -249,13 +256,8 @@ def _gold_path(labels, K):
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("T,C,K", [(5, 2, 2), (6, 3, 3), (6, 2, 7), (5, 3, 1), (7, 2, 3)])
 def test_segmentation_log_likelihood_is_the_gold_paths_probability(backend, T, C, K):
-    kw = make_inputs(T, C, K, B=1, seed=3 + T + K)
-    kw["lengths"] = torch.tensor([T])
-    ref = truth(kw, 0)
-    all_labels = torch.tensor(list(itertools.product(range(C), repeat=T)))
+    kw, ref, all_labels, big = _every_labelling(T, C, K, seed=3 + T + K)
     n = all_labels.shape[0]
-    big = {k: (v.expand(n, *v.shape[1:]) if k in ("emissions", "start_scores", "end_scores") else v)
-           for k, v in kw.items() if k != "lengths"}
     seg = semicrf.segmentation_log_likelihood(labels=all_labels, lengths=torch.full((n,), T), **big, backend=backend)
     lab = semicrf.log_likelihood(labels=all_labels, lengths=torch.full((n,), T), **big, backend=backend)
     args = [kw["emissions"][0].numpy(), kw["transitions"].numpy(), kw["durations"].numpy(), kw["initial"].numpy(),

@@ -108,18 +108,26 @@ def all_labellings(L):
     return torch.tensor(list(itertools.product(range(3), repeat=L)), dtype=torch.int64)
 
 
+def _every_labelling(grammar, codes, em, codon, start, end):
+    """(every class labelling of the sequence (n, L), lengths (n,), the state scores for each)."""
+    L = codes.shape[1]
+    ys = all_labellings(L)
+    n = ys.shape[0]
+    lengths = torch.full((n,), L)
+    with torch.no_grad():
+        scores = grammar.state_scores(em.expand(n, -1, -1), codon.expand(n, -1, -1), codes.expand(n, -1), lengths,
+                                      start.expand(n, -1, -1), end.expand(n, -1, -1))
+    return ys, lengths, scores
+
+
 # ----------------------------------------------------------------------------- against brute force
 @pytest.mark.parametrize("seed,L,K", [(0, 6, 4), (1, 7, 3), (2, 6, 6), (3, 7, 4)])
 def test_likelihood_of_every_class_labelling_matches_enumeration(seed, L, K):
     grammar, codes, em, codon, start, end = random_problem(seed, L, K)
     log_z, label_ll, (best_score, best_labels) = brute(*numpy_args(grammar, codes, em, codon, start, end))
-    ys = all_labellings(L)
-    n = ys.shape[0]
-    lengths = torch.full((n,), L)
+    ys, lengths, scores = _every_labelling(grammar, codes, em, codon, start, end)
     with torch.no_grad():
-        e, s, t = grammar.state_scores(em.expand(n, -1, -1), codon.expand(n, -1, -1), codes.expand(n, -1), lengths,
-                                       start.expand(n, -1, -1), end.expand(n, -1, -1))
-        ll = grammar.log_likelihood(e, s, t, ys, lengths).numpy()
+        ll = grammar.log_likelihood(*scores, ys, lengths).numpy()
     assert len(label_ll) > 1
     for y, value in zip(ys.tolist(), ll):
         truth = label_ll.get(tuple(y), NEG)
@@ -201,13 +209,9 @@ def test_path_likelihood_of_every_gold_segmentation_matches_enumeration(seed, L,
             by_path.setdefault(tuple(path), []).append(sc)
             every.append(sc)
     log_z = logsumexp(every)
-    ys = all_labellings(L)
-    n = ys.shape[0]
-    lengths = torch.full((n,), L)
+    ys, lengths, scores = _every_labelling(grammar, codes, em, codon, start, end)
     with torch.no_grad():
-        e, s, t = grammar.state_scores(em.expand(n, -1, -1), codon.expand(n, -1, -1), codes.expand(n, -1), lengths,
-                                       start.expand(n, -1, -1), end.expand(n, -1, -1))
-        ll = grammar.path_log_likelihood(e, s, t, ys, lengths).numpy()
+        ll = grammar.path_log_likelihood(*scores, ys, lengths).numpy()
     starts, ends, classes, counts = run_pieces(ys.numpy(), lengths.numpy(), K)
     feasible = 0
     for i, value in enumerate(ll):
