@@ -176,9 +176,10 @@ each of the 4 rows; none with the penalties at 50;
 ``tests/test_triton.py`` checks both). That is the likely cause of the gene
 model's slow steps on an H200 (426 ms for the engine's forward and backward at
 the spec's size, 16 states; no 55-step epoch of the fly's 43 states in 13
-minutes), still to be measured with the new penalty. A path through k in-frame stops then weighs e^-50k of the same
-path without them (< 2e-22 for one) in Z; the gold pieces never cross a stop,
-and the start and end scores on the marked base stay -inf.
+minutes), still to be measured with the new penalty. A path through k in-frame
+stops then weighs e^-50k of the same path without them (< 2e-22 for one) in Z;
+the gold pieces never cross a stop, and the start and end scores on the marked
+base stay -inf.
 
 What is exact and what is approximated
 ======================================
