@@ -158,8 +158,9 @@ def segmentation_log_likelihood(emissions: Tensor, labels: Tensor, transitions: 
     gold = paths.path_score(emissions, p.labels, p.lengths, transitions, durations,
                             zeros if initial is None else initial, zeros if final is None else final,
                             start_scores, end_scores)
-    return gold - log_partition(emissions, transitions, durations, p.lengths, initial, final, start_scores,
-                                end_scores, backend=backend).to(gold.device)
+    log_z = _ScoreFunction.apply(backend, p, False,
+                                 *_inputs(emissions, transitions, durations, initial, final, start_scores, end_scores))
+    return gold - log_z.to(gold.device)
 
 
 def marginals(emissions: Tensor, transitions: Tensor, durations: Tensor, lengths: Tensor | None = None,
