@@ -184,12 +184,13 @@ base stay -inf.
 What is exact and what is approximated
 ======================================
 
-Exact (given the model): the likelihood of a class labelling summed over frames
-and segmentations; Viterbi's best *state path* (its classes are reported: the
-class labelling of the best path, not the most probable class labelling, which
-would sum over frames; the frame is pinned by a gene's first exon, so only
-genes cut by the sequence's start differ). Up to e^-10000: the stop-codon and
-gold penalties. Not modelled: the exon count (left to the learned transitions),
+Exact (given the model): the gold segmentation's likelihood summed over
+frames, the training objective, up to e^-50 per in-frame stop in Z (see above);
+the likelihood of a class labelling summed over frames and segmentations, and
+Viterbi's best *state path*, up to e^-10000 (the hard stop and gold penalties).
+Viterbi's classes are the class labelling of the best path, not the most
+probable class labelling, which would sum over frames; the frame is pinned by a
+gene's first exon, so only genes cut by the sequence's start differ. Not modelled: the exon count (left to the learned transitions),
 the right-censored last segment (scored by the same duration table), a codon
 split by an intron, UTRs (intergenic), overlapping or nested genes, and a stop
 codon's three bases are not forced to be intergenic in decoding (only the bases
