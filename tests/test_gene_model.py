@@ -72,11 +72,15 @@ def enumerate_paths(L, K):
 
 def brute(codes, em, codon, start, end, trans, dur, init, final):
     L, K = len(codes), dur.shape[0]
+    scored = ((path, path_score(path, a0, codes, em, codon, start, end, trans, dur, init, final))
+              for path, a0 in enumerate_paths(L, K))
+    return by_labelling(((p, sc) for p, sc in scored if sc != NEG), L)
+
+
+def by_labelling(scored_paths, L):
+    """(log Z, {labelling: log P(labelling)}, (best score, its labelling)) from (path, score) pairs."""
     by_labels, best = {}, (NEG, None)
-    for path, a0 in enumerate_paths(L, K):
-        sc = path_score(path, a0, codes, em, codon, start, end, trans, dur, init, final)
-        if sc == NEG:
-            continue
+    for path, sc in scored_paths:
         key = tuple(path_labels(path, L))
         by_labels.setdefault(key, []).append(sc)
         if sc > best[0]:
@@ -563,15 +567,7 @@ def enumerate_genes(codes, em, codon, start, end, trans, dur, init, final):
 
 
 def brute5(codes, em, codon, start, end, trans, dur, init, final):
-    by_labels, best = {}, (NEG, None)
-    L = len(codes)
-    for path, sc in enumerate_genes(codes, em, codon, start, end, trans, dur, init, final):
-        key = tuple(path_labels(path, L))
-        by_labels.setdefault(key, []).append(sc)
-        if sc > best[0]:
-            best = (sc, key)
-    log_z = logsumexp([v for vs in by_labels.values() for v in vs])
-    return log_z, {k: logsumexp(v) - log_z for k, v in by_labels.items()}, best
+    return by_labelling(enumerate_genes(codes, em, codon, start, end, trans, dur, init, final), len(codes))
 
 
 MOTIFS = ["ATG", "CAT", "TAA", "TGA", "TAG", "TTA", "CTA", "TCA", "A", "C", "G", "T", "GT", "AG", "CT", "AC"]
