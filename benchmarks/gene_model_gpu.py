@@ -135,7 +135,7 @@ def main(argv=None) -> int:
                   args.objective)
     print(json.dumps(row))
     peak = "-" if row["peak_extra_gib"] is None else f"{row['peak_extra_gib']:.2f} GiB"
-    print(f"\n| B, T, K, states | objective | fwd + bwd | peak beyond inputs | viterbi | card |")
+    print("\n| B, T, K, states | objective | fwd + bwd | peak beyond inputs | viterbi | card |")
     print("|---|---|---:|---:|---:|---|")
     print(f"| {row['B']}, {row['T']}, {row['K']}, {row['states']} | {row['objective']} | {row['ll_fwd_bwd_s'] * 1e3:.1f} ms | {peak} | "
           f"{row['viterbi_s'] * 1e3:.1f} ms | {row['card']} |")

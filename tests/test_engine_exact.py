@@ -67,7 +67,6 @@ def test_partition_marginals_viterbi(backend, T, C, K, optional):
         assert torch.all(lab[L:] == -1)
         for s, e, c in segs:
             assert torch.all(lab[s:e] == c)
-        from brute import path_score
         C_ = kw["emissions"].shape[2]
         z = np.zeros((L, C_))
         sc = path_score(segs, kw["emissions"][b, :L].numpy(), kw["transitions"].numpy(), kw["durations"].numpy(),
