@@ -41,12 +41,26 @@ def data_dir(tmp_path_factory):
     return path
 
 
+# Seen once in CI (one of many runs, not reproduced in 40 runs here, idle or loaded): a worker aborted
+# in C++ with this line and no Python traceback, and torchrun stopped the group.
+ABORT = "terminate called without an active exception"
+
+
 def _torchrun(nproc: int, argv: list[str], script: Path = SCRIPT, timeout: float = 120):
+    """Run ``script`` under torchrun; an abort in C++ is retried once, with its stacks kept as a warning."""
     path = os.pathsep.join(p for p in (str(ROOT / "src"), os.environ.get("PYTHONPATH", "")) if p)
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=path)
+    # PYTHONFAULTHANDLER: a worker that aborts prints the Python stack of each of its threads.
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=path, PYTHONFAULTHANDLER="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
            str(script), *argv]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    if done.returncode != 0 and ABORT in done.stderr and "--resume" not in argv and "--overwrite" not in argv:
+        import warnings
+
+        warnings.warn(f"torchrun worker aborted in C++; retried once. Its stderr:\n{done.stderr[:6000]}")
+        done = subprocess.run([*cmd, "--overwrite"], env=env, capture_output=True, text=True, timeout=timeout,
+                              cwd=ROOT)
+    return done
 
 
 @pytest.fixture(scope="module")

@@ -139,4 +139,7 @@ def prefetched(items, depth: int = 2):
                 raise item
             yield item
     finally:
+        # The worker ends at its next poll; waiting for it leaves no thread inside PyTorch's C++ code
+        # when the process exits (a thread cut there at interpreter shutdown aborts the process).
         stop.set()
+        worker.join()
