@@ -32,10 +32,19 @@ IMPOSSIBLE = -1000.0
 
 
 # ----------------------------------------------------------------------------- the independent truth
-def path_score(path, a0, codes, em, codon, start, end, trans, dur, init, final):
-    """Score of one class segmentation [(s, e, c)] with initial frame a0 (None unless it opens in a gene)."""
+def path_score(path, a0, codes, em, codon, start, end, trans, dur, init, final, tails=None):
+    """Score of one class segmentation [(s, e, c)] with initial frame a0 (None unless it opens in a gene).
+
+    tails: None (no tail states), or a bool per segment, True for an intergenic or intron tail piece:
+    only a tail piece continues a run of its class, and a tail piece is scored by the duration column
+    3 (intergenic) or 4 (intron) instead of its class's."""
     total, prev, phase = 0.0, None, a0
     for i, (s, e, c) in enumerate(path):
+        if tails is not None:
+            if tails[i] and c == gm.EXON:
+                return NEG
+            if i > 0 and c == prev and c != gm.EXON and not (tails[i] and tails[i - 1]):
+                return NEG
         if i == 0:
             total += init[c]
         else:
@@ -56,7 +65,8 @@ def path_score(path, a0, codes, em, codon, start, end, trans, dur, init, final):
         else:
             total += em[s:e, gm.INTERGENIC].sum()
             phase = None
-        total += dur[e - s - 1, c] + start[s, c] + end[e - 1, c]
+        column = (3 if c == gm.INTERGENIC else 4) if tails is not None and tails[i] else c
+        total += dur[e - s - 1, column] + start[s, c] + end[e - 1, c]
         prev = c
     return total + final[prev]
 
@@ -90,9 +100,17 @@ def by_labelling(scored_paths, L):
 
 
 # ----------------------------------------------------------------------------- helpers
-def random_problem(seed, L, K, backend="cpu"):
+def enumerate_tail_paths(L, K):
+    """Every (class path, initial frame, tail bits): each intergenic or intron segment plain or tail."""
+    for path, a0 in enumerate_paths(L, K):
+        choices = [(False, True) if c != gm.EXON else (False,) for _, _, c in path]
+        for tails in itertools.product(*choices):
+            yield path, a0, tails
+
+
+def random_problem(seed, L, K, backend="cpu", tails=False):
     g = torch.Generator().manual_seed(seed)
-    grammar = gm.GeneGrammar(K, backend).double()
+    grammar = gm.GeneGrammar(K, backend, tails=tails).double()
     with torch.no_grad():
         for p in grammar.parameters():
             p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64))
@@ -267,6 +285,89 @@ def test_path_likelihood_gradients_match_finite_differences_in_a_padded_batch():
             with torch.no_grad():
                 table.copy_(base)
             assert grad[pos].item() == pytest.approx((vals[0] - vals[1]) / 2e-6, abs=1e-5), pos
+
+
+# ----------------------------------------------------------------------------- tail states of long runs
+def test_tail_states_double_only_intergenic_and_introns():
+    for C, plain, tailed in ((3, 16, 26), (5, 43, 62)):
+        states = gm.make_states(gm.LAYOUTS[C], tails=True)
+        assert len(gm.make_states(gm.LAYOUTS[C])) == plain and len(states) == tailed
+        tails = [s for s in states if s.tail]
+        assert {s.kind for s in tails} == {"intergenic", "intron"}
+        assert len({s.name for s in states}) == tailed  # every state named apart
+    g = gm.GeneGrammar(5, "cpu", 5, tails=True)
+    assert g.durations.shape == (5, 5) and g.class_durations().shape == (5, 5)
+
+
+@pytest.mark.parametrize("seed,L,K", [(0, 6, 3), (1, 6, 2), (2, 5, 5)])
+def test_tail_states_match_enumeration(seed, L, K):
+    # Z, every class labelling's likelihood, and every gold segmentation's likelihood with tail states
+    # against the enumeration of (segmentation, initial frame, plain / tail choice of each intergenic
+    # and intron segment) scored by the class-level tables.
+    grammar, codes, em, codon, start, end = random_problem(seed, L, K, tails=True)
+    args = numpy_args(grammar, codes, em, codon, start, end)
+    by_labels, by_gold, every = {}, {}, []
+    for path, a0, tails in enumerate_tail_paths(L, K):
+        sc = path_score(path, a0, *args, tails=tails)
+        if sc == NEG:
+            continue
+        every.append(sc)
+        by_labels.setdefault(tuple(path_labels(path, L)), []).append(sc)
+        by_gold.setdefault((tuple(path), tails), []).append(sc)
+    log_z = logsumexp(every)
+    ys, lengths, scores = _every_labelling(grammar, codes, em, codon, start, end)
+    with torch.no_grad():
+        ll = grammar.log_likelihood(*scores, ys, lengths).numpy()
+        path_ll = grammar.path_log_likelihood(*scores, ys, lengths).numpy()
+    starts, ends, classes, counts = run_pieces(ys.numpy(), lengths.numpy(), K)
+    feasible = 0
+    for i, y in enumerate(ys.tolist()):
+        truth = by_labels.get(tuple(y))
+        if truth is None:
+            assert ll[i] < IMPOSSIBLE, y
+        else:
+            assert ll[i] == pytest.approx(logsumexp(truth) - log_z, abs=1e-9), y
+        # The gold pieces: a run of more than one piece is tail pieces, a whole run a plain one.
+        n = counts[i]
+        pieces = tuple(zip(starts[i, :n].tolist(), ends[i, :n].tolist(), classes[i, :n].tolist()))
+        cls = [c for _, _, c in pieces]
+        tails = tuple(c != gm.EXON and ((j > 0 and cls[j - 1] == c) or (j + 1 < n and cls[j + 1] == c))
+                      for j, c in enumerate(cls))
+        gold = by_gold.get((pieces, tails))
+        if gold is None:
+            assert path_ll[i] == NEG, y
+        else:
+            feasible += 1
+            assert path_ll[i] == pytest.approx(logsumexp(gold) - log_z, abs=1e-9), y
+    assert feasible > 1 and any(len(p) > 1 and any(t) for (p, t) in by_gold)
+    assert torch.logsumexp(torch.from_numpy(ll), 0).item() == pytest.approx(0.0, abs=1e-9)
+    # Viterbi's best path over the states against the best enumerated one.
+    with torch.no_grad():
+        e, s, t = grammar.state_scores(em, codon, codes, torch.tensor([L]), start, end)
+        classes_, result = grammar.decode(e, s, t, torch.tensor([L]))
+    assert result.score.item() == pytest.approx(max(every), abs=1e-9)
+
+
+def test_tail_state_gradients_match_finite_differences():
+    grammar, codes, em, codon, start, end = random_problem(7, 9, 3, tails=True)
+    y = torch.tensor([[0, 0, 0, 0, 1, 2, 2, 2, 2]])  # an intergenic run and an intron run of 4 > K: tails
+    lengths = torch.tensor([9])
+    e, s, t = grammar.state_scores(em, codon, codes, lengths, start, end)
+    value = grammar.path_log_likelihood(e, s, t, y, lengths)
+    assert torch.isfinite(value).all()
+    value.sum().backward()
+    base, grad = grammar.durations.detach().clone(), grammar.durations.grad.clone()
+    # Columns 3 and 4 (the tails' laws) get gradient from the gold; so does every plain column.
+    for pos in [(1, 3), (1, 4), (0, 4), (0, 1), (2, 0), (1, 2)]:
+        vals = []
+        for sign in (1, -1):
+            with torch.no_grad():
+                grammar.durations.copy_(base)
+                grammar.durations[pos] += sign * 1e-6
+                e, s, t = grammar.state_scores(em, codon, codes, lengths, start, end)
+                vals.append(grammar.path_log_likelihood(e, s, t, y, lengths).sum().item())
+        assert grad[pos].item() == pytest.approx((vals[0] - vals[1]) / 2e-6, abs=1e-5), pos
+    assert grad[1, 3].abs() > 0.1 and grad[1, 4].abs() > 0.1  # the gold's tail pieces are 2 long
 
 
 # ----------------------------------------------------------------------------- frame and stop codons
@@ -851,7 +952,7 @@ def test_the_model_trains_on_a_fly_locus(fly):
     torch.manual_seed(0)
     model = build_model("semicrf_gene", ModelConfig(input_dim=5, num_classes=5, encoder="bilstm", hidden_dim=8,
                                                     num_layers=1, max_duration=32, backend="cpu"), meta)
-    assert model.crf.num_states == 43 and model.duration_scores().shape == (32, 5)
+    assert model.crf.num_states == 62 and model.duration_scores().shape == (32, 5)  # tail states: the default
     assert torch.equal(model.duration_scores()[:, 1], model.duration_scores()[:, 3])  # exon+ and exon- share
     losses = _adam_losses(model, feats, labels, lengths, lr=0.05, steps=6)
     assert all(math.isfinite(v) for v in losses) and losses[-1] < losses[0], losses

@@ -103,7 +103,9 @@ def load_model(path, device: str = "cpu") -> tuple[torch.nn.Module, str, str]:
                           f"classes {STRANDED_CLASSES} of imported genomes; genes cannot be read from its labels")
     name = ckpt["model"]
     on_cpu = torch.device(device).type == "cpu"
-    config = ModelConfig(**{**ckpt["model_config"], **({"backend": "cpu", "mixed_precision": False} if on_cpu else {})})
+    # A checkpoint from before --gene-long-runs holds a model without tail states.
+    config = ModelConfig(**{"gene_long_runs": "pieces", **ckpt["model_config"],
+                            **({"backend": "cpu", "mixed_precision": False} if on_cpu else {})})
     model = build_model(name, config)
     if not isinstance(model, (SemiCRFTagger, SoftmaxTagger)):
         raise DecodeError(f"{path}: model {name!r} cannot decode a chromosome here; use a semicrf, "

@@ -85,6 +85,7 @@ class GeneState:
     residue: int | None = None
     cls: int = INTERGENIC
     synthetic_names: bool = False
+    tail: bool = False  # a piece of a run longer than K (intergenic and intron only; see make_states)
 
     @property
     def is_exon(self) -> bool:
@@ -92,6 +93,10 @@ class GeneState:
 
     @property
     def name(self) -> str:
+        return self._base_name + ("/tail" if self.tail else "")
+
+    @property
+    def _base_name(self) -> str:
         if self.kind == "intergenic":
             return "intergenic"
         if self.synthetic_names:  # the 16 states' names of the first version
@@ -102,17 +107,26 @@ class GeneState:
         return f"{self.kind}{self.strand}/a{self.phase}"
 
 
-def make_states(layout: Layout) -> tuple[GeneState, ...]:
+def make_states(layout: Layout, tails: bool = False) -> tuple[GeneState, ...]:
     """The states in engine order: intergenic, then per strand its exon kinds (phase minor) and its
     introns (phase major). For the synthetic layout: intergenic, first_exon(0..2), exon(0..2),
-    intron(a, r), exactly the first version's 16 states."""
+    intron(a, r), exactly the first version's 16 states.
+
+    tails: add a *tail* copy of intergenic (after it) and of each intron(a, r) (after the strand's
+    introns): 16 + 10 = 26 states (synthetic), 43 + 19 = 62 (real). A run of at most K bases is then
+    one segment of the plain state, scored by its class's length law; a longer run is a chain of
+    tail pieces, scored by a length law of their own (:class:`.gene_model.GeneGrammar`), so that the
+    pieces of long runs no longer shape the law of the short ones. Exons keep one copy (see
+    :mod:`.gene_model`, "Long runs")."""
     syn = not layout.codons
-    states = [GeneState("intergenic")]
+    states = [GeneState("intergenic")] + ([GeneState("intergenic", tail=True)] if tails else [])
     kinds = ("open", "inner", "close", "single") if layout.codons else ("open", "inner")
     for strand in layout.strands:
         ec, ic = layout.exon_class(strand), layout.intron_class(strand)
         states += [GeneState(k, strand, a, None, ec, syn) for k in kinds for a in range(3)]
         states += [GeneState("intron", strand, a, r, ic, syn) for a in range(3) for r in range(3)]
+        if tails:
+            states += [GeneState("intron", strand, a, r, ic, syn, True) for a in range(3) for r in range(3)]
     return tuple(states)
 
 
@@ -123,38 +137,50 @@ STATE_CLASS = np.array([s.cls for s in STATES], dtype=np.int64)
 
 
 def grammar_mask(states=STATES, layout: Layout = SYNTHETIC) -> np.ndarray:
-    """(S, S) float64: 0 where the grammar allows state j after state i, else -inf."""
+    """(S, S) float64: 0 where the grammar allows state j after state i, else -inf.
+
+    With tail states (:func:`make_states`) a run continues into another piece only from a tail piece
+    to a tail piece; whatever may follow or precede a plain intergenic or intron piece may follow or
+    precede its tail copy. Exon pieces continue as before."""
     index = {s: i for i, s in enumerate(states)}
     mask = np.full((len(states), len(states)), NEG_INF)
-    by = {(s.kind, s.strand, s.phase, s.residue): s for s in states}
+    by = {(s.kind, s.strand, s.phase, s.residue, s.tail): s for s in states}
+    tails = any(s.tail for s in states)
+    copies = (False, True) if tails else (False,)
 
     def allow(src, dst) -> None:
         mask[index[by[src]], index[by[dst]]] = 0.0
 
+    def allow_copies(src, dst) -> None:
+        """src -> dst for every copy (plain, tail) of an intergenic or intron end (exons have one)."""
+        for a in copies if src[0] in ("intergenic", "intron") else (False,):
+            for b in copies if dst[0] in ("intergenic", "intron") else (False,):
+                allow((*src, a), (*dst, b))
+
     ig = ("intergenic", None, None, None)
-    allow(ig, ig)
+    allow((*ig, tails), (*ig, tails))  # a run continues: plain to plain, or tail to tail
     for strand in layout.strands:
         # Left to right on either strand: a - gene is met from its 3' end, but its pieces chain the
         # same way (an intron moves the absolute phase by its length on both strands, see the docstring).
         for a in range(3):
-            allow(ig, ("open", strand, a, None))
+            allow_copies(ig, ("open", strand, a, None))
             if layout.codons:
-                allow(ig, ("single", strand, a, None))
-                allow(("close", strand, a, None), ig)
-                allow(("single", strand, a, None), ig)
+                allow_copies(ig, ("single", strand, a, None))
+                allow_copies(("close", strand, a, None), ig)
+                allow_copies(("single", strand, a, None), ig)
             for kind in ("open", "inner"):
                 src = (kind, strand, a, None)
-                allow(src, ("inner", strand, a, None))  # a run cut into pieces keeps its absolute phase
-                allow(src, ("close", strand, a, None) if layout.codons else ig)
+                allow((*src, False), ("inner", strand, a, None, False))  # a cut run keeps its absolute phase
+                allow_copies(src, ("close", strand, a, None) if layout.codons else ig)
                 for r in range(3):
-                    allow(src, ("intron", strand, a, r))
+                    allow_copies(src, ("intron", strand, a, r))
             for r in range(3):
                 src, b = ("intron", strand, a, r), (a + r) % 3
-                allow(src, ("inner", strand, b, None))
+                allow_copies(src, ("inner", strand, b, None))
                 if layout.codons:
-                    allow(src, ("close", strand, b, None))
+                    allow_copies(src, ("close", strand, b, None))
                 for r2 in range(3):
-                    allow(src, ("intron", strand, b, r2))
+                    allow((*src, tails), ("intron", strand, b, r2, tails))
     return mask
 
 

@@ -229,13 +229,17 @@ from .gene_grammar import EXON, INTERGENIC, INTRON, stop_codon_starts  # noqa: F
 class GeneGrammar(nn.Module):
     """The learned class-level tables and their expansion to the states of a layout.
 
-    num_classes: 3 (synthetic layout, 16 states) or 5 (real layout, 43 states).
+    num_classes: 3 (synthetic layout, 16 states) or 5 (real layout, 43 states). tails: add the tail
+    states of long runs (26 and 62 states; :func:`.gene_grammar.make_states`, and "Long runs" in the
+    module docstring).
     Parameters: ``transitions`` (C, C), ``durations`` (K, 3) -- by kind, intergenic / exon / intron,
-    shared by the two strands -- ``initial`` and ``final`` (C,). The per-sequence scores come from the
-    caller's heads (see :meth:`state_scores`).
+    shared by the two strands; with tails (K, 5), the tail pieces' intergenic and intron laws after
+    them -- ``initial`` and ``final`` (C,). The per-sequence scores come from the caller's heads (see
+    :meth:`state_scores`).
     """
 
-    def __init__(self, max_duration: int, backend: str = "auto", num_classes: int = NUM_CLASSES):
+    def __init__(self, max_duration: int, backend: str = "auto", num_classes: int = NUM_CLASSES,
+                 tails: bool = False):
         super().__init__()
         if isinstance(max_duration, bool) or not isinstance(max_duration, int) or max_duration < 1:
             raise ValueError(f"max_duration must be a positive integer, got {max_duration!r}")
@@ -243,17 +247,25 @@ class GeneGrammar(nn.Module):
             raise ValueError(f"the gene grammar has 3 classes (synthetic: intergenic, exon, intron) or 5 (real: "
                              f"{', '.join(STRANDED_CLASSES)}), got {num_classes!r}")
         self.max_duration, self.backend, self.num_classes = max_duration, backend, num_classes
+        self.tails = bool(tails)
         self.layout = LAYOUTS[num_classes]
-        self.states = make_states(self.layout)
+        self.states = make_states(self.layout, self.tails)
         C = num_classes
         self.transitions = nn.Parameter(torch.zeros(C, C))
-        self.durations = nn.Parameter(torch.zeros(max_duration, 3))
+        self.durations = nn.Parameter(torch.zeros(max_duration, 5 if self.tails else 3))
         self.initial = nn.Parameter(torch.zeros(C))
         self.final = nn.Parameter(torch.zeros(C))
         st = self.states
         # Duration column of a class: its kind (intergenic 0, exon 1, intron 2); the strands share one law.
         kind_of_class = [0, 1, 2, 1, 2][:C]
         self.register_buffer("class_kind", torch.tensor(kind_of_class), persistent=False)
+        # A state's duration column: its class's kind, or for a tail piece 3 (intergenic) / 4 (intron).
+        cols = [3 + (kind_of_class[s.cls] == 2) if s.tail else kind_of_class[s.cls] for s in self.states]
+        self.register_buffer("duration_col", torch.tensor(cols), persistent=False)
+        self.register_buffer("is_tail", torch.tensor([s.tail for s in self.states]), persistent=False)
+        # The states whose class has a tail copy: a gold piece picks the plain or the tail one.
+        self.register_buffer("has_tail", torch.tensor([self.tails and s.kind in ("intergenic", "intron")
+                                                       for s in self.states]), persistent=False)
         self.register_buffer("state_class", torch.tensor([s.cls for s in st]), persistent=False)
         self.register_buffer("grammar_mask", torch.from_numpy(grammar_mask(st, self.layout)), persistent=False)
         self.register_buffer("initial_mask", torch.from_numpy(initial_mask(st)), persistent=False)
@@ -274,10 +286,11 @@ class GeneGrammar(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"classes={self.num_classes}, states={self.num_states}, max_duration={self.max_duration}, "
-                f"backend={self.backend!r}")
+                f"backend={self.backend!r}, tails={self.tails}")
 
     def class_durations(self) -> Tensor:
-        """(K, C) the duration table per class (the strands' columns are the same parameters)."""
+        """(K, C) the duration table per class (the strands' columns are the same parameters); with
+        tails, the law of the runs of at most K bases (one segment each)."""
         return self.durations[:, self.class_kind]
 
     def state_tables(self) -> dict:
@@ -287,7 +300,7 @@ class GeneGrammar(nn.Module):
         dtype = self.transitions.dtype
         return dict(
             transitions=self.transitions[cls][:, cls] + self.grammar_mask.to(dtype),
-            durations=self.class_durations()[:, cls] + self.residue_mask.to(dtype),
+            durations=self.durations[:, self.duration_col] + self.residue_mask.to(dtype),
             initial=self.initial[cls] + self.initial_mask.to(dtype),
             final=self.final[cls] + self.final_mask.to(dtype),
         )
@@ -409,6 +422,12 @@ class GeneGrammar(nn.Module):
         dur = tables["durations"].to(f64)[seg_e - seg_s - 1]  # (B, J, S)
         score = segment_sums(emissions, seg_s, seg_e) + at(start, seg_s) + at(end, seg_e - 1) + dur
         allowed = self.state_class.to(dev)[None, None, :] == seg_c[:, :, None]
+        if self.tails:  # a piece of a run longer than K is a tail piece, a whole run a plain one
+            j = torch.arange(J, device=dev)[None, :]
+            same_prev = torch.cat([torch.zeros_like(seg_c[:, :1], dtype=torch.bool), seg_c[:, 1:] == seg_c[:, :-1]], 1)
+            same_next = torch.cat([seg_c[:, :-1] == seg_c[:, 1:], torch.zeros_like(seg_c[:, :1], dtype=torch.bool)], 1)
+            long_run = (same_prev & (j < nseg[:, None])) | (same_next & (j + 1 < nseg[:, None]))  # (B, J)
+            allowed = allowed & (~self.has_tail | (self.is_tail == long_run[:, :, None]))
         score = torch.where(allowed, score, NEG_INF)
         trans = tables["transitions"].to(f64)
         t_max = trans.max()  # finite: every class pair of the grammar has an allowed state pair
@@ -474,7 +493,7 @@ class GeneSemiCRFTagger(SequenceLabeler):
         # Zero start: the boundary scores begin neutral and are learned from there (as in semicrf).
         nn.init.zeros_(self.boundary_head.weight)
         nn.init.zeros_(self.boundary_head.bias)
-        self.crf = GeneGrammar(config.max_duration, config.backend, C)
+        self.crf = GeneGrammar(config.max_duration, config.backend, C, tails=config.gene_long_runs == "tail")
         if layout.codons:
             self.description = (f"gene-structure semi-CRF: {self.crf.num_states} states (both strands, frame-carrying "
                                 f"exons, ATG .. stop, introns by phase and length mod 3), no in-frame stops, "

@@ -56,6 +56,8 @@ MODEL_NAMES = ("softmax", "pytorch-crf", "linear", "semicrf", "semicrf_uniform")
 DEFAULT_MODELS = MODEL_NAMES + ("oracle",)
 #: What the semi-CRF models may be trained to make probable (``ModelConfig.objective``, ``run --objective``).
 OBJECTIVES = ("labelling", "segmentation")
+#: How semicrf_gene scores the runs longer than K (``ModelConfig.gene_long_runs``, ``run --gene-long-runs``).
+GENE_LONG_RUNS = ("tail", "pieces")
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,9 @@ class ModelConfig:
     (:func:`semicrf.segmentation_log_likelihood`).
     backend: the semi-CRF engine backend. mixed_precision: run the encoder
     under bfloat16 autocast on CUDA (the output layers stay in float32).
+    gene_long_runs: how semicrf_gene scores an intergenic or intron run
+    longer than K, ``"tail"`` (tail states with their own length law) or
+    ``"pieces"`` (its pieces scored by the class's law; the first version).
     """
 
     input_dim: int
@@ -83,10 +88,13 @@ class ModelConfig:
     stem: str = "linear"
     recompute: bool = True
     objective: str = "labelling"
+    gene_long_runs: str = "tail"
 
     def __post_init__(self):
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        if self.gene_long_runs not in GENE_LONG_RUNS:
+            raise ValueError(f"gene_long_runs must be one of {GENE_LONG_RUNS}, got {self.gene_long_runs!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)

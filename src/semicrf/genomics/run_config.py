@@ -22,7 +22,7 @@ from ..backends import ALIASES as _BACKEND_ALIASES
 from ..backends import NAMES as _BACKEND_NAMES
 from . import features
 from .encoders import ENCODER_KINDS, STEM_KINDS, EncoderUnavailable, build_encoder, encoder_available
-from .models import DEFAULT_MODELS, OBJECTIVES, available_models, parse_model_list
+from .models import DEFAULT_MODELS, GENE_LONG_RUNS, OBJECTIVES, available_models, parse_model_list
 
 # "streaming" first: it is the default and the name the benchmark documents.
 BACKEND_CHOICES = tuple(dict.fromkeys((*_BACKEND_ALIASES, *_BACKEND_NAMES)))
@@ -31,7 +31,7 @@ LR_SCHEDULES = ("constant", "cosine")
 IDENTITY_KEYS = ("data", "data_files", "encoder", "features", "max_duration", "hidden_dim", "num_layers",
                  "batch_size", "lr", "crf_lr_scale", "weight_decay", "grad_clip", "seed", "log_every", "max_train",
                  "max_val", "max_test", "precision", "warmup_steps", "lr_schedule", "min_lr_ratio", "stem",
-                 "objective")
+                 "objective", "gene_long_runs")
 
 
 class RunError(ValueError):
@@ -58,6 +58,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
                         "likelihood) or segmentation (the one path whose segments are the gold runs, a run longer "
                         "than K cut into equal pieces of at most K: the path Viterbi returns). linear is the same either way; "
                         "semicrf_gene always trains by segmentation")
+    p.add_argument("--gene-long-runs", default="tail", choices=GENE_LONG_RUNS,
+                   help="how semicrf_gene scores an intergenic or intron run longer than --max-duration: tail "
+                        "(a run of at most K bases is one segment scored by its class's length law; a longer one "
+                        "is a chain of tail pieces with a length law of their own, like a gene finder's explicit "
+                        "lengths with a geometric tail) or pieces (every piece scored by the class's law, so the "
+                        "pieces of long runs shape it; the first version)")
     p.add_argument("--no-recompute", action="store_true",
                    help="keep the encoder's activations for the backward pass instead of recomputing them "
                         "(faster; needs memory: several GiB per layer at the spec's size)")
@@ -240,6 +246,7 @@ class RunConfig:
     models: tuple[str, ...]
     stem: str = "linear"
     objective: str = "labelling"
+    gene_long_runs: str = "tail"
     recompute: bool = True
     warmup_steps: int = 0
     lr_schedule: str = "constant"
@@ -273,7 +280,7 @@ class RunConfig:
             log_every=args.log_every, max_train=args.max_train, max_val=args.max_val, max_test=args.max_test,
             precision=args.precision, device=args.device, backend=args.backend, engine_backend=backend,
             engine_backend_resolved=_resolved_backend(backend, args.device), no_triton=bool(args.no_triton),
-            models=tuple(models), stem=args.stem, objective=args.objective, recompute=not args.no_recompute, warmup_steps=args.warmup_steps, lr_schedule=args.lr_schedule,
+            models=tuple(models), stem=args.stem, objective=args.objective, gene_long_runs=args.gene_long_runs, recompute=not args.no_recompute, warmup_steps=args.warmup_steps, lr_schedule=args.lr_schedule,
             min_lr_ratio=float(args.min_lr_ratio), step_budget=tuple(budget.items()),
             time_budget=tuple(seconds.items()), patience=args.patience,
             checkpoint_every=float(args.checkpoint_every),
@@ -303,7 +310,7 @@ class RunConfig:
                 "crf_lr_scale", "weight_decay", "grad_clip", "epochs", "seed", "log_every", "max_train", "max_val",
                 "max_test", "precision", "device", "backend", "engine_backend", "engine_backend_resolved",
                 "no_triton")
-        later = ("stem", "objective", "recompute", "warmup_steps", "lr_schedule", "min_lr_ratio", "patience", "checkpoint_every", "time_limit")
+        later = ("stem", "objective", "gene_long_runs", "recompute", "warmup_steps", "lr_schedule", "min_lr_ratio", "patience", "checkpoint_every", "time_limit")
         return {"data": self.data, "data_files": self.data_files, "data_dir": str(Path(self.data_dir).resolve()),
                 **{k: getattr(self, k) for k in keys}, "models": list(self.models), "processes": self.processes,
                 **{k: getattr(self, k) for k in later}, "step_budget": dict(self.step_budget),
