@@ -93,6 +93,28 @@ def test_decode_fasta_writes_the_models_genes(tmp_path, name):
         assert check.returncode == 0, check.stderr
 
 
+@pytest.mark.parametrize("seed,strand", [(0, "+"), (4, "-")])
+def test_the_gene_model_decodes_its_own_genes(tmp_path, seed, strand):
+    # semicrf_gene: streamed class, codon and boundary scores, then its states over the whole sequence.
+    # Bases rich in ATG .. stop and tables scaled down, so that the random model predicts a gene.
+    rng = np.random.default_rng(0)
+    seq = "".join("CCATGAAAGCCTTGCCGTAAGG" + "".join(rng.choice(list("ACGT"), 8)) for _ in range(9))
+    codes = np.array(["ACGT".index(b) for b in seq], np.uint8)
+    model = _model("semicrf_gene", seed=seed)
+    with torch.no_grad():
+        for table in (model.crf.durations, model.crf.initial, model.crf.final, model.crf.transitions):
+            table.mul_(0.1)
+        want = model.predict(torch.from_numpy(features.encode(codes, "onehot"))[None], torch.tensor([len(codes)]))[0]
+    expected = labels_to_genes(want)
+    assert len(expected) == 1 and expected[0].strand == strand and len(expected[0].exons) > 10
+    ckpt, fasta, out = tmp_path / "g.pt", tmp_path / "g.fa", tmp_path / "g.gff3"
+    _save(model, "semicrf_gene", ckpt)
+    fasta.write_text(">g\n" + seq + "\n")
+    dc.decode_fasta(ckpt, fasta, out, chunk=64, log=lambda *_: None)
+    genes, _ = read_genes_gff3(out, coding_types=("CDS",))
+    assert [(g.strand, g.exons) for g in genes["g"]] == [(g.strand, g.exons) for g in expected]
+
+
 def test_prefix_and_refusals(tmp_path):
     model = _model("semicrf")
     ckpt = tmp_path / "m.pt"

@@ -1004,6 +1004,7 @@ def test_the_gene_model_benchmark_runs_on_the_cpu():
     spec = importlib.util.spec_from_file_location("gene_model_gpu", path)
     gm = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gm)
-    row = gm.measure(2, 3000, 200, 1, torch.device("cpu"))
-    assert row["states"] == 16 and row["all_finite"]
-    assert row["log_likelihood_per_position"] < 0
+    for tails, states in ((True, 26), (False, 16)):
+        row = gm.measure(2, 3000, 200, 1, torch.device("cpu"), tails=tails)
+        assert row["states"] == states and row["all_finite"]
+        assert row["log_likelihood_per_position"] < 0

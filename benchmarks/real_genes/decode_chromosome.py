@@ -29,9 +29,13 @@ streamed; other encoders run on the whole sequence in one call (memory
 permitting). ``tests/test_decode_chromosome.py`` checks that the streamed
 scores equal the model's own.
 
-Models: ``semicrf``, ``semicrf_uniform``, ``linear`` (the engine's Viterbi)
-and ``softmax`` (per-position argmax). ``pytorch-crf`` is refused: its
-decoder is a Python loop over positions.
+Models: ``semicrf``, ``semicrf_uniform``, ``linear`` (the engine's Viterbi),
+``semicrf_gene`` (the engine's Viterbi over its gene states: the pieces give
+its class, codon and boundary scores, C + 6 + 2C columns, and the states' (T, S)
+scores are built once for the whole sequence from them and the bases, so its
+memory grows as T x S: 62 states take about 1.5 GB per float32 table per Mbp)
+and ``softmax`` (per-position argmax). ``pytorch-crf`` is refused: its decoder
+is a Python loop over positions.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ import torch
 
 from semicrf.genomics import features
 from semicrf.genomics.gene_structures import STRANDED_CLASSES, labels_to_genes, write_genes_gff3
+from semicrf.genomics.gene_model import GeneSemiCRFTagger
 from semicrf.genomics.models import ModelConfig, SemiCRFTagger, SoftmaxTagger, build_model
 
 #: Bases of real sequence added on each side of a piece: more than the conv stem's reach
@@ -107,9 +112,9 @@ def load_model(path, device: str = "cpu") -> tuple[torch.nn.Module, str, str]:
     config = ModelConfig(**{"gene_long_runs": "pieces", **ckpt["model_config"],
                             **({"backend": "cpu", "mixed_precision": False} if on_cpu else {})})
     model = build_model(name, config)
-    if not isinstance(model, (SemiCRFTagger, SoftmaxTagger)):
+    if not isinstance(model, (SemiCRFTagger, SoftmaxTagger, GeneSemiCRFTagger)):
         raise DecodeError(f"{path}: model {name!r} cannot decode a chromosome here; use a semicrf, "
-                          "semicrf_uniform, linear or softmax checkpoint")
+                          "semicrf_uniform, semicrf_gene, linear or softmax checkpoint")
     model.load_state_dict(ckpt["state_dict"])
     model.to(device).eval()
     kind = model.feature_kind or (ckpt.get("config") or {}).get("features", "onehot")
@@ -142,6 +147,9 @@ def scores(model, codes: np.ndarray, kind: str, chunk: int = 1_000_000, halo: in
     def head(hidden):  # (1, n, H) -> emissions, start, end
         if isinstance(model, SemiCRFTagger):
             return model._scores(hidden)
+        if isinstance(model, GeneSemiCRFTagger):  # class and codon scores; the states come in decode()
+            start, end = model.boundary_head(hidden).chunk(2, dim=-1)
+            return model.emission(hidden), start, end
         return model.classifier(hidden), None, None
 
     if type(enc).__name__ != "BiLSTMEncoder":
@@ -189,13 +197,22 @@ def scores(model, codes: np.ndarray, kind: str, chunk: int = 1_000_000, halo: in
 
 
 @torch.no_grad()
-def decode(model, s: dict) -> np.ndarray:
+def decode(model, s: dict, codes: np.ndarray | None = None) -> np.ndarray:
     """(L,) int64 labels: the engine's Viterbi for a semi-CRF model (the CPU backend for scores on the CPU,
-    the model's own backend choice on a GPU), argmax for softmax."""
+    the model's own backend choice on a GPU), argmax for softmax. ``codes``: the bases (semicrf_gene reads
+    its start and stop codons from them)."""
     em = s["emissions"]
     if isinstance(model, SoftmaxTagger):
         return em[0].argmax(-1).cpu().numpy().astype(np.int64)
     length = torch.tensor([em.shape[1]], device=em.device)
+    if isinstance(model, GeneSemiCRFTagger):
+        if codes is None:
+            raise DecodeError("semicrf_gene decodes from its scores and the bases: pass codes")
+        class_scores, codon_scores = em.split([model.config.num_classes, model.num_codon_scores], dim=-1)
+        base = torch.from_numpy(codes.astype(np.int64))[None].to(em.device)
+        states = model.crf.state_scores(class_scores, codon_scores, base, length, s["start"], s["end"])
+        classes, _ = model.crf.decode(*states, length)
+        return classes[0].cpu().numpy()
     result = model.crf.decode(em, length, start_scores=s["start"], end_scores=s["end"],
                               backend="cpu" if em.device.type == "cpu" else None)
     return result.labels[0].cpu().numpy()
@@ -233,7 +250,7 @@ def decode_fasta(checkpoint, fasta, output_gff3, prefix_bases: int | None = None
         sync()
         row["encoder_seconds"] = time.perf_counter() - t
         t = time.perf_counter()
-        labels = decode(model, s)
+        labels = decode(model, s, codes)
         del s
         sync()
         row["viterbi_seconds"] = time.perf_counter() - t

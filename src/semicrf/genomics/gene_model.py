@@ -50,7 +50,8 @@ state              class     meaning
 Real layout: 1 + 2 x (4 x 3 + 9) = 43 states. Synthetic layout: intergenic,
 ``open`` and ``inner`` of the + strand (named first_exon(a) and exon(a), as in
 the first version) and its 9 introns: 16 states; without codons at gene ends
-any exon piece may precede intergenic.
+any exon piece may precede intergenic. With the tail states of long runs (see
+"Long runs") 62 and 26.
 
 Grammar (every other transition is -inf), per strand::
 
@@ -70,6 +71,30 @@ starts inside a gene has a free frame and no start rule: inner, close, intron)
 and end with any state but close / single (a gene cut by the end: its stop or
 start codon is not there to check). Given the class segmentation the states are
 determined, except the free frame of a gene cut by the sequence's start.
+
+Long runs: tail states
+======================
+
+The engine's segments are at most K long, so a run longer than K is a chain of
+pieces. Scored by its class's length law, those pieces shape that law: on the
+fly's 486 training loci at K = 300, 19 to 23 % of the introns are longer than K
+and their 1 590 (+) and 2 329 (-) pieces outnumber the 692 and 573 introns of at
+most K; a model so trained predicted introns of median 299 and 300 bases
+against 66 and 70.5 true (``docs/real_genes.md``, "semicrf_gene on the CPU").
+With ``tails`` (the default, ``run --gene-long-runs tail``) intergenic and every
+``intron(a, r)`` get a *tail* copy with a length law of its own (duration
+columns 3 and 4): a run of at most K bases is one segment of the plain state,
+scored by its class's law, and a longer one a chain of tail pieces (only a tail
+piece continues a run; anything that may precede or follow a plain piece may
+precede or follow its tail copy). That is a gene finder's intron model, explicit
+lengths up to a bound and a geometric tail beyond it (AUGUSTUS models intron
+lengths this way: Stanke and Waack 2003, Bioinformatics 19 Suppl 2), here with
+the tail's piece lengths learned too. The gold segmentation marks the pieces of
+a run longer than K as tail pieces (:meth:`GeneGrammar.path_log_likelihood`).
+Exons keep one copy: 34 % of the fly's exon runs are longer than 300, but a
+tail copy of the frame-carrying exon kinds would add 24 states to the 62; their
+pieces still share the exon law. ``--gene-long-runs pieces`` is the first
+version (16 and 43 states).
 
 Hard rules at gene ends (real layout; -inf start / end scores)
 ==============================================================
@@ -494,14 +519,15 @@ class GeneSemiCRFTagger(SequenceLabeler):
         nn.init.zeros_(self.boundary_head.weight)
         nn.init.zeros_(self.boundary_head.bias)
         self.crf = GeneGrammar(config.max_duration, config.backend, C, tails=config.gene_long_runs == "tail")
+        tails = ", tail states for intergenic and intron runs longer than K" if self.crf.tails else ""
         if layout.codons:
             self.description = (f"gene-structure semi-CRF: {self.crf.num_states} states (both strands, frame-carrying "
-                                f"exons, ATG .. stop, introns by phase and length mod 3), no in-frame stops, "
+                                f"exons, ATG .. stop, introns by phase and length mod 3{tails}), no in-frame stops, "
                                 f"K={config.max_duration}, learned durations shared by the strands")
         else:
             self.description = (f"gene-structure semi-CRF: {self.crf.num_states} states (frame-carrying exons, "
-                                f"introns by phase and length mod 3), no in-frame stops, K={config.max_duration}, "
-                                f"learned durations per class")
+                                f"introns by phase and length mod 3{tails}), no in-frame stops, "
+                                f"K={config.max_duration}, learned durations per class")
 
     def _scores(self, features: Tensor, lengths: Tensor, stop_penalty: float = STOP_PENALTY):
         if features.dim() != 3 or features.shape[-1] != 5:
