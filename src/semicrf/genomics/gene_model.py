@@ -77,7 +77,7 @@ Long runs: tail states
 
 The engine's segments are at most K long, so a run longer than K is a chain of
 pieces. Scored by its class's length law, those pieces shape that law: on the
-fly's 486 training loci at K = 300, 19 to 23 % of the introns are longer than K
+fly's training split (437 loci) at K = 300, 19 to 23 % of the introns are longer than K
 and their 1 590 (+) and 2 329 (-) pieces outnumber the 692 and 573 introns of at
 most K; a model so trained predicted introns of median 299 and 300 bases
 against 66 and 70.5 true (``docs/real_genes.md``, "semicrf_gene on the CPU").
