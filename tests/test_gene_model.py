@@ -32,12 +32,14 @@ IMPOSSIBLE = -1000.0
 
 
 # ----------------------------------------------------------------------------- the independent truth
-def path_score(path, a0, codes, em, codon, start, end, trans, dur, init, final, tails=None):
+def path_score(path, a0, codes, em, codon, start, end, trans, dur, init, final, tails=None, splice=None):
     """Score of one class segmentation [(s, e, c)] with initial frame a0 (None unless it opens in a gene).
 
     tails: None (no tail states), or a bool per segment, True for an intergenic or intron tail piece:
     only a tail piece continues a run of its class, and a tail piece is scored by the duration column
-    3 (intergenic) or 4 (intron) instead of its class's."""
+    3 (intergenic) or 4 (intron) instead of its class's. splice: None, or the two penalties a plain
+    (whole) intron segment loses when its first two bases are not GT and its last two not AG (a base
+    outside the sequence matches)."""
     total, prev, phase = 0.0, None, a0
     for i, (s, e, c) in enumerate(path):
         if tails is not None:
@@ -62,6 +64,11 @@ def path_score(path, a0, codes, em, codon, start, end, trans, dur, init, final, 
         elif c == gm.INTRON:
             total += em[s:e, gm.INTRON].sum()
             phase = (phase + e - s) % 3
+            if splice is not None and not tails[i]:
+                L = len(codes)
+                first_ok = all(codes[u] == b for u, b in ((s, G), (s + 1, T)) if u < L)
+                last_ok = all(codes[u] == b for u, b in ((e - 2, A), (e - 1, G)) if u >= 0)
+                total -= splice[0] * (not first_ok) + splice[1] * (not last_ok)
         else:
             total += em[s:e, gm.INTERGENIC].sum()
             phase = None
@@ -108,9 +115,9 @@ def enumerate_tail_paths(L, K):
             yield path, a0, tails
 
 
-def random_problem(seed, L, K, backend="cpu", tails=False):
+def random_problem(seed, L, K, backend="cpu", tails=False, splice=False):
     g = torch.Generator().manual_seed(seed)
-    grammar = gm.GeneGrammar(K, backend, tails=tails).double()
+    grammar = gm.GeneGrammar(K, backend, tails=tails, splice_sites=splice).double()
     with torch.no_grad():
         for p in grammar.parameters():
             p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64))
@@ -299,16 +306,18 @@ def test_tail_states_double_only_intergenic_and_introns():
     assert g.durations.shape == (5, 5) and g.class_durations().shape == (5, 5)
 
 
-@pytest.mark.parametrize("seed,L,K", [(0, 6, 3), (1, 6, 2), (2, 5, 5)])
-def test_tail_states_match_enumeration(seed, L, K):
+@pytest.mark.parametrize("seed,L,K,splice", [(0, 6, 3, False), (1, 6, 2, False), (2, 5, 5, False),
+                                             (3, 6, 3, True), (4, 7, 4, True)])
+def test_tail_states_match_enumeration(seed, L, K, splice):
     # Z, every class labelling's likelihood, and every gold segmentation's likelihood with tail states
-    # against the enumeration of (segmentation, initial frame, plain / tail choice of each intergenic
-    # and intron segment) scored by the class-level tables.
-    grammar, codes, em, codon, start, end = random_problem(seed, L, K, tails=True)
+    # (and the splice penalties of whole introns) against the enumeration of (segmentation, initial
+    # frame, plain / tail choice of each intergenic and intron segment) scored by the class-level tables.
+    grammar, codes, em, codon, start, end = random_problem(seed, L, K, tails=True, splice=splice)
     args = numpy_args(grammar, codes, em, codon, start, end)
+    pens = tuple(grammar.splice_penalties().tolist()) if splice else None
     by_labels, by_gold, every = {}, {}, []
     for path, a0, tails in enumerate_tail_paths(L, K):
-        sc = path_score(path, a0, *args, tails=tails)
+        sc = path_score(path, a0, *args, tails=tails, splice=pens)
         if sc == NEG:
             continue
         every.append(sc)
@@ -368,6 +377,40 @@ def test_tail_state_gradients_match_finite_differences():
                 vals.append(grammar.path_log_likelihood(e, s, t, y, lengths).sum().item())
         assert grad[pos].item() == pytest.approx((vals[0] - vals[1]) / 2e-6, abs=1e-5), pos
     assert grad[1, 3].abs() > 0.1 and grad[1, 4].abs() > 0.1  # the gold's tail pieces are 2 long
+
+
+def test_splice_penalties_match_the_enumeration_and_its_gradient():
+    L, K = 7, 3
+    grammar, codes, em, codon, start, end = random_problem(9, L, K, tails=True, splice=True)
+    with torch.no_grad():
+        grammar.splice_penalty.copy_(torch.tensor([0.7, -0.4], dtype=torch.float64))
+    y = (0, 1, 1, 2, 2, 1, 1)  # one whole intron of 2 bases
+    e, s, t = grammar.state_scores(em, codon, codes, torch.tensor([L]), start, end)
+    value = grammar.log_likelihood(e, s, t, torch.tensor([y]), torch.tensor([L]))
+    value.sum().backward()
+    args = numpy_args(grammar, codes, em, codon, start, end)
+
+    def enumerated(raw):
+        pens = tuple(torch.nn.functional.softplus(torch.tensor(raw, dtype=torch.float64)).tolist())
+        by = {}
+        for path, a0, tails in enumerate_tail_paths(L, K):
+            sc = path_score(path, a0, *args, tails=tails, splice=pens)
+            if sc > NEG:
+                by.setdefault(tuple(path_labels(path, L)), []).append(sc)
+        log_z = logsumexp([v for vs in by.values() for v in vs])
+        return logsumexp(by[y]) - log_z
+
+    raw = [0.7, -0.4]
+    assert value.item() == pytest.approx(enumerated(raw), abs=1e-9)
+    for i in range(2):
+        up, down = list(raw), list(raw)
+        up[i] += 1e-6
+        down[i] -= 1e-6
+        fd = (enumerated(up) - enumerated(down)) / 2e-6
+        assert grammar.splice_penalty.grad[i].item() == pytest.approx(fd, abs=1e-5)
+    assert grammar.splice_penalty.grad.abs().sum() > 1e-3
+    with pytest.raises(ValueError, match="tails"):
+        gm.GeneGrammar(K, "cpu", tails=False, splice_sites=True)
 
 
 # ----------------------------------------------------------------------------- frame and stop codons

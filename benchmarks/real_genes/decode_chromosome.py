@@ -108,8 +108,8 @@ def load_model(path, device: str = "cpu") -> tuple[torch.nn.Module, str, str]:
                           f"classes {STRANDED_CLASSES} of imported genomes; genes cannot be read from its labels")
     name = ckpt["model"]
     on_cpu = torch.device(device).type == "cpu"
-    # A checkpoint from before --gene-long-runs holds a model without tail states.
-    config = ModelConfig(**{"gene_long_runs": "pieces", **ckpt["model_config"],
+    # A checkpoint from before --gene-long-runs holds a model without tail states or splice sites.
+    config = ModelConfig(**{"gene_long_runs": "pieces", "gene_splice_sites": False, **ckpt["model_config"],
                             **({"backend": "cpu", "mixed_precision": False} if on_cpu else {})})
     model = build_model(name, config)
     if not isinstance(model, (SemiCRFTagger, SoftmaxTagger, GeneSemiCRFTagger)):

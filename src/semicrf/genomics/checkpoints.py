@@ -24,7 +24,8 @@ CHECKPOINT_FORMAT = "semicrf-benchmark-checkpoint"
 FORMAT_VERSION = 2
 # What a version-1 checkpoint's config means for the settings it did not record.
 _LEGACY_DEFAULTS = {"warmup_steps": 0, "lr_schedule": "constant", "min_lr_ratio": 0.1, "objective": "labelling",
-                    "gene_long_runs": "pieces"}
+                    "gene_long_runs": "pieces",
+                    "gene_splice_sites": False}
 # How a refusal names each identity setting (default: its flag).
 _SETTING_NAMES = {"data": "the data set's generator settings (--data-dir)",
                   "data_files": "the data files in --data-dir (regenerated or edited since)"}

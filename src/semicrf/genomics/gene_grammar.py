@@ -41,6 +41,9 @@ def _codon_id(codon: str) -> int:
 STOP_PLUS = tuple(STOP_CODONS)
 STOP_MINUS = tuple(reverse_complement(c) for c in STOP_CODONS)  # TTA, CTA, TCA
 START_PLUS, START_MINUS = "ATG", reverse_complement("ATG")  # CAT
+#: An intron's canonical ends as read on the + strand, left to right: (first two bases, last two bases).
+#: + introns GT .. AG; - introns, reverse-complemented, CT .. AC.
+SPLICE_ENDS = {"+": ("GT", "AG"), "-": (reverse_complement("AG"), reverse_complement("GT"))}
 
 
 @dataclass(frozen=True)

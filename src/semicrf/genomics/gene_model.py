@@ -237,7 +237,7 @@ from .models import ModelConfig, SequenceLabeler, position_mask
 from .oracle import STOP_PENALTY
 
 from .gene_grammar import (
-    GOLD_PENALTY, LAYOUTS, NEG_INF, NUM_CLASSES, START_MINUS, START_PLUS,
+    GOLD_PENALTY, LAYOUTS, NEG_INF, NUM_CLASSES, SPLICE_ENDS, START_MINUS, START_PLUS,
     STOP_MINUS, STOP_PLUS, STRANDED_CLASSES, codon_at, codon_starts, final_mask,
     grammar_mask, initial_mask, make_states, residue_mask, shift,
 )
@@ -246,6 +246,9 @@ from .gene_grammar import (
 #: spread, while 1e4 made its exactness guard send every row to the exact fallback kernel (see the
 #: module docstring, "Stop codons in training").
 TRAIN_STOP_PENALTY = 50.0
+#: The splice penalties' starting value (nats, after softplus about 5.0: a non-canonical end weighs
+#: e^-5 of a canonical one before training; the fly's training loci have 2 in 1 751 introns).
+SPLICE_PENALTY_INIT = 5.0
 
 # The class ids and the stop-codon test, for callers of this module.
 from .gene_grammar import EXON, INTERGENIC, INTRON, stop_codon_starts  # noqa: F401
@@ -264,10 +267,14 @@ class GeneGrammar(nn.Module):
     """
 
     def __init__(self, max_duration: int, backend: str = "auto", num_classes: int = NUM_CLASSES,
-                 tails: bool = False):
+                 tails: bool = False, splice_sites: bool = False):
         super().__init__()
         if isinstance(max_duration, bool) or not isinstance(max_duration, int) or max_duration < 1:
             raise ValueError(f"max_duration must be a positive integer, got {max_duration!r}")
+        if splice_sites and not tails:
+            raise ValueError("splice_sites scores the ends of whole introns, which only the tail states tell from "
+                             "the pieces of a long one: use tails=True (run --gene-long-runs tail) or no "
+                             "splice sites (--gene-splice-sites off)")
         if num_classes not in LAYOUTS:
             raise ValueError(f"the gene grammar has 3 classes (synthetic: intergenic, exon, intron) or 5 (real: "
                              f"{', '.join(STRANDED_CLASSES)}), got {num_classes!r}")
@@ -304,6 +311,15 @@ class GeneGrammar(nn.Module):
         kinds = [s.kind for s in st]
         self.register_buffer("opens", torch.tensor([k in ("open", "single") for k in kinds]), persistent=False)
         self.register_buffer("closes", torch.tensor([k in ("close", "single") for k in kinds]), persistent=False)
+        # Splice sites: a whole intron (a plain intron piece; with tails every intron of at most K bases)
+        # loses softplus(splice_penalty) at each end that is not canonical (see "Splice sites").
+        self.splice_sites = bool(splice_sites)
+        if self.splice_sites:
+            self.splice_penalty = nn.Parameter(torch.full((2,), SPLICE_PENALTY_INIT))
+        self.register_buffer("whole_intron", torch.tensor([s.kind == "intron" and not s.tail for s in st]),
+                             persistent=False)
+        self.register_buffer("strand_col", torch.tensor([strand_index.get(s.strand, 0) for s in st]),
+                             persistent=False)
 
     @property
     def num_states(self) -> int:
@@ -311,7 +327,7 @@ class GeneGrammar(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"classes={self.num_classes}, states={self.num_states}, max_duration={self.max_duration}, "
-                f"backend={self.backend!r}, tails={self.tails}")
+                f"backend={self.backend!r}, tails={self.tails}, splice_sites={self.splice_sites}")
 
     def class_durations(self) -> Tensor:
         """(K, C) the duration table per class (the strands' columns are the same parameters); with
@@ -399,12 +415,33 @@ class GeneGrammar(nn.Module):
         zeros = emissions.new_zeros(B, T, self.num_states)
         start = zeros if start_scores is None else start_scores[:, :, cls]
         end = zeros if end_scores is None else end_scores[:, :, cls]
+        if self.splice_sites:
+            start, end = self._splice_scores(start, end, codes, lengths)
         hard = bad[:, :, col] & self.is_exon
         start_hard = hard | (no_open[:, :, col] & self.opens)
         end_hard = hard
         if no_close is not None:
             end_hard = end_hard | (no_close[:, :, col] & self.closes)
         return emissions, start.masked_fill(start_hard, NEG_INF), end.masked_fill(end_hard, NEG_INF)
+
+    def splice_penalties(self) -> Tensor:
+        """(2,) what a whole intron loses for a non-canonical first and last two bases (softplus, > 0)."""
+        return nn.functional.softplus(self.splice_penalty)
+
+    def _splice_scores(self, start: Tensor, end: Tensor, codes: Tensor, lengths: Tensor):
+        """start and end less the splice penalties where a whole intron state's first (last) two bases
+        are not its strand's canonical ends (:data:`.gene_grammar.SPLICE_ENDS`; bases past the
+        sequence's ends match anything)."""
+        left, right = [], []
+        for strand in self.layout.strands:
+            first, last = SPLICE_ENDS[strand]
+            left.append(~codon_at(codes, lengths, (first,), 0))  # bases t, t + 1 (a segment starting at t)
+            right.append(~codon_at(codes, lengths, (last,), -1))  # bases t - 1, t (a segment ending at t)
+        col = self.strand_col
+        pen = self.splice_penalties().to(start.dtype)
+        bad_left = torch.stack(left, -1)[:, :, col] & self.whole_intron
+        bad_right = torch.stack(right, -1)[:, :, col] & self.whole_intron
+        return start - pen[0] * bad_left.to(start.dtype), end - pen[1] * bad_right.to(end.dtype)
 
     def constrain(self, emissions: Tensor, start: Tensor, end: Tensor, labels: Tensor):
         """The scores restricted to the state paths whose classes are ``labels`` (B, T)."""
@@ -518,7 +555,8 @@ class GeneSemiCRFTagger(SequenceLabeler):
         # Zero start: the boundary scores begin neutral and are learned from there (as in semicrf).
         nn.init.zeros_(self.boundary_head.weight)
         nn.init.zeros_(self.boundary_head.bias)
-        self.crf = GeneGrammar(config.max_duration, config.backend, C, tails=config.gene_long_runs == "tail")
+        self.crf = GeneGrammar(config.max_duration, config.backend, C, tails=config.gene_long_runs == "tail",
+                               splice_sites=config.gene_splice_sites)
         tails = ", tail states for intergenic and intron runs longer than K" if self.crf.tails else ""
         if layout.codons:
             self.description = (f"gene-structure semi-CRF: {self.crf.num_states} states (both strands, frame-carrying "

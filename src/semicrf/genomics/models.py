@@ -75,6 +75,8 @@ class ModelConfig:
     gene_long_runs: how semicrf_gene scores an intergenic or intron run
     longer than K, ``"tail"`` (tail states with their own length law) or
     ``"pieces"`` (its pieces scored by the class's law; the first version).
+    gene_splice_sites: semicrf_gene scores a whole intron's ends against the
+    canonical GT .. AG (needs ``gene_long_runs="tail"``).
     """
 
     input_dim: int
@@ -89,12 +91,16 @@ class ModelConfig:
     recompute: bool = True
     objective: str = "labelling"
     gene_long_runs: str = "tail"
+    gene_splice_sites: bool = True
 
     def __post_init__(self):
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
         if self.gene_long_runs not in GENE_LONG_RUNS:
             raise ValueError(f"gene_long_runs must be one of {GENE_LONG_RUNS}, got {self.gene_long_runs!r}")
+        if self.gene_splice_sites and self.gene_long_runs != "tail":
+            raise ValueError("gene_splice_sites scores whole introns, which only gene_long_runs='tail' tells from "
+                             "pieces: use --gene-long-runs tail, or --gene-splice-sites off with pieces")
 
     def to_dict(self) -> dict:
         return asdict(self)

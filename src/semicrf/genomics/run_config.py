@@ -31,7 +31,7 @@ LR_SCHEDULES = ("constant", "cosine")
 IDENTITY_KEYS = ("data", "data_files", "encoder", "features", "max_duration", "hidden_dim", "num_layers",
                  "batch_size", "lr", "crf_lr_scale", "weight_decay", "grad_clip", "seed", "log_every", "max_train",
                  "max_val", "max_test", "precision", "warmup_steps", "lr_schedule", "min_lr_ratio", "stem",
-                 "objective", "gene_long_runs")
+                 "objective", "gene_long_runs", "gene_splice_sites")
 
 
 class RunError(ValueError):
@@ -64,6 +64,10 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
                         "is a chain of tail pieces with a length law of their own, like a gene finder's explicit "
                         "lengths with a geometric tail) or pieces (every piece scored by the class's law, so the "
                         "pieces of long runs shape it; the first version)")
+    p.add_argument("--gene-splice-sites", default="on", choices=("on", "off"),
+                   help="semicrf_gene: a whole intron (at most K bases) whose first or last two bases are not "
+                        "GT .. AG (+ strand; CT .. AC as read on + for the - strand) loses a learned penalty "
+                        "(on, needs --gene-long-runs tail), or splice sites are left to the encoder (off)")
     p.add_argument("--no-recompute", action="store_true",
                    help="keep the encoder's activations for the backward pass instead of recomputing them "
                         "(faster; needs memory: several GiB per layer at the spec's size)")
@@ -247,6 +251,7 @@ class RunConfig:
     stem: str = "linear"
     objective: str = "labelling"
     gene_long_runs: str = "tail"
+    gene_splice_sites: bool = True
     recompute: bool = True
     warmup_steps: int = 0
     lr_schedule: str = "constant"
@@ -280,7 +285,8 @@ class RunConfig:
             log_every=args.log_every, max_train=args.max_train, max_val=args.max_val, max_test=args.max_test,
             precision=args.precision, device=args.device, backend=args.backend, engine_backend=backend,
             engine_backend_resolved=_resolved_backend(backend, args.device), no_triton=bool(args.no_triton),
-            models=tuple(models), stem=args.stem, objective=args.objective, gene_long_runs=args.gene_long_runs, recompute=not args.no_recompute, warmup_steps=args.warmup_steps, lr_schedule=args.lr_schedule,
+            models=tuple(models), stem=args.stem, objective=args.objective, gene_long_runs=args.gene_long_runs,
+            gene_splice_sites=args.gene_splice_sites == "on", recompute=not args.no_recompute, warmup_steps=args.warmup_steps, lr_schedule=args.lr_schedule,
             min_lr_ratio=float(args.min_lr_ratio), step_budget=tuple(budget.items()),
             time_budget=tuple(seconds.items()), patience=args.patience,
             checkpoint_every=float(args.checkpoint_every),
@@ -310,7 +316,7 @@ class RunConfig:
                 "crf_lr_scale", "weight_decay", "grad_clip", "epochs", "seed", "log_every", "max_train", "max_val",
                 "max_test", "precision", "device", "backend", "engine_backend", "engine_backend_resolved",
                 "no_triton")
-        later = ("stem", "objective", "gene_long_runs", "recompute", "warmup_steps", "lr_schedule", "min_lr_ratio", "patience", "checkpoint_every", "time_limit")
+        later = ("stem", "objective", "gene_long_runs", "gene_splice_sites", "recompute", "warmup_steps", "lr_schedule", "min_lr_ratio", "patience", "checkpoint_every", "time_limit")
         return {"data": self.data, "data_files": self.data_files, "data_dir": str(Path(self.data_dir).resolve()),
                 **{k: getattr(self, k) for k in keys}, "models": list(self.models), "processes": self.processes,
                 **{k: getattr(self, k) for k in later}, "step_budget": dict(self.step_budget),
@@ -348,6 +354,9 @@ def _check_choices(args) -> tuple[list[str], str]:
                        "--overwrite deletes it; give one")
     if args.features not in features.FEATURE_KINDS:
         raise RunError(f"--features must be one of {features.FEATURE_KINDS}, got {args.features!r}")
+    if args.gene_long_runs == "pieces" and args.gene_splice_sites == "on":
+        raise RunError("--gene-splice-sites on scores the ends of whole introns, which only --gene-long-runs tail "
+                       "tells from the pieces of a long one: give --gene-splice-sites off with pieces")
     if args.device == "cuda" and not torch.cuda.is_available():
         raise RunError("--device cuda was asked for but no CUDA GPU is available here; use --device cpu "
                        "(with --encoder mamba_stub or bilstm)")
