@@ -117,7 +117,23 @@ nothing and prune the search. Splice sites are *not* hard: a hard GT..AG would
 need the first piece of every intron and exon told from its continuations
 (about twice the states), and 2 of the 1 751 introns of the 486 fly training
 loci are non-canonical (+ AT..AG, - AT..AC); they are learned, through the start /
-end scores that the encoder computes from the bases around each boundary.
+end scores that the encoder computes from the bases around each boundary, and
+through the splice penalties below.
+
+Splice sites
+============
+
+With tail states a plain intron segment is a whole intron (at most K bases; a
+longer one is tail pieces, whose inner ends are no splice sites). With
+``splice_sites`` (``run --gene-splice-sites on``, the default; it needs the tail
+states) a whole intron loses a learned ``softplus(splice_penalty[0])`` when its
+first two bases are not the canonical donor and ``softplus(splice_penalty[1])``
+when its last two are not the acceptor: GT .. AG on +, CT .. AC as read on +
+for a - intron (:data:`.gene_grammar.SPLICE_ENDS`), through the start and end
+scores of the plain intron states. Soft, so that the rare non-canonical intron
+stays possible; it starts at about 5 nats (:data:`SPLICE_PENALTY_INIT`) and is
+learned with the other tables. The splice sites of tail-piece introns are left
+to the encoder's start and end scores.
 
 In-frame stop codons (both layouts)
 ===================================
@@ -262,8 +278,9 @@ class GeneGrammar(nn.Module):
     module docstring).
     Parameters: ``transitions`` (C, C), ``durations`` (K, 3) -- by kind, intergenic / exon / intron,
     shared by the two strands; with tails (K, 5), the tail pieces' intergenic and intron laws after
-    them -- ``initial`` and ``final`` (C,). The per-sequence scores come from the caller's heads (see
-    :meth:`state_scores`).
+    them -- ``initial`` and ``final`` (C,); with ``splice_sites`` (needs tails) ``splice_penalty`` (2,),
+    the raw donor and acceptor penalties of whole introns ("Splice sites" in the module docstring). The
+    per-sequence scores come from the caller's heads (see :meth:`state_scores`).
     """
 
     def __init__(self, max_duration: int, backend: str = "auto", num_classes: int = NUM_CLASSES,
