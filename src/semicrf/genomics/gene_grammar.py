@@ -1,7 +1,8 @@
 """The gene grammar of :mod:`.gene_model`: its states, which transitions it allows, and codon tests.
 
 Two layouts (:data:`LAYOUTS`, by the data set's number of classes): the synthetic one (C = 3, one
-strand, 16 states) and the real one (C = 5, both strands, ATG .. stop, 43 states). Everything here
+strand, 16 states; 26 with the tail states of long runs) and the real one (C = 5, both strands,
+ATG .. stop, 43 states; 62 with tails). Everything here
 is fixed structure (masks over states, where codons start); the learned scores are in
 :class:`.gene_model.GeneGrammar`. The design is explained in :mod:`.gene_model`'s docstring.
 """
