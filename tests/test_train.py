@@ -211,6 +211,7 @@ def test_non_empty_output_is_refused_unless_overwrite(data_dir, tmp_path, capsys
         ({"--checkpoint-every": "-5"}, "--checkpoint-every"),
         ({"--patience": "0"}, "--patience"),
         ({"--step-budget": "softmax=many"}, "--step-budget"),
+        ({"--gene-long-runs": "pieces"}, "--gene-splice-sites off"),  # splice sites need the tail states
     ],
 )
 def test_bad_input_is_refused_before_anything_is_written(data_dir, tmp_path, capsys, change, message):
