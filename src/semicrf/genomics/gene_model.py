@@ -81,7 +81,7 @@ fly's training split (437 loci) at K = 300, 19 to 23 % of the introns are longer
 and their 1 590 (+) and 2 329 (-) pieces outnumber the 692 and 573 introns of at
 most K; a model so trained predicted introns of median 299 and 300 bases
 against 66 and 70.5 true (``docs/real_genes.md``, "semicrf_gene on the CPU").
-With ``tails`` (the default, ``run --gene-long-runs tail``) intergenic and every
+With ``tails`` (``run --gene-long-runs tail``, the run's default) intergenic and every
 ``intron(a, r)`` get a *tail* copy with a length law of its own (duration
 columns 3 and 4): a run of at most K bases is one segment of the plain state,
 scored by its class's law, and a longer one a chain of tail pieces (only a tail
@@ -125,8 +125,8 @@ Splice sites
 
 With tail states a plain intron segment is a whole intron (at most K bases; a
 longer one is tail pieces, whose inner ends are no splice sites). With
-``splice_sites`` (``run --gene-splice-sites on``, the default; it needs the tail
-states) a whole intron loses a learned ``softplus(splice_penalty[0])`` when its
+``splice_sites`` (``run --gene-splice-sites on``, the run's default; it needs the
+tail states) a whole intron loses a learned ``softplus(splice_penalty[0])`` when its
 first two bases are not the canonical donor and ``softplus(splice_penalty[1])``
 when its last two are not the acceptor: GT .. AG on +, CT .. AC as read on +
 for a - intron (:data:`.gene_grammar.SPLICE_ENDS`), through the start and end
