@@ -32,20 +32,22 @@ IMPOSSIBLE = -1000.0
 
 
 # ----------------------------------------------------------------------------- the independent truth
-def path_score(path, a0, codes, em, codon, start, end, trans, dur, init, final, tails=None, splice=None):
+def path_score(path, a0, codes, em, codon, start, end, trans, dur, init, final, tails=None, splice=None,
+               exon_tails=False):
     """Score of one class segmentation [(s, e, c)] with initial frame a0 (None unless it opens in a gene).
 
     tails: None (no tail states), or a bool per segment, True for an intergenic or intron tail piece:
     only a tail piece continues a run of its class, and a tail piece is scored by the duration column
-    3 (intergenic) or 4 (intron) instead of its class's. splice: None, or the two penalties a plain
+    3 (intergenic) or 4 (intron) instead of its class's; with exon_tails exon segments too (column 5).
+    splice: None, or the two penalties a plain
     (whole) intron segment loses when its first two bases are not GT and its last two not AG (a base
     outside the sequence matches)."""
     total, prev, phase = 0.0, None, a0
     for i, (s, e, c) in enumerate(path):
         if tails is not None:
-            if tails[i] and c == gm.EXON:
+            if tails[i] and c == gm.EXON and not exon_tails:
                 return NEG
-            if i > 0 and c == prev and c != gm.EXON and not (tails[i] and tails[i - 1]):
+            if i > 0 and c == prev and (c != gm.EXON or exon_tails) and not (tails[i] and tails[i - 1]):
                 return NEG
         if i == 0:
             total += init[c]
@@ -72,7 +74,7 @@ def path_score(path, a0, codes, em, codon, start, end, trans, dur, init, final, 
         else:
             total += em[s:e, gm.INTERGENIC].sum()
             phase = None
-        column = (3 if c == gm.INTERGENIC else 4) if tails is not None and tails[i] else c
+        column = {gm.INTERGENIC: 3, gm.INTRON: 4, gm.EXON: 5}[c] if tails is not None and tails[i] else c
         total += dur[e - s - 1, column] + start[s, c] + end[e - 1, c]
         prev = c
     return total + final[prev]
@@ -107,17 +109,18 @@ def by_labelling(scored_paths, L):
 
 
 # ----------------------------------------------------------------------------- helpers
-def enumerate_tail_paths(L, K):
-    """Every (class path, initial frame, tail bits): each intergenic or intron segment plain or tail."""
+def enumerate_tail_paths(L, K, exon_tails=False):
+    """Every (class path, initial frame, tail bits): each intergenic or intron segment (and exon segment
+    with exon_tails) plain or tail."""
     for path, a0 in enumerate_paths(L, K):
-        choices = [(False, True) if c != gm.EXON else (False,) for _, _, c in path]
+        choices = [(False, True) if c != gm.EXON or exon_tails else (False,) for _, _, c in path]
         for tails in itertools.product(*choices):
             yield path, a0, tails
 
 
-def random_problem(seed, L, K, backend="cpu", tails=False, splice=False):
+def random_problem(seed, L, K, backend="cpu", tails=False, splice=False, exon_tails=False):
     g = torch.Generator().manual_seed(seed)
-    grammar = gm.GeneGrammar(K, backend, tails=tails, splice_sites=splice).double()
+    grammar = gm.GeneGrammar(K, backend, tails=tails, splice_sites=splice, exon_tails=exon_tails).double()
     with torch.no_grad():
         for p in grammar.parameters():
             p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64))
@@ -296,28 +299,37 @@ def test_path_likelihood_gradients_match_finite_differences_in_a_padded_batch():
 
 # ----------------------------------------------------------------------------- tail states of long runs
 def test_tail_states_double_only_intergenic_and_introns():
-    for C, plain, tailed in ((3, 16, 26), (5, 43, 62)):
+    for C, plain, tailed, all_tailed in ((3, 16, 26, 32), (5, 43, 62, 80)):
         states = gm.make_states(gm.LAYOUTS[C], tails=True)
         assert len(gm.make_states(gm.LAYOUTS[C])) == plain and len(states) == tailed
         tails = [s for s in states if s.tail]
         assert {s.kind for s in tails} == {"intergenic", "intron"}
         assert len({s.name for s in states}) == tailed  # every state named apart
+        states = gm.make_states(gm.LAYOUTS[C], tails=True, exon_tails=True)
+        assert len(states) == all_tailed == len({s.name for s in states})
+        assert {s.kind for s in states if s.tail} == {"intergenic", "intron", "open", "inner"} | (
+            {"close"} if C == 5 else set())  # a long one-exon gene is open .. close pieces: no single tail
+    with pytest.raises(ValueError, match="tails=True"):
+        gm.make_states(gm.LAYOUTS[5], exon_tails=True)
     g = gm.GeneGrammar(5, "cpu", 5, tails=True)
     assert g.durations.shape == (5, 5) and g.class_durations().shape == (5, 5)
 
 
-@pytest.mark.parametrize("seed,L,K,splice", [(0, 6, 3, False), (1, 6, 2, False), (2, 5, 5, False),
-                                             (3, 6, 3, True), (4, 7, 4, True)])
-def test_tail_states_match_enumeration(seed, L, K, splice):
+@pytest.mark.parametrize("seed,L,K,splice,exon_tails", [(0, 6, 3, False, False), (1, 6, 2, False, False),
+                                                        (2, 5, 5, False, False), (3, 6, 3, True, False),
+                                                        (4, 7, 4, True, False), (5, 6, 3, False, True),
+                                                        (6, 6, 2, True, True)])
+def test_tail_states_match_enumeration(seed, L, K, splice, exon_tails):
     # Z, every class labelling's likelihood, and every gold segmentation's likelihood with tail states
     # (and the splice penalties of whole introns) against the enumeration of (segmentation, initial
     # frame, plain / tail choice of each intergenic and intron segment) scored by the class-level tables.
-    grammar, codes, em, codon, start, end = random_problem(seed, L, K, tails=True, splice=splice)
+    grammar, codes, em, codon, start, end = random_problem(seed, L, K, tails=True, splice=splice,
+                                                           exon_tails=exon_tails)
     args = numpy_args(grammar, codes, em, codon, start, end)
     pens = tuple(grammar.splice_penalties().tolist()) if splice else None
     by_labels, by_gold, every = {}, {}, []
-    for path, a0, tails in enumerate_tail_paths(L, K):
-        sc = path_score(path, a0, *args, tails=tails, splice=pens)
+    for path, a0, tails in enumerate_tail_paths(L, K, exon_tails):
+        sc = path_score(path, a0, *args, tails=tails, splice=pens, exon_tails=exon_tails)
         if sc == NEG:
             continue
         every.append(sc)
@@ -340,7 +352,7 @@ def test_tail_states_match_enumeration(seed, L, K, splice):
         n = counts[i]
         pieces = tuple(zip(starts[i, :n].tolist(), ends[i, :n].tolist(), classes[i, :n].tolist()))
         cls = [c for _, _, c in pieces]
-        tails = tuple(c != gm.EXON and ((j > 0 and cls[j - 1] == c) or (j + 1 < n and cls[j + 1] == c))
+        tails = tuple((c != gm.EXON or exon_tails) and ((j > 0 and cls[j - 1] == c) or (j + 1 < n and cls[j + 1] == c))
                       for j, c in enumerate(cls))
         gold = by_gold.get((pieces, tails))
         if gold is None:
@@ -985,7 +997,8 @@ def test_a_broken_fly_gene_is_rejected(fly):
     assert scores[0] == 0.0 and np.all(scores[1:] < IMPOSSIBLE), scores
 
 
-def test_the_model_trains_on_a_fly_locus(fly):
+@pytest.mark.parametrize("long_runs,states", [("tail", 62), ("tail-exons", 80)])
+def test_the_model_trains_on_a_fly_locus(fly, long_runs, states):
     meta, train, _ = fly
     i = next(k for k, y in enumerate(train.labels) if len(y) < 3000 and (y == XM).any() and (y == NM).any())
     x, y = train.sequences[i], train.labels[i]
@@ -994,8 +1007,9 @@ def test_the_model_trains_on_a_fly_locus(fly):
     labels, lengths = torch.from_numpy(y.astype(np.int64))[None], torch.tensor([L])
     torch.manual_seed(0)
     model = build_model("semicrf_gene", ModelConfig(input_dim=5, num_classes=5, encoder="bilstm", hidden_dim=8,
-                                                    num_layers=1, max_duration=32, backend="cpu"), meta)
-    assert model.crf.num_states == 62 and model.duration_scores().shape == (32, 5)  # tail states: the default
+                                                    num_layers=1, max_duration=32, backend="cpu",
+                                                    gene_long_runs=long_runs), meta)
+    assert model.crf.num_states == states and model.duration_scores().shape == (32, 5)
     assert torch.equal(model.duration_scores()[:, 1], model.duration_scores()[:, 3])  # exon+ and exon- share
     losses = _adam_losses(model, feats, labels, lengths, lr=0.05, steps=6)
     assert all(math.isfinite(v) for v in losses) and losses[-1] < losses[0], losses

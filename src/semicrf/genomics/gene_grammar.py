@@ -89,7 +89,7 @@ class GeneState:
     residue: int | None = None
     cls: int = INTERGENIC
     synthetic_names: bool = False
-    tail: bool = False  # a piece of a run longer than K (intergenic and intron only; see make_states)
+    tail: bool = False  # a piece of a run longer than K (see make_states)
 
     @property
     def is_exon(self) -> bool:
@@ -111,7 +111,7 @@ class GeneState:
         return f"{self.kind}{self.strand}/a{self.phase}"
 
 
-def make_states(layout: Layout, tails: bool = False) -> tuple[GeneState, ...]:
+def make_states(layout: Layout, tails: bool = False, exon_tails: bool = False) -> tuple[GeneState, ...]:
     """The states in engine order: intergenic, then per strand its exon kinds (phase minor) and its
     introns (phase major). For the synthetic layout: intergenic, first_exon(0..2), exon(0..2),
     intron(a, r), exactly the first version's 16 states.
@@ -120,14 +120,21 @@ def make_states(layout: Layout, tails: bool = False) -> tuple[GeneState, ...]:
     introns): 16 + 10 = 26 states (synthetic), 43 + 19 = 62 (real). A run of at most K bases is then
     one segment of the plain state, scored by its class's length law; a longer run is a chain of
     tail pieces, scored by a length law of their own (:class:`.gene_model.GeneGrammar`), so that the
-    pieces of long runs no longer shape the law of the short ones. Exons keep one copy (see
-    :mod:`.gene_model`, "Long runs")."""
+    pieces of long runs no longer shape the law of the short ones. exon_tails (needs tails): also a
+    tail copy of the exon kinds a long exon run is made of (open, inner and, with codons, close; a
+    one-exon gene longer than K is open .. close pieces), after the strand's exon kinds: 32 and 80
+    states (see :mod:`.gene_model`, "Long runs")."""
+    if exon_tails and not tails:
+        raise ValueError("exon_tails extends the tail states: give tails=True as well")
     syn = not layout.codons
     states = [GeneState("intergenic")] + ([GeneState("intergenic", tail=True)] if tails else [])
     kinds = ("open", "inner", "close", "single") if layout.codons else ("open", "inner")
     for strand in layout.strands:
         ec, ic = layout.exon_class(strand), layout.intron_class(strand)
         states += [GeneState(k, strand, a, None, ec, syn) for k in kinds for a in range(3)]
+        if exon_tails:
+            states += [GeneState(k, strand, a, None, ec, syn, True) for k in kinds if k != "single"
+                       for a in range(3)]
         states += [GeneState("intron", strand, a, r, ic, syn) for a in range(3) for r in range(3)]
         if tails:
             states += [GeneState("intron", strand, a, r, ic, syn, True) for a in range(3) for r in range(3)]
@@ -144,21 +151,22 @@ def grammar_mask(states=STATES, layout: Layout = SYNTHETIC) -> np.ndarray:
     """(S, S) float64: 0 where the grammar allows state j after state i, else -inf.
 
     With tail states (:func:`make_states`) a run continues into another piece only from a tail piece
-    to a tail piece; whatever may follow or precede a plain intergenic or intron piece may follow or
-    precede its tail copy. Exon pieces continue as before."""
+    to a tail piece; whatever may follow or precede a plain piece may follow or precede its tail copy.
+    Exon pieces without tail copies continue plain to plain, as in the first version."""
     index = {s: i for i, s in enumerate(states)}
     mask = np.full((len(states), len(states)), NEG_INF)
     by = {(s.kind, s.strand, s.phase, s.residue, s.tail): s for s in states}
-    tails = any(s.tail for s in states)
-    copies = (False, True) if tails else (False,)
+    tailed = {s.kind for s in states if s.tail}  # the kinds that have a tail copy
+    tails = bool(tailed)
+    exon_tails = "inner" in tailed
 
     def allow(src, dst) -> None:
         mask[index[by[src]], index[by[dst]]] = 0.0
 
     def allow_copies(src, dst) -> None:
-        """src -> dst for every copy (plain, tail) of an intergenic or intron end (exons have one)."""
-        for a in copies if src[0] in ("intergenic", "intron") else (False,):
-            for b in copies if dst[0] in ("intergenic", "intron") else (False,):
+        """src -> dst for every copy (plain, tail) of either end."""
+        for a in (False, True) if src[0] in tailed else (False,):
+            for b in (False, True) if dst[0] in tailed else (False,):
                 allow((*src, a), (*dst, b))
 
     ig = ("intergenic", None, None, None)
@@ -174,8 +182,12 @@ def grammar_mask(states=STATES, layout: Layout = SYNTHETIC) -> np.ndarray:
                 allow_copies(("single", strand, a, None), ig)
             for kind in ("open", "inner"):
                 src = (kind, strand, a, None)
-                allow((*src, False), ("inner", strand, a, None, False))  # a cut run keeps its absolute phase
-                allow_copies(src, ("close", strand, a, None) if layout.codons else ig)
+                # A cut exon run continues (keeping its absolute phase) into inner, or close before intergenic.
+                allow((*src, exon_tails), ("inner", strand, a, None, exon_tails))
+                if layout.codons:
+                    allow((*src, exon_tails), ("close", strand, a, None, exon_tails))
+                else:
+                    allow_copies(src, ig)
                 for r in range(3):
                     allow_copies(src, ("intron", strand, a, r))
             for r in range(3):

@@ -91,10 +91,12 @@ lengths up to a bound and a geometric tail beyond it (AUGUSTUS models intron
 lengths this way: Stanke and Waack 2003, Bioinformatics 19 Suppl 2), here with
 the tail's piece lengths learned too. The gold segmentation marks the pieces of
 a run longer than K as tail pieces (:meth:`GeneGrammar.path_log_likelihood`).
-Exons keep one copy: 34 % of the fly's exon runs are longer than 300, but a
-tail copy of the frame-carrying exon kinds would add 24 states to the 62; their
-pieces still share the exon law. ``--gene-long-runs pieces`` is the first
-version (16 and 43 states).
+Exons keep one copy with ``tail``: their pieces still share the exon law, and
+34 % of the fly's exon runs are longer than 300, so that law peaks near K.
+``--gene-long-runs tail-exons`` gives the exon kinds a long run is made of
+(open, inner, close) tail copies too, with a third tail law (duration column 5):
+80 and 32 states. ``--gene-long-runs pieces`` is the first version (16 and 43
+states).
 
 Hard rules at gene ends (real layout; -inf start / end scores)
 ==============================================================
@@ -284,7 +286,7 @@ class GeneGrammar(nn.Module):
     """
 
     def __init__(self, max_duration: int, backend: str = "auto", num_classes: int = NUM_CLASSES,
-                 tails: bool = False, splice_sites: bool = False):
+                 tails: bool = False, splice_sites: bool = False, exon_tails: bool = False):
         super().__init__()
         if isinstance(max_duration, bool) or not isinstance(max_duration, int) or max_duration < 1:
             raise ValueError(f"max_duration must be a positive integer, got {max_duration!r}")
@@ -296,25 +298,26 @@ class GeneGrammar(nn.Module):
             raise ValueError(f"the gene grammar has 3 classes (synthetic: intergenic, exon, intron) or 5 (real: "
                              f"{', '.join(STRANDED_CLASSES)}), got {num_classes!r}")
         self.max_duration, self.backend, self.num_classes = max_duration, backend, num_classes
-        self.tails = bool(tails)
+        self.tails, self.exon_tails = bool(tails), bool(exon_tails)
         self.layout = LAYOUTS[num_classes]
-        self.states = make_states(self.layout, self.tails)
+        self.states = make_states(self.layout, self.tails, self.exon_tails)
         C = num_classes
         self.transitions = nn.Parameter(torch.zeros(C, C))
-        self.durations = nn.Parameter(torch.zeros(max_duration, 5 if self.tails else 3))
+        self.durations = nn.Parameter(torch.zeros(max_duration, 3 + 2 * self.tails + self.exon_tails))
         self.initial = nn.Parameter(torch.zeros(C))
         self.final = nn.Parameter(torch.zeros(C))
         st = self.states
         # Duration column of a class: its kind (intergenic 0, exon 1, intron 2); the strands share one law.
         kind_of_class = [0, 1, 2, 1, 2][:C]
         self.register_buffer("class_kind", torch.tensor(kind_of_class), persistent=False)
-        # A state's duration column: its class's kind, or for a tail piece 3 (intergenic) / 4 (intron).
-        cols = [3 + (kind_of_class[s.cls] == 2) if s.tail else kind_of_class[s.cls] for s in self.states]
+        # A state's duration column: its class's kind, or for a tail piece 3 (intergenic), 4 (intron), 5 (exon).
+        tail_col = {0: 3, 2: 4, 1: 5}
+        cols = [tail_col[kind_of_class[s.cls]] if s.tail else kind_of_class[s.cls] for s in self.states]
         self.register_buffer("duration_col", torch.tensor(cols), persistent=False)
         self.register_buffer("is_tail", torch.tensor([s.tail for s in self.states]), persistent=False)
         # The states whose class has a tail copy: a gold piece picks the plain or the tail one.
-        self.register_buffer("has_tail", torch.tensor([self.tails and s.kind in ("intergenic", "intron")
-                                                       for s in self.states]), persistent=False)
+        tailed = {s.cls for s in self.states if s.tail}
+        self.register_buffer("has_tail", torch.tensor([s.cls in tailed for s in self.states]), persistent=False)
         self.register_buffer("state_class", torch.tensor([s.cls for s in st]), persistent=False)
         self.register_buffer("grammar_mask", torch.from_numpy(grammar_mask(st, self.layout)), persistent=False)
         self.register_buffer("initial_mask", torch.from_numpy(initial_mask(st)), persistent=False)
@@ -344,7 +347,8 @@ class GeneGrammar(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"classes={self.num_classes}, states={self.num_states}, max_duration={self.max_duration}, "
-                f"backend={self.backend!r}, tails={self.tails}, splice_sites={self.splice_sites}")
+                f"backend={self.backend!r}, tails={self.tails}, exon_tails={self.exon_tails}, "
+                f"splice_sites={self.splice_sites}")
 
     def class_durations(self) -> Tensor:
         """(K, C) the duration table per class (the strands' columns are the same parameters); with
@@ -572,9 +576,11 @@ class GeneSemiCRFTagger(SequenceLabeler):
         # Zero start: the boundary scores begin neutral and are learned from there (as in semicrf).
         nn.init.zeros_(self.boundary_head.weight)
         nn.init.zeros_(self.boundary_head.bias)
-        self.crf = GeneGrammar(config.max_duration, config.backend, C, tails=config.gene_long_runs == "tail",
-                               splice_sites=config.gene_splice_sites)
-        tails = ", tail states for intergenic and intron runs longer than K" if self.crf.tails else ""
+        self.crf = GeneGrammar(config.max_duration, config.backend, C, tails=config.gene_long_runs != "pieces",
+                               splice_sites=config.gene_splice_sites,
+                               exon_tails=config.gene_long_runs == "tail-exons")
+        tails = (", tail states for runs longer than K" if self.crf.exon_tails else
+                 ", tail states for intergenic and intron runs longer than K" if self.crf.tails else "")
         if layout.codons:
             self.description = (f"gene-structure semi-CRF: {self.crf.num_states} states (both strands, frame-carrying "
                                 f"exons, ATG .. stop, introns by phase and length mod 3{tails}), no in-frame stops, "

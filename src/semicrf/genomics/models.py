@@ -57,7 +57,7 @@ DEFAULT_MODELS = MODEL_NAMES + ("oracle",)
 #: What the semi-CRF models may be trained to make probable (``ModelConfig.objective``, ``run --objective``).
 OBJECTIVES = ("labelling", "segmentation")
 #: How semicrf_gene scores the runs longer than K (``ModelConfig.gene_long_runs``, ``run --gene-long-runs``).
-GENE_LONG_RUNS = ("tail", "pieces")
+GENE_LONG_RUNS = ("tail", "pieces", "tail-exons")
 
 
 @dataclass(frozen=True)
@@ -73,8 +73,9 @@ class ModelConfig:
     backend: the semi-CRF engine backend. mixed_precision: run the encoder
     under bfloat16 autocast on CUDA (the output layers stay in float32).
     gene_long_runs: how semicrf_gene scores an intergenic or intron run
-    longer than K, ``"tail"`` (tail states with their own length law) or
-    ``"pieces"`` (its pieces scored by the class's law; the first version).
+    longer than K, ``"tail"`` (tail states with their own length law),
+    ``"tail-exons"`` (exon runs too) or ``"pieces"`` (its pieces scored by the
+    class's law; the first version).
     gene_splice_sites: semicrf_gene scores a whole intron's ends against the
     canonical GT .. AG (needs ``gene_long_runs="tail"``).
     """
@@ -98,7 +99,7 @@ class ModelConfig:
             raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
         if self.gene_long_runs not in GENE_LONG_RUNS:
             raise ValueError(f"gene_long_runs must be one of {GENE_LONG_RUNS}, got {self.gene_long_runs!r}")
-        if self.gene_splice_sites and self.gene_long_runs != "tail":
+        if self.gene_splice_sites and self.gene_long_runs == "pieces":
             raise ValueError("gene_splice_sites scores whole introns, which only gene_long_runs='tail' tells from "
                              "pieces: use --gene-long-runs tail, or --gene-splice-sites off with pieces")
 

@@ -63,7 +63,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
                         "(a run of at most K bases is one segment scored by its class's length law; a longer one "
                         "is a chain of tail pieces with a length law of their own, like a gene finder's explicit "
                         "lengths with a geometric tail) or pieces (every piece scored by the class's law, so the "
-                        "pieces of long runs shape it; the first version)")
+                        "pieces of long runs shape it; the first version), or tail-exons (tail states for "
+                        "exon runs as well)")
     p.add_argument("--gene-splice-sites", default="on", choices=("on", "off"),
                    help="semicrf_gene: a whole intron (at most K bases) whose first or last two bases are not "
                         "GT .. AG (+ strand; CT .. AC as read on + for the - strand) loses a learned penalty "
