@@ -36,6 +36,7 @@ except ImportError:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from semicrf.genomics.gene_model import TRAIN_STOP_PENALTY, GeneGrammar
+from semicrf.genomics.models import GENE_LONG_RUNS
 from semicrf.genomics.synthetic import GeneratorConfig, generate_sequences
 
 
@@ -70,13 +71,14 @@ def _timed(fn, repeat: int, device: torch.device) -> float:
 
 
 def measure(batch: int, length: int, max_duration: int, repeat: int, device: torch.device,
-            split_far: str = "auto", objective: str = "path", tails: bool = True) -> dict:
+            split_far: str = "auto", objective: str = "path", long_runs: str = "tail") -> dict:
     backend = "cpu" if device.type == "cpu" else "triton"
     if split_far != "auto":
         from semicrf.backends.triton import Configured, TritonConfig
 
         backend = Configured(TritonConfig(split_far=split_far))
-    grammar = GeneGrammar(max_duration, backend=backend, num_classes=3, tails=tails).to(device)
+    grammar = GeneGrammar(max_duration, backend=backend, num_classes=3, tails=long_runs != "pieces",
+                          exon_tails=long_runs == "tail-exons").to(device)
     codes, labels, lengths = gene_batch(batch, length, device)
     g = torch.Generator(device=device).manual_seed(0)
     T = codes.shape[1]
@@ -127,15 +129,15 @@ def main(argv=None) -> int:
     p.add_argument("--objective", default="path", choices=("path", "labelling"),
                    help="path: the training objective (GeneGrammar.path_log_likelihood, training stop penalty); "
                         "labelling: GeneGrammar.log_likelihood at the hard penalty, as measured before 2026-11-30")
-    p.add_argument("--gene-long-runs", default="tail", choices=("tail", "pieces"),
-                   help="tail: the model's default states (26, tail copies of intergenic and introns); pieces: "
-                        "the first version's 16 states")
+    p.add_argument("--gene-long-runs", default="tail", choices=GENE_LONG_RUNS,
+                   help="tail: the model's default states (26, tail copies of intergenic and introns); "
+                        "tail-exons: 32 (exons too); pieces: the first version's 16 states")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda: no CUDA GPU here; use --device cpu for a small smoke run")
     row = measure(args.batch, args.length, args.max_duration, args.repeat, torch.device(args.device), args.split_far,
-                  args.objective, args.gene_long_runs == "tail")
+                  args.objective, args.gene_long_runs)
     print(json.dumps(row))
     peak = "-" if row["peak_extra_gib"] is None else f"{row['peak_extra_gib']:.2f} GiB"
     print("\n| B, T, K, states | objective | fwd + bwd | peak beyond inputs | viterbi | card |")

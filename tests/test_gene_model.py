@@ -1061,7 +1061,7 @@ def test_the_gene_model_benchmark_runs_on_the_cpu():
     spec = importlib.util.spec_from_file_location("gene_model_gpu", path)
     gm = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gm)
-    for tails, states in ((True, 26), (False, 16)):
-        row = gm.measure(2, 3000, 200, 1, torch.device("cpu"), tails=tails)
+    for long_runs, states in (("tail", 26), ("pieces", 16), ("tail-exons", 32)):
+        row = gm.measure(2, 3000, 200, 1, torch.device("cpu"), long_runs=long_runs)
         assert row["states"] == states and row["all_finite"]
         assert row["log_likelihood_per_position"] < 0

@@ -28,6 +28,7 @@ import torch
 from semicrf import log_likelihood, log_partition
 from semicrf.genomics import dataset
 from semicrf.genomics.gene_model import GeneGrammar
+from semicrf.genomics.models import GENE_LONG_RUNS
 
 
 def main(argv=None) -> int:
@@ -36,8 +37,8 @@ def main(argv=None) -> int:
     p.add_argument("--length", type=int, default=5000)
     p.add_argument("--max-duration", type=int, default=300)
     p.add_argument("--repeat", type=int, default=5)
-    p.add_argument("--gene-long-runs", default="tail", choices=("tail", "pieces"),
-                   help="tail: the model's default states (62); pieces: the first version's 43")
+    p.add_argument("--gene-long-runs", default="tail", choices=GENE_LONG_RUNS,
+                   help="tail: the model's default states (62); tail-exons: 80; pieces: the first version's 43")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     split = dataset.load_split(args.data_dir, "train")
@@ -46,7 +47,7 @@ def main(argv=None) -> int:
         p.error(f"--length {args.length}: no training locus is that long")
     T = args.length
     grammar = GeneGrammar(max_duration=args.max_duration, backend="cpu", num_classes=5,
-                          tails=args.gene_long_runs == "tail")
+                          tails=args.gene_long_runs != "pieces", exon_tails=args.gene_long_runs == "tail-exons")
     S = grammar.num_states
     labels = torch.as_tensor(split.labels[i][:T]).long()[None]
     em = torch.randn(1, T, S, generator=torch.Generator().manual_seed(0), dtype=torch.float64, requires_grad=True)
