@@ -542,3 +542,14 @@ def test_a_signal_during_the_last_validation_stops_before_the_next_model(data_di
     # softmax finished (it was past its last step), linear never began.
     assert list(json.loads((out / "metrics.json").read_text())["models"]) == ["softmax"]
     assert not (out / "checkpoints" / "linear_last.pt").exists()
+
+
+def test_best_epoch_is_decided_by_boundary_f1_then_validation_loss():
+    from semicrf.genomics.trainer import improves
+
+    inf = float("inf")
+    assert improves(0.0, 0.5, -inf, inf)  # the first validation
+    assert improves(0.2, 0.9, 0.1, 0.1)  # a higher F1 wins whatever the loss
+    assert not improves(0.1, 0.01, 0.2, 0.5)  # a lower F1 loses whatever the loss
+    assert improves(0.0, 0.3, 0.0, 0.4)  # equal F1 (0 in a short run): the lower loss
+    assert not improves(0.0, 0.4, 0.0, 0.4) and not improves(0.0, 0.5, 0.0, 0.4)  # else the earlier epoch

@@ -69,6 +69,13 @@ def param_groups(model: nn.Module, weight_decay: float, lr: float, crf_lr_scale:
     return [g for g in groups if g["params"]]
 
 
+def improves(f1: float, loss: float, best_f1: float, best_loss: float) -> bool:
+    """Is a validation (boundary F1, loss per position) better than the best so far? The boundary F1
+    decides; at an equal F1 (0 for every epoch of a short run, say) the lower validation loss does, so
+    the best checkpoint is not simply the first epoch."""
+    return f1 > best_f1 or (f1 == best_f1 and loss < best_loss)
+
+
 class _TrainingLoss(nn.Module):
     """``forward`` = the model's training loss, so that DistributedDataParallel wraps that computation."""
 
@@ -352,7 +359,9 @@ class ModelRun:
                       val_segment_f1=scores["segment_f1"], val_position_f1_macro=scores["position_f1_macro"])
         self.train_time += time.perf_counter() - start
         # Every process holds the same gathered predictions, so all take the same decision.
-        if record["val_boundary_f1"] > self.best_f1:
+        best_loss = next((r["val_loss"] for r in self.history if r["epoch"] == self.best_epoch and "val_loss" in r),
+                         math.inf)
+        if improves(record["val_boundary_f1"], loss, self.best_f1, best_loss):
             self.best_f1, self.best_epoch, self.bad_validations = record["val_boundary_f1"], self.epoch, 0
             self._save_best()
         else:
