@@ -17,6 +17,7 @@ import torch
 
 from brute import logsumexp, path_labels, segmentations
 from semicrf.genomics import gene_model as gm
+from semicrf.genomics import gene_grammar as gg
 from semicrf.paths import run_pieces
 from semicrf.genomics.models import ModelConfig, build_model, parse_model_list
 from semicrf.genomics.oracle import _stop_starts
@@ -300,17 +301,17 @@ def test_path_likelihood_gradients_match_finite_differences_in_a_padded_batch():
 # ----------------------------------------------------------------------------- tail states of long runs
 def test_tail_states_double_only_intergenic_and_introns():
     for C, plain, tailed, all_tailed in ((3, 16, 26, 32), (5, 43, 62, 80)):
-        states = gm.make_states(gm.LAYOUTS[C], tails=True)
-        assert len(gm.make_states(gm.LAYOUTS[C])) == plain and len(states) == tailed
+        states = gg.make_states(gg.LAYOUTS[C], tails=True)
+        assert len(gg.make_states(gg.LAYOUTS[C])) == plain and len(states) == tailed
         tails = [s for s in states if s.tail]
         assert {s.kind for s in tails} == {"intergenic", "intron"}
         assert len({s.name for s in states}) == tailed  # every state named apart
-        states = gm.make_states(gm.LAYOUTS[C], tails=True, exon_tails=True)
+        states = gg.make_states(gg.LAYOUTS[C], tails=True, exon_tails=True)
         assert len(states) == all_tailed == len({s.name for s in states})
         assert {s.kind for s in states if s.tail} == {"intergenic", "intron", "open", "inner"} | (
             {"close"} if C == 5 else set())  # a long one-exon gene is open .. close pieces: no single tail
     with pytest.raises(ValueError, match="tails=True"):
-        gm.make_states(gm.LAYOUTS[5], exon_tails=True)
+        gg.make_states(gg.LAYOUTS[5], exon_tails=True)
     g = gm.GeneGrammar(5, "cpu", 5, tails=True)
     assert g.durations.shape == (5, 5) and g.class_durations().shape == (5, 5)
 

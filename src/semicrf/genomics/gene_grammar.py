@@ -4,7 +4,7 @@ Two layouts (:data:`LAYOUTS`, by the data set's number of classes): the syntheti
 strand, 16 states; 26 with the tail states of long runs) and the real one (C = 5, both strands,
 ATG .. stop, 43 states; 62 with tails). Everything here
 is fixed structure (masks over states, where codons start); the learned scores are in
-:class:`.gene_model.GeneGrammar`. The design is explained in :mod:`.gene_model`'s docstring.
+:class:`.gene_crf.GeneGrammar`. The design is explained in :mod:`.gene_model`'s docstring.
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ def make_states(layout: Layout, tails: bool = False, exon_tails: bool = False) -
     tails: add a *tail* copy of intergenic (after it) and of each intron(a, r) (after the strand's
     introns): 16 + 10 = 26 states (synthetic), 43 + 19 = 62 (real). A run of at most K bases is then
     one segment of the plain state, scored by its class's length law; a longer run is a chain of
-    tail pieces, scored by a length law of their own (:class:`.gene_model.GeneGrammar`), so that the
+    tail pieces, scored by a length law of their own (:class:`.gene_crf.GeneGrammar`), so that the
     pieces of long runs no longer shape the law of the short ones. exon_tails (needs tails): also a
     tail copy of the exon kinds a long exon run is made of (open, inner and, with codons, close; a
     one-exon gene longer than K is open .. close pieces), after the strand's exon kinds: 32 and 80

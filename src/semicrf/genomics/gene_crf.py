@@ -1,0 +1,305 @@
+"""The learned tables of ``semicrf_gene`` and their expansion to the states of its gene grammar.
+
+:class:`GeneGrammar` holds the class-level parameters (transitions, durations by kind, initial and
+final scores, the splice penalties) and turns them, with the encoder's per-position scores and the
+bases, into the engine's inputs over the states (:mod:`.gene_grammar` has the fixed structure);
+it computes the training objective (the gold segmentation's likelihood), the class labelling's
+likelihood and Viterbi's decoding. The design and its reasons are in :mod:`.gene_model`'s docstring.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ..paths import piece_tensors, segment_sums
+from .models import position_mask
+from .oracle import STOP_PENALTY
+from .gene_grammar import (
+    GOLD_PENALTY, LAYOUTS, NEG_INF, NUM_CLASSES, SPLICE_ENDS, START_MINUS, START_PLUS,
+    STOP_MINUS, STOP_PLUS, STRANDED_CLASSES, codon_at, codon_starts, final_mask,
+    grammar_mask, initial_mask, make_states, residue_mask, shift,
+)
+
+#: The splice penalties' starting value (nats, after softplus about 5.0: a non-canonical end weighs
+#: e^-5 of a canonical one before training; the fly's training loci have 2 in 1 751 introns).
+SPLICE_PENALTY_INIT = 5.0
+
+
+class GeneGrammar(nn.Module):
+    """The learned class-level tables and their expansion to the states of a layout.
+
+    num_classes: 3 (synthetic layout, 16 states) or 5 (real layout, 43 states). tails: add the tail
+    states of long runs (26 and 62 states; :func:`.gene_grammar.make_states`, and "Long runs" in the
+    module docstring).
+    Parameters: ``transitions`` (C, C), ``durations`` (K, 3) -- by kind, intergenic / exon / intron,
+    shared by the two strands; with tails (K, 5), the tail pieces' intergenic and intron laws after
+    them -- ``initial`` and ``final`` (C,); with ``splice_sites`` (needs tails) ``splice_penalty`` (2,),
+    the raw donor and acceptor penalties of whole introns ("Splice sites" in the module docstring). The
+    per-sequence scores come from the caller's heads (see :meth:`state_scores`).
+    """
+
+    def __init__(self, max_duration: int, backend: str = "auto", num_classes: int = NUM_CLASSES,
+                 tails: bool = False, splice_sites: bool = False, exon_tails: bool = False):
+        super().__init__()
+        if isinstance(max_duration, bool) or not isinstance(max_duration, int) or max_duration < 1:
+            raise ValueError(f"max_duration must be a positive integer, got {max_duration!r}")
+        if splice_sites and not tails:
+            raise ValueError("splice_sites scores the ends of whole introns, which only the tail states tell from "
+                             "the pieces of a long one: use tails=True (run --gene-long-runs tail) or no "
+                             "splice sites (--gene-splice-sites off)")
+        if num_classes not in LAYOUTS:
+            raise ValueError(f"the gene grammar has 3 classes (synthetic: intergenic, exon, intron) or 5 (real: "
+                             f"{', '.join(STRANDED_CLASSES)}), got {num_classes!r}")
+        self.max_duration, self.backend, self.num_classes = max_duration, backend, num_classes
+        self.tails, self.exon_tails = bool(tails), bool(exon_tails)
+        self.layout = LAYOUTS[num_classes]
+        self.states = make_states(self.layout, self.tails, self.exon_tails)
+        C = num_classes
+        self.transitions = nn.Parameter(torch.zeros(C, C))
+        self.durations = nn.Parameter(torch.zeros(max_duration, 3 + 2 * self.tails + self.exon_tails))
+        self.initial = nn.Parameter(torch.zeros(C))
+        self.final = nn.Parameter(torch.zeros(C))
+        st = self.states
+        # Duration column of a class: its kind (intergenic 0, exon 1, intron 2); the strands share one law.
+        kind_of_class = [0, 1, 2, 1, 2][:C]
+        self.register_buffer("class_kind", torch.tensor(kind_of_class), persistent=False)
+        # A state's duration column: its class's kind, or for a tail piece 3 (intergenic), 4 (intron), 5 (exon).
+        tail_col = {0: 3, 2: 4, 1: 5}
+        cols = [tail_col[kind_of_class[s.cls]] if s.tail else kind_of_class[s.cls] for s in self.states]
+        self.register_buffer("duration_col", torch.tensor(cols), persistent=False)
+        self.register_buffer("is_tail", torch.tensor([s.tail for s in self.states]), persistent=False)
+        # The states whose class has a tail copy: a gold piece picks the plain or the tail one.
+        tailed = {s.cls for s in self.states if s.tail}
+        self.register_buffer("has_tail", torch.tensor([s.cls in tailed for s in self.states]), persistent=False)
+        self.register_buffer("state_class", torch.tensor([s.cls for s in st]), persistent=False)
+        self.register_buffer("grammar_mask", torch.from_numpy(grammar_mask(st, self.layout)), persistent=False)
+        self.register_buffer("initial_mask", torch.from_numpy(initial_mask(st)), persistent=False)
+        self.register_buffer("final_mask", torch.from_numpy(final_mask(st)), persistent=False)
+        self.register_buffer("residue_mask", torch.from_numpy(residue_mask(max_duration, st)), persistent=False)
+        # Exon states read column strand_index * 3 + phase of the per-strand, per-phase exon tables.
+        strand_index = {s: i for i, s in enumerate(self.layout.strands)}
+        cols = [strand_index[s.strand] * 3 + s.phase if s.is_exon else 0 for s in st]
+        self.register_buffer("exon_col", torch.tensor(cols), persistent=False)
+        self.register_buffer("is_exon", torch.tensor([s.is_exon for s in st]), persistent=False)
+        kinds = [s.kind for s in st]
+        self.register_buffer("opens", torch.tensor([k in ("open", "single") for k in kinds]), persistent=False)
+        self.register_buffer("closes", torch.tensor([k in ("close", "single") for k in kinds]), persistent=False)
+        # Splice sites: a whole intron (a plain intron piece; with tails every intron of at most K bases)
+        # loses softplus(splice_penalty) at each end that is not canonical (see "Splice sites").
+        self.splice_sites = bool(splice_sites)
+        if self.splice_sites:
+            self.splice_penalty = nn.Parameter(torch.full((2,), SPLICE_PENALTY_INIT))
+        self.register_buffer("whole_intron", torch.tensor([s.kind == "intron" and not s.tail for s in st]),
+                             persistent=False)
+        self.register_buffer("strand_col", torch.tensor([strand_index.get(s.strand, 0) for s in st]),
+                             persistent=False)
+
+    @property
+    def num_states(self) -> int:
+        return len(self.states)
+
+    def extra_repr(self) -> str:
+        return (f"classes={self.num_classes}, states={self.num_states}, max_duration={self.max_duration}, "
+                f"backend={self.backend!r}, tails={self.tails}, exon_tails={self.exon_tails}, "
+                f"splice_sites={self.splice_sites}")
+
+    def class_durations(self) -> Tensor:
+        """(K, C) the duration table per class (the strands' columns are the same parameters); with
+        tails, the law of the runs of at most K bases (one segment each)."""
+        return self.durations[:, self.class_kind]
+
+    def state_tables(self) -> dict:
+        """The engine's sequence-independent inputs over the states: transitions (S, S), durations
+        (K, S), initial (S,), final (S,), in the parameters' dtype."""
+        cls = self.state_class
+        dtype = self.transitions.dtype
+        return dict(
+            transitions=self.transitions[cls][:, cls] + self.grammar_mask.to(dtype),
+            durations=self.durations[:, self.duration_col] + self.residue_mask.to(dtype),
+            initial=self.initial[cls] + self.initial_mask.to(dtype),
+            final=self.final[cls] + self.final_mask.to(dtype),
+        )
+
+    def _exon_rules(self, codes: Tensor, lengths: Tensor, T: int):
+        """Per strand and phase (columns strand * 3 + a), bool (B, T, 3 * strands): ``bad`` positions an
+        exon piece may not cover (the base of an in-frame stop codon that marks it), ``no_open`` where a
+        gene's first piece (open / single) may not start, ``no_close`` where its last (close / single)
+        may not end; and ``cpos`` (T, 3 * strands) the codon position of t."""
+        dev = codes.device
+        t = torch.arange(T, device=dev)[:, None]
+        a = torch.arange(3, device=dev)[None, :]
+        bad, no_open, no_close, cpos = [], [], [], []
+        for strand in self.layout.strands:
+            if strand == "+":
+                pos = (t - a) % 3  # (T, 3)
+                stop = codon_starts(codes, lengths, STOP_PLUS)
+                # Third base u + 2 of an in-frame stop at u: a piece reads the codon with the bases before
+                # it (exact inside a cut run; after an intron its last bases, AG for a canonical one, and no
+                # stop begins with G or AG).
+                bad.append(shift(stop, 2)[:, :, None] & (pos == 2)[None])
+                ok_open = (pos == 0)[None]  # the frame starts at a gene's first base ...
+                if self.layout.codons:
+                    ok_open = ok_open & codon_at(codes, lengths, (START_PLUS,), 0)[:, :, None]  # ... with ATG
+                    # A piece ending at t closes the gene when t is a codon's last base and a stop follows.
+                    ok_close = (pos == 2)[None] & codon_at(codes, lengths, STOP_PLUS, 1)[:, :, None]
+                    no_close.append(~ok_close)
+            else:
+                pos = (a - t) % 3  # a - gene is read right to left
+                stop = codon_starts(codes, lengths, STOP_MINUS)
+                # Leftmost base u of an in-frame stop (codon position 2 at u): a piece reads the codon with
+                # the bases after it (exact inside a cut run; before a - intron, its first bases CT, and no
+                # reverse-complemented stop TTA, CTA, TCA ends in C or CT).
+                bad.append(stop[:, :, None] & (pos == 2)[None])
+                # A - gene's 3' end is its leftmost base, codon position 2, right after its stop codon
+                # (read on + as TTA, CTA or TCA, labelled intergenic); its 5' end the A of ATG (+: CAT).
+                ok_open = (pos == 2)[None] & codon_at(codes, lengths, STOP_MINUS, -3)[:, :, None]
+                ok_close = (pos == 0)[None] & codon_at(codes, lengths, (START_MINUS,), -2)[:, :, None]
+                no_close.append(~ok_close)
+            no_open.append(~ok_open.expand(codes.shape[0], T, 3))
+            cpos.append(pos)
+        cat = lambda xs: torch.cat(xs, dim=-1) if xs else None  # noqa: E731
+        return cat(bad), cat(no_open), cat(no_close), torch.cat(cpos, dim=-1)
+
+    def state_scores(self, class_scores: Tensor, codon_scores: Tensor, codes: Tensor, lengths: Tensor,
+                     start_scores: Tensor | None = None, end_scores: Tensor | None = None,
+                     stop_penalty: float = STOP_PENALTY):
+        """Per-position engine inputs over the states: emissions, start_scores, end_scores, each (B, T, S).
+
+        class_scores: (B, T, C) ``e_c(t)``. codon_scores: (B, T, 3 * strands) ``q_j(t)``, the score of
+        codon position j at t, per strand (+ then -; used by exon states only). codes: (B, T) base
+        codes (for start and stop codons). lengths: (B,). start_scores, end_scores: (B, T, C) per
+        class, or None (zero). stop_penalty: what an exon state loses on the marked base of an in-frame
+        stop codon (default the hard 1e4; training uses :data:`TRAIN_STOP_PENALTY`).
+        """
+        B, T, C = class_scores.shape
+        n3 = 3 * len(self.layout.strands)
+        if C != self.num_classes or codon_scores.shape[-1] != n3:
+            raise ValueError(f"expected class scores (B, T, {self.num_classes}) and codon scores (B, T, {n3}), got "
+                             f"{tuple(class_scores.shape)} and {tuple(codon_scores.shape)}")
+        cls = self.state_class
+        bad, no_open, no_close, cpos = self._exon_rules(codes, lengths, T)
+        # Codon score of each exon table (strand, phase): q of that strand at its codon position.
+        strand_of_col = torch.arange(n3, device=codes.device) // 3
+        q_col = strand_of_col[None, :] * 3 + cpos  # (T, n3) column of codon_scores
+        codon = codon_scores.gather(2, q_col[None].expand(B, T, n3))
+        exon_add = codon - stop_penalty * bad.to(codon.dtype)  # (B, T, n3)
+        col = self.exon_col
+        emissions = class_scores[:, :, cls] + torch.where(self.is_exon, exon_add[:, :, col], 0.0)
+
+        zeros = emissions.new_zeros(B, T, self.num_states)
+        start = zeros if start_scores is None else start_scores[:, :, cls]
+        end = zeros if end_scores is None else end_scores[:, :, cls]
+        if self.splice_sites:
+            start, end = self._splice_scores(start, end, codes, lengths)
+        hard = bad[:, :, col] & self.is_exon
+        start_hard = hard | (no_open[:, :, col] & self.opens)
+        end_hard = hard
+        if no_close is not None:
+            end_hard = end_hard | (no_close[:, :, col] & self.closes)
+        return emissions, start.masked_fill(start_hard, NEG_INF), end.masked_fill(end_hard, NEG_INF)
+
+    def splice_penalties(self) -> Tensor:
+        """(2,) what a whole intron loses for a non-canonical first and last two bases (softplus, > 0)."""
+        return nn.functional.softplus(self.splice_penalty)
+
+    def _splice_scores(self, start: Tensor, end: Tensor, codes: Tensor, lengths: Tensor):
+        """start and end less the splice penalties where a whole intron state's first (last) two bases
+        are not its strand's canonical ends (:data:`.gene_grammar.SPLICE_ENDS`; bases past the
+        sequence's ends match anything)."""
+        left, right = [], []
+        for strand in self.layout.strands:
+            first, last = SPLICE_ENDS[strand]
+            left.append(~codon_at(codes, lengths, (first,), 0))  # bases t, t + 1 (a segment starting at t)
+            right.append(~codon_at(codes, lengths, (last,), -1))  # bases t - 1, t (a segment ending at t)
+        col = self.strand_col
+        pen = self.splice_penalties().to(start.dtype)
+        bad_left = torch.stack(left, -1)[:, :, col] & self.whole_intron
+        bad_right = torch.stack(right, -1)[:, :, col] & self.whole_intron
+        return start - pen[0] * bad_left.to(start.dtype), end - pen[1] * bad_right.to(end.dtype)
+
+    def constrain(self, emissions: Tensor, start: Tensor, end: Tensor, labels: Tensor):
+        """The scores restricted to the state paths whose classes are ``labels`` (B, T)."""
+        off = self.state_class[None, None, :] != labels[:, :, None]  # (B, T, S)
+        return (emissions - GOLD_PENALTY * off.to(emissions.dtype), start.masked_fill(off, NEG_INF),
+                end.masked_fill(off, NEG_INF))
+
+    def log_likelihood(self, emissions: Tensor, start: Tensor, end: Tensor, labels: Tensor,
+                       lengths: Tensor) -> Tensor:
+        """(B,) ``log P(labels)`` summed over the consistent state paths, from :meth:`state_scores`."""
+        from .. import log_likelihood
+
+        labels = torch.where(position_mask(lengths, labels.shape[1]), labels, 0)
+        return log_likelihood(emissions, labels, lengths=lengths, start_scores=start, end_scores=end,
+                              backend=self.backend, label_classes=self.state_class.to(emissions.device),
+                              **self.state_tables())
+
+    def path_log_likelihood(self, emissions: Tensor, start: Tensor, end: Tensor, labels: Tensor,
+                            lengths: Tensor) -> Tensor:
+        """(B,) ``log P(gold segmentation)``: the gold runs as segments (a run longer than K cut into
+        equal pieces of at most K: :func:`semicrf.paths.run_pieces`), summed over the state paths on exactly
+        these segments (the frames), minus the engine's ``log_partition`` over every state path. The
+        training objective of :class:`GeneSemiCRFTagger` (see the module docstring, "Training")."""
+        from .. import log_partition
+
+        tables = self.state_tables()
+        log_z = log_partition(emissions, lengths=lengths, start_scores=start, end_scores=end, backend=self.backend,
+                              **tables)
+        return self._pieces_log_score(emissions, start, end, labels, lengths, tables) - log_z
+
+    def _pieces_log_score(self, emissions, start, end, labels, lengths, tables) -> Tensor:
+        """(B,) logsumexp of the scores of the state paths whose segments are the gold pieces: a forward
+        over the pieces (a handful per sequence) in probability space, rescaled at every step, so that
+        states no path reaches are exact zeros (no -inf arithmetic, no NaN gradients)."""
+        S = emissions.shape[2]
+        dev, f64 = emissions.device, torch.float64
+        seg_s, seg_e, seg_c, nseg = piece_tensors(labels, lengths, self.max_duration)
+        J = seg_s.shape[1]
+        at = lambda x, idx: x.to(f64).gather(1, idx[:, :, None].expand(-1, -1, S))  # noqa: E731  (B, J, S)
+        dur = tables["durations"].to(f64)[seg_e - seg_s - 1]  # (B, J, S)
+        score = segment_sums(emissions, seg_s, seg_e) + at(start, seg_s) + at(end, seg_e - 1) + dur
+        allowed = self.state_class.to(dev)[None, None, :] == seg_c[:, :, None]
+        if self.tails:  # a piece of a run longer than K is a tail piece, a whole run a plain one
+            j = torch.arange(J, device=dev)[None, :]
+            same_prev = torch.cat([torch.zeros_like(seg_c[:, :1], dtype=torch.bool), seg_c[:, 1:] == seg_c[:, :-1]], 1)
+            same_next = torch.cat([seg_c[:, :-1] == seg_c[:, 1:], torch.zeros_like(seg_c[:, :1], dtype=torch.bool)], 1)
+            long_run = (same_prev & (j < nseg[:, None])) | (same_next & (j + 1 < nseg[:, None]))  # (B, J)
+            allowed = allowed & (~self.has_tail | (self.is_tail == long_run[:, :, None]))
+        score = torch.where(allowed, score, NEG_INF)
+        trans = tables["transitions"].to(f64)
+        t_max = trans.max()  # finite: every class pair of the grammar has an allowed state pair
+        step = torch.exp(trans - t_max)  # (S, S), zeros where the grammar forbids
+        first = tables["initial"].to(f64)[None] + score[:, 0]
+        m = _finite_max(first)
+        alpha = torch.exp(first - m[:, None])
+        log_scale = m
+        for j in range(1, J):
+            live = (j < nseg)[:, None]
+            sj = score[:, j]
+            mj = _finite_max(sj)
+            nxt = (alpha @ step) * torch.exp(sj - mj[:, None])
+            norm = nxt.sum(1)
+            alpha = torch.where(live, nxt / norm.clamp(min=1e-300)[:, None], alpha)
+            # Padding steps keep alpha; their norm may be 0, so the log never sees it (no NaN gradient).
+            step_log = torch.log(torch.where(live[:, 0], norm, 1.0)) + mj + t_max
+            log_scale = log_scale + torch.where(live[:, 0], step_log, 0.0)
+        fin = tables["final"].to(f64)
+        f_max = _finite_max(fin[None])[0]
+        return log_scale + torch.log((alpha * torch.exp(fin - f_max)[None]).sum(1)) + f_max
+
+    def decode(self, emissions: Tensor, start: Tensor, end: Tensor, lengths: Tensor):
+        """Viterbi over the states: (class labels (B, T) int64, -1 past each length; the engine's
+        :class:`~semicrf.types.ViterbiResult` over the states)."""
+        from .. import viterbi
+
+        result = viterbi(emissions, lengths=lengths, start_scores=start, end_scores=end, backend=self.backend,
+                         **self.state_tables())
+        states = result.labels
+        classes = torch.where(states >= 0, self.state_class.to(states.device)[states.clamp(min=0)], -1)
+        return classes, result
+
+
+def _finite_max(x: Tensor) -> Tensor:
+    """Max over the last dim, 0 where every entry is -inf (a rescaling constant, never a result)."""
+    m = x.max(-1).values
+    return torch.where(torch.isfinite(m), m, torch.zeros_like(m)).detach()
