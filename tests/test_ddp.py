@@ -41,7 +41,7 @@ def data_dir(tmp_path_factory):
     return path
 
 
-# Seen once in CI (one of many runs, not reproduced in 40 runs here, idle or loaded): a worker aborted
+# Seen once in CI (one of many runs; not reproduced in 22 runs here, idle or loaded): a worker aborted
 # in C++ with this line and no Python traceback, and torchrun stopped the group.
 ABORT = "terminate called without an active exception"
 
