@@ -35,6 +35,7 @@ try:
 except ImportError:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from semicrf.genomics.gene_crf import long_run_states
 from semicrf.genomics.gene_model import TRAIN_STOP_PENALTY, GeneGrammar
 from semicrf.genomics.models import GENE_LONG_RUNS
 from semicrf.genomics.synthetic import GeneratorConfig, generate_sequences
@@ -77,8 +78,7 @@ def measure(batch: int, length: int, max_duration: int, repeat: int, device: tor
         from semicrf.backends.triton import Configured, TritonConfig
 
         backend = Configured(TritonConfig(split_far=split_far))
-    grammar = GeneGrammar(max_duration, backend=backend, num_classes=3, tails=long_runs != "pieces",
-                          exon_tails=long_runs == "tail-exons").to(device)
+    grammar = GeneGrammar(max_duration, backend=backend, num_classes=3, **long_run_states(long_runs)).to(device)
     codes, labels, lengths = gene_batch(batch, length, device)
     g = torch.Generator(device=device).manual_seed(0)
     T = codes.shape[1]

@@ -148,8 +148,7 @@ def scores(model, codes: np.ndarray, kind: str, chunk: int = 1_000_000, halo: in
         if isinstance(model, SemiCRFTagger):
             return model._scores(hidden)
         if isinstance(model, GeneSemiCRFTagger):  # class and codon scores; the states come in decode()
-            start, end = model.boundary_head(hidden).chunk(2, dim=-1)
-            return model.emission(hidden), start, end
+            return model.heads(hidden)
         return model.classifier(hidden), None, None
 
     if type(enc).__name__ != "BiLSTMEncoder":
@@ -208,10 +207,8 @@ def decode(model, s: dict, codes: np.ndarray | None = None) -> np.ndarray:
     if isinstance(model, GeneSemiCRFTagger):
         if codes is None:
             raise DecodeError("semicrf_gene decodes from its scores and the bases: pass codes")
-        class_scores, codon_scores = em.split([model.config.num_classes, model.num_codon_scores], dim=-1)
         base = torch.from_numpy(codes.astype(np.int64))[None].to(em.device)
-        states = model.crf.state_scores(class_scores, codon_scores, base, length, s["start"], s["end"])
-        classes, _ = model.crf.decode(*states, length)
+        classes, _ = model.crf.decode(*model.states_from_heads(em, s["start"], s["end"], base, length), length)
         return classes[0].cpu().numpy()
     result = model.crf.decode(em, length, start_scores=s["start"], end_scores=s["end"],
                               backend="cpu" if em.device.type == "cpu" else None)

@@ -27,6 +27,7 @@ import torch
 
 from semicrf import log_likelihood, log_partition
 from semicrf.genomics import dataset
+from semicrf.genomics.gene_crf import long_run_states
 from semicrf.genomics.gene_model import GeneGrammar
 from semicrf.genomics.models import GENE_LONG_RUNS
 
@@ -47,7 +48,7 @@ def main(argv=None) -> int:
         p.error(f"--length {args.length}: no training locus is that long")
     T = args.length
     grammar = GeneGrammar(max_duration=args.max_duration, backend="cpu", num_classes=5,
-                          tails=args.gene_long_runs != "pieces", exon_tails=args.gene_long_runs == "tail-exons")
+                          **long_run_states(args.gene_long_runs))
     S = grammar.num_states
     labels = torch.as_tensor(split.labels[i][:T]).long()[None]
     em = torch.randn(1, T, S, generator=torch.Generator().manual_seed(0), dtype=torch.float64, requires_grad=True)

@@ -26,6 +26,12 @@ from .gene_grammar import (
 SPLICE_PENALTY_INIT = 5.0
 
 
+def long_run_states(mode: str) -> dict:
+    """:class:`GeneGrammar`'s ``tails`` and ``exon_tails`` for a ``--gene-long-runs`` mode (``"pieces"``,
+    ``"tail"`` or ``"tail-exons"``)."""
+    return {"tails": mode != "pieces", "exon_tails": mode == "tail-exons"}
+
+
 class GeneGrammar(nn.Module):
     """The learned class-level tables and their expansion to the states of a layout.
 

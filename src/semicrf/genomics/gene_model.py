@@ -250,7 +250,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .gene_crf import GeneGrammar
+from .gene_crf import GeneGrammar, long_run_states
 from .gene_grammar import LAYOUTS, STRANDED_CLASSES, NUM_CLASSES
 from .models import ModelConfig, SequenceLabeler, position_mask
 from .oracle import STOP_PENALTY
@@ -290,9 +290,8 @@ class GeneSemiCRFTagger(SequenceLabeler):
         # Zero start: the boundary scores begin neutral and are learned from there (as in semicrf).
         nn.init.zeros_(self.boundary_head.weight)
         nn.init.zeros_(self.boundary_head.bias)
-        self.crf = GeneGrammar(config.max_duration, config.backend, C, tails=config.gene_long_runs != "pieces",
-                               splice_sites=config.gene_splice_sites,
-                               exon_tails=config.gene_long_runs == "tail-exons")
+        self.crf = GeneGrammar(config.max_duration, config.backend, C, splice_sites=config.gene_splice_sites,
+                               **long_run_states(config.gene_long_runs))
         tails = (", tail states for runs longer than K" if self.crf.exon_tails else
                  ", tail states for intergenic and intron runs longer than K" if self.crf.tails else "")
         if layout.codons:
@@ -309,10 +308,19 @@ class GeneSemiCRFTagger(SequenceLabeler):
             raise ValueError(f"semicrf_gene reads base codes from one-hot features (B, T, 5), got shape "
                              f"{tuple(features.shape)}; run it with --features onehot")
         codes = torch.where(position_mask(lengths, features.shape[1]), features.argmax(-1), 4)
-        hidden = self.encode(features, lengths)
-        class_scores, codon_scores = self.emission(hidden).split([self.config.num_classes,
-                                                                  self.num_codon_scores], dim=-1)
+        return self.states_from_heads(*self.heads(self.encode(features, lengths)), codes, lengths, stop_penalty)
+
+    def heads(self, hidden: Tensor):
+        """The per-position outputs of the encoder state (B, T, H): (class and codon scores (B, T, C + 3 *
+        strands), start scores (B, T, C), end scores (B, T, C)), before the states."""
         start, end = self.boundary_head(hidden).chunk(2, dim=-1)
+        return self.emission(hidden), start, end
+
+    def states_from_heads(self, emission: Tensor, start: Tensor, end: Tensor, codes: Tensor, lengths: Tensor,
+                          stop_penalty: float = STOP_PENALTY):
+        """The engine's inputs over the states (:meth:`GeneGrammar.state_scores`) from :meth:`heads` and the
+        base codes (B, T)."""
+        class_scores, codon_scores = emission.split([self.config.num_classes, self.num_codon_scores], dim=-1)
         return self.crf.state_scores(class_scores, codon_scores, codes, lengths, start, end, stop_penalty)
 
     def loss(self, features, labels, lengths):
