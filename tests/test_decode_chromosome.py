@@ -93,9 +93,11 @@ def test_decode_fasta_writes_the_models_genes(tmp_path, name):
         assert check.returncode == 0, check.stderr
 
 
-@pytest.mark.parametrize("seed,strand", [(0, "+"), (4, "-")])
-def test_the_gene_model_decodes_its_own_genes(tmp_path, seed, strand):
-    # semicrf_gene: streamed class, codon and boundary scores, then its states over the whole sequence.
+@pytest.mark.parametrize("seed,strand,state_block", [(0, "+", dc.DEFAULT_STATE_BLOCK), (4, "-", dc.DEFAULT_STATE_BLOCK),
+                                                     (0, "+", 21), (4, "-", 33)])
+def test_the_gene_model_decodes_its_own_genes(tmp_path, seed, strand, state_block):
+    # semicrf_gene: streamed class, codon and boundary scores, then its states over the whole sequence
+    # (blocks of state scores, with a small block: 13 and 9 blocks of the 270 bases).
     # Bases rich in ATG .. stop and tables scaled down, so that the random model predicts a gene.
     rng = np.random.default_rng(0)
     seq = "".join("CCATGAAAGCCTTGCCGTAAGG" + "".join(rng.choice(list("ACGT"), 8)) for _ in range(9))
@@ -110,9 +112,36 @@ def test_the_gene_model_decodes_its_own_genes(tmp_path, seed, strand):
     ckpt, fasta, out = tmp_path / "g.pt", tmp_path / "g.fa", tmp_path / "g.gff3"
     _save(model, "semicrf_gene", ckpt)
     fasta.write_text(">g\n" + seq + "\n")
-    dc.decode_fasta(ckpt, fasta, out, chunk=64, log=lambda *_: None)
+    dc.decode_fasta(ckpt, fasta, out, chunk=64, log=lambda *_: None, state_block=state_block)
     genes, _ = read_genes_gff3(out, coding_types=("CDS",))
     assert [(g.strand, g.exons) for g in genes["g"]] == [(g.strand, g.exons) for g in expected]
+    # The labels themselves, position by position: the blocks' path is the whole sequence's.
+    s = dc.scores(model, codes, "onehot", chunk=64)
+    assert np.array_equal(dc.decode(model, s, codes, state_block), want)
+
+
+@pytest.mark.parametrize("block", [3, 6, 21, 300])
+def test_gene_state_blocks_are_the_whole_sequences_states(block):
+    # Bases dense in start, stop and splice motifs, so that many block edges fall inside one.
+    rng = np.random.default_rng(3)
+    seq = "".join(rng.choice(["ATG", "TAA", "TGA", "TAG", "GT", "AG", "CT", "AC", "CAT", "TTA", "A", "C"], 120))
+    codes = np.array(["ACGT".index(b) for b in seq], np.uint8)
+    model = _model("semicrf_gene", seed=1)
+    s = dc.scores(model, codes, "onehot", chunk=64)
+    base = torch.from_numpy(codes.astype(np.int64))[None]
+    with torch.no_grad():
+        whole = model.states_from_heads(s["emissions"], s["start"], s["end"], base, torch.tensor([len(codes)]))
+        blocks = list(dc.gene_state_blocks(model, s, base, block))
+    assert len(blocks) == -(-len(codes) // block)
+    for i, name in enumerate(("emissions", "start", "end")):
+        assert torch.equal(torch.cat([b[i] for b in blocks]), whole[i][0]), name
+
+
+def test_gene_state_blocks_refuse_a_block_off_the_frame():
+    model = _model("semicrf_gene")
+    s = dc.scores(model, _codes(30), "onehot", chunk=64)
+    with pytest.raises(dc.DecodeError, match="multiple of 3"):
+        next(dc.gene_state_blocks(model, s, torch.zeros(1, 30, dtype=torch.int64), block=20))
 
 
 def test_prefix_and_refusals(tmp_path):

@@ -31,10 +31,13 @@ scores equal the model's own.
 
 Models: ``semicrf``, ``semicrf_uniform``, ``linear`` (the engine's Viterbi),
 ``semicrf_gene`` (the engine's Viterbi over its gene states: the pieces give
-its class, codon and boundary scores, C + 6 + 2C columns, and the states' (T, S)
-scores are built once for the whole sequence from them and the bases, so its
-memory grows as T x S: 62 states take about 1.5 GB per float32 table per Mbp)
-and ``softmax`` (per-position argmax). ``pytorch-crf`` is refused: its decoder
+its class, codon and boundary scores, C + 6 + 2C columns; on the CPU the states'
+scores are built block by block, ``--state-block`` positions at a time, from them
+and the bases, and fed to :func:`semicrf.viterbi_blocks`, whose only tables over
+the whole sequence are its traceback links, 3 bytes per position and state:
+3.9 GB at 21 Mbp and 62 states, where the whole-sequence sweep's float64 tables
+took 4.7 GB per Mbp; the path is the same bit for bit; on a GPU the states' scores
+are built once for the whole sequence) and ``softmax`` (per-position argmax). ``pytorch-crf`` is refused: its decoder
 is a Python loop over positions.
 """
 
@@ -51,6 +54,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from semicrf import viterbi_blocks
 from semicrf.genomics import features
 from semicrf.genomics.gene_structures import STRANDED_CLASSES, labels_to_genes, write_genes_gff3
 from semicrf.genomics.gene_model import GeneSemiCRFTagger
@@ -59,6 +63,11 @@ from semicrf.genomics.models import ModelConfig, SemiCRFTagger, SoftmaxTagger, b
 #: Bases of real sequence added on each side of a piece: more than the conv stem's reach
 #: (28) plus the k-mer window's half (32).
 DEFAULT_HALO = 128
+#: Positions per block of semicrf_gene's state scores on the CPU (a multiple of 3: an exon state's frame
+#: is its position mod 3), and bases of context on each side of a block: more than the start, stop and
+#: splice rules read (3 bases either side).
+DEFAULT_STATE_BLOCK = 240_000
+STATE_CONTEXT = 12
 
 
 class DecodeError(ValueError):
@@ -195,11 +204,27 @@ def scores(model, codes: np.ndarray, kind: str, chunk: int = 1_000_000, halo: in
     return out
 
 
+def gene_state_blocks(model, s: dict, base: torch.Tensor, block: int = DEFAULT_STATE_BLOCK):
+    """semicrf_gene's engine inputs over its states, (emissions, start, end) each (W, S), for consecutive
+    blocks of ``block`` positions (a multiple of 3): each built from the class-level scores and the bases of
+    the block and :data:`STATE_CONTEXT` bases either side, then cropped, which is exactly the block of the
+    whole sequence's states (the rules read 3 bases either side; the frame is the position mod 3)."""
+    if block < 3 or block % 3:
+        raise DecodeError(f"--state-block must be a positive multiple of 3, got {block}")
+    L = s["emissions"].shape[1]
+    for lo in range(0, L, block):
+        hi = min(L, lo + block)
+        a, b = max(0, lo - STATE_CONTEXT), min(L, hi + STATE_CONTEXT)
+        em, start, end = model.states_from_heads(s["emissions"][:, a:b], s["start"][:, a:b], s["end"][:, a:b],
+                                                 base[:, a:b], torch.tensor([b - a], device=base.device))
+        yield em[0, lo - a:hi - a], start[0, lo - a:hi - a], end[0, lo - a:hi - a]
+
+
 @torch.no_grad()
-def decode(model, s: dict, codes: np.ndarray | None = None) -> np.ndarray:
+def decode(model, s: dict, codes: np.ndarray | None = None, state_block: int = DEFAULT_STATE_BLOCK) -> np.ndarray:
     """(L,) int64 labels: the engine's Viterbi for a semi-CRF model (the CPU backend for scores on the CPU,
     the model's own backend choice on a GPU), argmax for softmax. ``codes``: the bases (semicrf_gene reads
-    its start and stop codons from them)."""
+    its start and stop codons from them); ``state_block``: semicrf_gene's block of states on the CPU."""
     em = s["emissions"]
     if isinstance(model, SoftmaxTagger):
         return em[0].argmax(-1).cpu().numpy().astype(np.int64)
@@ -208,6 +233,12 @@ def decode(model, s: dict, codes: np.ndarray | None = None) -> np.ndarray:
         if codes is None:
             raise DecodeError("semicrf_gene decodes from its scores and the bases: pass codes")
         base = torch.from_numpy(codes.astype(np.int64))[None].to(em.device)
+        if em.device.type == "cpu":
+            tables = model.crf.state_tables()
+            result = viterbi_blocks(gene_state_blocks(model, s, base, state_block), em.shape[1], tables["transitions"],
+                                    tables["durations"], tables["initial"], tables["final"])
+            states = result.labels[0]
+            return torch.where(states >= 0, model.crf.state_class[states.clamp(min=0)], -1).numpy()
         classes, _ = model.crf.decode(*model.states_from_heads(em, s["start"], s["end"], base, length), length)
         return classes[0].cpu().numpy()
     result = model.crf.decode(em, length, start_scores=s["start"], end_scores=s["end"],
@@ -216,12 +247,14 @@ def decode(model, s: dict, codes: np.ndarray | None = None) -> np.ndarray:
 
 
 def decode_fasta(checkpoint, fasta, output_gff3, prefix_bases: int | None = None, chunk: int = 1_000_000,
-                 halo: int = DEFAULT_HALO, threads: int | None = 1, log=print, device: str = "cpu") -> dict:
+                 halo: int = DEFAULT_HALO, threads: int | None = 1, log=print, device: str = "cpu",
+                 state_block: int = DEFAULT_STATE_BLOCK) -> dict:
     """Decode every record of ``fasta`` (its first ``prefix_bases`` bases if given); returns the report."""
     if threads:
         torch.set_num_threads(threads)
     report = {"checkpoint": str(checkpoint), "fasta": str(fasta), "output_gff3": str(output_gff3),
               "prefix_bases": prefix_bases, "chunk": chunk, "halo": halo, "threads": threads, "device": device,
+              "state_block": state_block,
               "sequences": []}
     gpu = torch.device(device).type == "cuda"
     if gpu and not torch.cuda.is_available():
@@ -247,7 +280,7 @@ def decode_fasta(checkpoint, fasta, output_gff3, prefix_bases: int | None = None
         sync()
         row["encoder_seconds"] = time.perf_counter() - t
         t = time.perf_counter()
-        labels = decode(model, s, codes)
+        labels = decode(model, s, codes, state_block)
         del s
         sync()
         row["viterbi_seconds"] = time.perf_counter() - t
@@ -284,11 +317,14 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="PyTorch CPU threads (0: PyTorch's choice)")
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
                     help="where the encoder and the Viterbi run (cuda: one GPU, the whole sequence at once)")
+    ap.add_argument("--state-block", type=int, default=DEFAULT_STATE_BLOCK,
+                    help="semicrf_gene on the CPU: positions per block of its state scores (a multiple of 3; does "
+                         "not change results)")
     ap.add_argument("--json", default=None, help="also write the report (times, peak memory) here")
     args = ap.parse_args(argv)
     try:
         report = decode_fasta(args.checkpoint, args.fasta, args.output_gff3, args.prefix_bases, args.chunk,
-                              args.halo, args.threads, device=args.device)
+                              args.halo, args.threads, device=args.device, state_block=args.state_block)
     except DecodeError as e:
         print(f"decode_chromosome: {e}", file=sys.stderr)
         return 2

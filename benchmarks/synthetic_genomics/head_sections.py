@@ -2,6 +2,7 @@
 """Where the semicrf output layer's forward spends its wall time in a training step, section by section.
 
     python3 head_sections.py [--encoder mamba|mamba_stub|bilstm] [--batch-size 16] [--repeat 4] [--gc-off | --gc-freeze]
+                             [--optimizer-step]
 
 At the spec's default size (T = 20 000, hidden 256, 4 layers, K = 1000), after two warm-up steps,
 each of ``--repeat`` steps times, with a device synchronisation before and after each: the encoder's
@@ -15,7 +16,10 @@ too (``gc.callbacks``), per head forward; ``--gc-off`` disables the collector du
 ``--gc-freeze`` moves every object alive after the warm-up out of its reach (``gc.freeze``: a full
 collection then skips the model, the modules and the libraries; one took 135 ms on the project's
 CPU in a process holding the benchmark's modules and a small model, 325 000 objects). The suspect for the output layer's extra 85 ms after Mamba's kernels
-(docs/results.md, "Step time", round 9).
+(docs/results.md, "Step time", round 9). ``--optimizer-step`` ends each step as training does (gradient
+clipping and an AdamW step with the run command's defaults, then ``zero_grad``), so that the semi-CRF's
+scores change between steps as in ``step_profile.py``; the sections pass also counts the rows the chunked
+sweep flagged for the exact kernel.
 Prints the median of each (the first step of each set left out) and all the samples. Needs a CUDA GPU; complements ``step_profile.py``, whose
 breakdown gives the phases only.
 """
@@ -38,6 +42,8 @@ from step_profile import make_batch  # noqa: E402
 from semicrf import backends, core  # noqa: E402
 from semicrf.backends import triton as triton_backend  # noqa: E402
 from semicrf.genomics import models  # noqa: E402
+from semicrf.genomics.run_config import add_run_arguments  # noqa: E402
+from semicrf.genomics.trainer import param_groups  # noqa: E402
 
 
 def _timer(samples: dict, device: torch.device):
@@ -64,6 +70,18 @@ def _gc_pauses() -> list[float]:
     return pauses
 
 
+def _optimizer_step(model):
+    """A step of the run command's optimizer (its default settings) on ``model``: clip, AdamW, zero_grad."""
+    run = add_run_arguments(argparse.ArgumentParser()).parse_args(["--data-dir", "-", "--output-dir", "-"])
+    opt = torch.optim.AdamW(param_groups(model, run.weight_decay, run.lr, run.crf_lr_scale), lr=run.lr)
+
+    def step():
+        torch.nn.utils.clip_grad_norm_(model.parameters(), run.grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return step
+
+
 def _wrap(owner, name: str, label: str, timed) -> None:
     fn = getattr(owner, name)
 
@@ -81,6 +99,8 @@ def main(argv=None) -> int:
     gc_mode = p.add_mutually_exclusive_group()
     gc_mode.add_argument("--gc-off", action="store_true", help="disable Python's garbage collector while timing")
     gc_mode.add_argument("--gc-freeze", action="store_true", help="gc.freeze() after the warm-up steps")
+    p.add_argument("--optimizer-step", action="store_true",
+                   help="clip and take an AdamW step after each step's backward (the run command's defaults)")
     args = p.parse_args(argv)
     if not torch.cuda.is_available():
         p.error("head_sections.py times GPU work and needs a CUDA GPU")
@@ -89,8 +109,10 @@ def main(argv=None) -> int:
     config = models.ModelConfig(input_dim=x.shape[-1], num_classes=3, encoder=args.encoder, hidden_dim=256,
                                 num_layers=4, max_duration=1000)
     model = models.build_model("semicrf", config).to(device)
+    step = _optimizer_step(model) if args.optimizer_step else (lambda: None)
     for _ in range(2):  # kernels compile and tune
         model.loss(x, y, lengths).backward()
+        step()
     samples: dict[str, list[float]] = {}
     timed = _timer(samples, device)
     pauses = _gc_pauses()
@@ -106,6 +128,16 @@ def main(argv=None) -> int:
         samples.setdefault("  garbage collector pauses in it", []).append(sum(pauses))
         timed("head backward", loss.backward)
         timed("encoder backward", hidden.backward, detached.grad)
+        timed("optimizer step", step)
+    _wrap(triton_backend.Sweep, "_chunked_sweep", "  Sweep._chunked_sweep", timed)
+    sweep_cls = triton_backend.Sweep
+
+    def counted_sweep(*a, **kw):
+        sw = sweep_cls(*a, **kw)
+        flagged = 0 if sw._flag is None else int(sw._flag.sum())
+        samples.setdefault("  rows flagged for the exact kernel (count)", []).append(flagged / 1e3)
+        return sw
+    triton_backend.Sweep = counted_sweep
     _wrap(models.SemiCRFTagger, "_scores", "  heads (_scores)", timed)
     _wrap(core, "make_problem", "  make_problem", timed)
     _wrap(backends, "get", "  backends.get", timed)
@@ -117,10 +149,13 @@ def main(argv=None) -> int:
         loss = timed("head forward, sections timed", model.head_loss, detached, y, lengths)
         loss.backward()
         hidden.backward(detached.grad)
+        step()
+    triton_backend.Sweep = sweep_cls
     gc.enable()
     gc.unfreeze()  # frozen objects are never collected; nanobind reports them as leaks at exit
     print(f"{torch.cuda.get_device_name(device)}, encoder {args.encoder}, B={args.batch_size}, T~20000, K=1000, "
-          f"garbage collector {'off' if args.gc_off else 'frozen after warm-up' if args.gc_freeze else 'on'}")
+          f"garbage collector {'off' if args.gc_off else 'frozen after warm-up' if args.gc_freeze else 'on'}, "
+          f"optimizer step {'on' if args.optimizer_step else 'off'}")
     print("| section | median ms | all ms |\n|---|---:|---|")
     for label, values in samples.items():
         rest = values[1:] if len(values) > 1 else values

@@ -1,5 +1,5 @@
 """The public functional API: log_partition, log_likelihood, segmentation_log_likelihood, viterbi,
-marginals.
+viterbi_blocks, marginals.
 
 Inputs are validated once (``problem.make_problem``), handed to a backend as a
 float64 :class:`~semicrf.problem.Problem`, and gradients reach every floating
@@ -18,7 +18,7 @@ from . import backends, paths
 from .problem import make_problem
 from .types import Marginals, ViterbiResult
 
-__all__ = ["log_partition", "log_likelihood", "segmentation_log_likelihood", "viterbi", "marginals"]
+__all__ = ["log_partition", "log_likelihood", "segmentation_log_likelihood", "viterbi", "viterbi_blocks", "marginals"]
 
 # Order of the differentiable inputs, matching the fields of Marginals.
 _GRAD_FIELDS = ("emissions", "transitions", "durations", "initial", "final", "start_scores", "end_scores")
@@ -195,3 +195,59 @@ def viterbi(emissions: Tensor, transitions: Tensor, durations: Tensor, lengths: 
     result.score = result.score.to(emissions.device)
     return result
 
+
+
+def viterbi_blocks(blocks, length: int, transitions: Tensor, durations: Tensor, initial: Tensor | None = None,
+                   final: Tensor | None = None) -> ViterbiResult:
+    """:func:`viterbi` of one sequence whose scores arrive in blocks of consecutive positions, on the CPU:
+    for a sequence whose (T, C) score tables do not fit in memory (a chromosome over many states).
+
+    ``blocks``: an iterable (a generator, say) of ``(emissions, start_scores, end_scores)``, each
+    (W, C) for the next W positions (``start_scores`` / ``end_scores`` may be None: zero), in order,
+    their W summing to ``length``. Parameters as :func:`viterbi`. The path, its score and its ties are
+    those of ``viterbi(..., backend="cpu")`` on the whole sequence, bit for bit; memory is about 3 bytes
+    per position and label (the traceback's links) beside one block (:mod:`semicrf.backends.cpu_blocks`).
+    Returns a :class:`~semicrf.types.ViterbiResult` of one sequence (B = 1) on the CPU.
+    """
+    import numpy as np
+
+    from .backends.cpu_blocks import BlockViterbi
+
+    if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length < 1:
+        raise ValueError(f"`length`: the sequence's number of positions, an int >= 1; got {length!r}")
+    length = int(length)
+    sweep = None
+    for i, block in enumerate(blocks):
+        if not isinstance(block, (tuple, list)) or len(block) != 3:
+            raise ValueError(f"`blocks`: item {i} must be (emissions, start_scores, end_scores); got {type(block).__name__}"
+                             f"{f' of {len(block)}' if isinstance(block, (tuple, list)) else ''}")
+        em, start, end = (x if x is None or not isinstance(x, Tensor) else x.cpu() for x in block)
+        C = transitions.shape[-1] if isinstance(transitions, Tensor) else None
+        if isinstance(em, Tensor) and (em.dim() != 2 or em.shape[1] != C):
+            raise ValueError(f"`blocks`: item {i}'s emissions must be (W, C) with C = {C} (the transitions' labels); "
+                             f"got {tuple(em.shape)}")
+        try:
+            p = make_problem(em[None] if isinstance(em, Tensor) else em, transitions.cpu(), durations.cpu(), None,
+                             None if initial is None else initial.cpu(), None if final is None else final.cpu(),
+                             None if start is None else start[None], None if end is None else end[None])
+        except (ValueError, TypeError, AttributeError, IndexError) as exc:
+            raise ValueError(f"`blocks`: item {i} (positions from {sweep.done if sweep else 0}): {exc}; each block's "
+                             f"scores are (W, C) tensors") from exc
+        if sweep is None:
+            sweep = BlockViterbi(length, *(_c64(getattr(p, n)) for n in ("transitions", "durations", "initial", "final")))
+        w = p.emissions.shape[1]
+        if sweep.done + w > length:
+            raise ValueError(f"`blocks`: item {i} brings the positions to {sweep.done + w}, past `length` = {length}")
+        zeros = None if p.start_scores is not None and p.end_scores is not None else np.zeros((w, p.num_classes))
+        sweep.add(_c64(p.emissions[0]), zeros if p.start_scores is None else _c64(p.start_scores[0]),
+                  zeros if p.end_scores is None else _c64(p.end_scores[0]))
+    if sweep is None or sweep.done != length:
+        raise ValueError(f"`blocks`: gave {0 if sweep is None else sweep.done} positions; `length` is {length}")
+    score, labels, table = sweep.finish()
+    return ViterbiResult(score=torch.tensor([score], dtype=torch.float64), labels=torch.from_numpy(labels)[None],
+                         segment_table=torch.from_numpy(table),
+                         segment_offsets=torch.tensor([0, table.shape[0]], dtype=torch.int64))
+
+
+def _c64(x: Tensor):
+    return x.detach().to(torch.float64).contiguous().numpy()

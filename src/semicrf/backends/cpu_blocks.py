@@ -1,0 +1,146 @@
+"""The CPU Viterbi over scores that arrive in blocks of positions: one sequence of any length whose
+(T, C) score tables never exist at once.
+
+The max-plus sweep is the CPU backend's (:func:`semicrf.backends.cpu._viterbi_one`), term for term and
+in the same order, so both return the same path and score bit for bit; only its storage differs:
+
+- the prefix sums of the emissions are one running float64 row (the same additions as ``np.cumsum``);
+- the look-back values ``g[s, c] = u[s, c] - cum[s, c] + start[s, c]`` of the last K starts sit in a
+  ring of 2K entries per label (each written twice, so any window of at most K starts is contiguous);
+- what the traceback needs is kept for every position: the length of the best segment ending there
+  (int16 when K < 2^15) and the best label before a segment starting there (int8 when C < 2^7),
+  3 bytes per position and label against the 40 or more of the whole-sequence sweep's float64 and
+  int64 tables.
+
+So a sequence of T positions and C labels needs about 3·T·C bytes beside one block's scores: 21 Mbp at
+62 states is 3.9 GB. :func:`semicrf.viterbi_blocks` is the public entry point; it validates each block.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from .cpu import NEG_INF, _jit, duration_span
+
+
+@nb.njit(**_jit)
+def _advance(t0, K, C, em, start, end, trans, init, dur_rev, span, alpha, cum, ring, best_d, best_prev):
+    """The sweep over positions t0 .. t0 + W - 1 of one block (em, start, end: (W, C) float64).
+    State carried from block to block: alpha (C,) at position t0, cum (C,) the prefix sums at t0,
+    ring (C, 2K) the look-back values. Writes best_d[t0 + 1 .. t0 + W] and best_prev[t0 .. t0 + W - 1]."""
+    W = em.shape[0]
+    nxt = np.empty(C)
+    for i in range(W):
+        t = t0 + i
+        r = t % K
+        for c in range(C):
+            if t == 0:
+                uv = init[c]
+                arg = -1
+            else:
+                uv = NEG_INF
+                arg = 0
+                for cp in range(C):
+                    x = alpha[cp] + trans[cp, c]
+                    if x > uv:
+                        uv = x
+                        arg = cp
+            best_prev[t, c] = arg
+            gv = uv - cum[c] + start[i, c]
+            ring[c, r] = gv
+            ring[c, r + K] = gv
+        e = t + 1
+        base = K - e
+        for c in range(C):
+            cum[c] = cum[c] + em[i, c]
+            n = min(span[c, 1], e)
+            if n < span[c, 0] or end[i, c] == NEG_INF:
+                nxt[c] = NEG_INF
+                best_d[e, c] = 1
+                continue
+            best = NEG_INF
+            bs = e - 1
+            s0 = e - n
+            j0 = s0 % K
+            for k in range(n - span[c, 0] + 1):  # starts s0 .. e - span[c, 0], ring slots j0 ..
+                x = dur_rev[c, base + s0 + k] + ring[c, j0 + k]
+                if x >= best:  # ties go to the larger start, i.e. the shorter segment
+                    best = x
+                    bs = s0 + k
+            nxt[c] = cum[c] + end[i, c] + best
+            best_d[e, c] = e - bs
+        for c in range(C):
+            alpha[c] = nxt[c]
+
+
+@nb.njit(**_jit)
+def _count_segments(L, last, best_d, best_prev):
+    n = 0
+    e = L
+    c = last
+    while e > 0:
+        s = e - best_d[e, c]
+        n += 1
+        if s > 0:
+            c = best_prev[s, c]
+        e = s
+    return n
+
+
+@nb.njit(**_jit)
+def _traceback(L, last, best_d, best_prev, labels, table):
+    """Fill labels (L,) and table (n, 3) (start, end, label), in sequence order."""
+    i = table.shape[0]
+    e = L
+    c = last
+    while e > 0:
+        s = e - best_d[e, c]
+        i -= 1
+        table[i, 0] = s
+        table[i, 1] = e
+        table[i, 2] = c
+        for q in range(s, e):
+            labels[q] = c
+        if s > 0:
+            c = best_prev[s, c]
+        e = s
+
+
+class BlockViterbi:
+    """The sweep's state for one sequence of ``length`` positions; :meth:`add` each block in order,
+    then :meth:`finish`. Parameters as float64 numpy arrays: transitions (C, C), durations (K, C),
+    initial (C,), final (C,)."""
+
+    def __init__(self, length: int, transitions: np.ndarray, durations: np.ndarray, initial: np.ndarray,
+                 final: np.ndarray):
+        K, C = durations.shape
+        self.length, self.K, self.C = length, K, C
+        self.trans, self.init, self.final = transitions, initial, final
+        self.dur_rev = np.ascontiguousarray(durations[::-1].T)
+        self.span = duration_span(durations)
+        self.alpha = np.full(C, NEG_INF)
+        self.cum = np.zeros(C)
+        self.ring = np.full((C, 2 * K), NEG_INF)
+        self.best_d = np.ones((length + 1, C), dtype=np.int16 if K < 2**15 else np.int32)
+        self.best_prev = np.zeros((length, C), dtype=np.int8 if C < 2**7 else np.int16 if C < 2**15 else np.int32)
+        self.done = 0
+
+    def add(self, emissions: np.ndarray, start: np.ndarray, end: np.ndarray) -> None:
+        """The next block's scores, each (W, C) float64 C-contiguous."""
+        _advance(self.done, self.K, self.C, emissions, start, end, self.trans, self.init, self.dur_rev, self.span,
+                 self.alpha, self.cum, self.ring, self.best_d, self.best_prev)
+        self.done += emissions.shape[0]
+
+    def finish(self):
+        """(score, labels (length,) int64, table (n, 3) int64) of the best path; with no path: -inf,
+        labels -1, no segment."""
+        scores = self.alpha + self.final
+        last = int(np.argmax(scores))  # the first of equal maxima, as the whole-sequence sweep
+        score = float(scores[last])
+        labels = np.full(self.length, -1, dtype=np.int64)
+        if score == NEG_INF:
+            return score, labels, np.zeros((0, 3), dtype=np.int64)
+        table = np.empty((_count_segments(self.length, last, self.best_d, self.best_prev), 3), dtype=np.int64)
+        _traceback(self.length, last, self.best_d, self.best_prev, labels, table)
+        return score, labels, table
