@@ -312,6 +312,22 @@ def _limits(labels, lengths, K, C, constrained, out):
 
 # --------------------------------------------------------------------------- Viterbi
 @nb.njit(**_jit)
+def _best_entry(t, c, C, alpha_t, trans, init):
+    """(score, previous label) of the best way into a segment of label c starting at t: the initial
+    score at t = 0 (previous label -1), else the best alpha_t[c'] + trans[c', c] (the first of ties)."""
+    if t == 0:
+        return init[c], -1
+    uv = NEG_INF
+    arg = 0
+    for cp in range(C):
+        x = alpha_t[cp] + trans[cp, c]
+        if x > uv:
+            uv = x
+            arg = cp
+    return uv, arg
+
+
+@nb.njit(**_jit)
 def _viterbi_one(L, K, C, cum, start, end, trans, init, final, dur_rev, span, alpha, gv, best_d, best_prev,
                  labels, segs):
     """Max-plus sweep and traceback for one sequence. Returns (score, number of segments)."""
@@ -319,17 +335,7 @@ def _viterbi_one(L, K, C, cum, start, end, trans, init, final, dur_rev, span, al
         alpha[0, c] = NEG_INF
     for t in range(L):
         for c in range(C):
-            if t == 0:
-                uv = init[c]
-                arg = -1
-            else:
-                uv = NEG_INF
-                arg = 0
-                for cp in range(C):
-                    x = alpha[t, cp] + trans[cp, c]
-                    if x > uv:
-                        uv = x
-                        arg = cp
+            uv, arg = _best_entry(t, c, C, alpha[t], trans, init)
             best_prev[t, c] = arg
             gv[c, t] = uv - cum[t, c] + start[t, c]
         e = t + 1

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from .cpu import NEG_INF, _jit, duration_span
+from .cpu import NEG_INF, _best_entry, _jit, duration_span
 
 
 @nb.njit(**_jit)
@@ -35,17 +35,7 @@ def _advance(t0, K, C, em, start, end, trans, init, dur_rev, span, alpha, cum, r
         t = t0 + i
         r = t % K
         for c in range(C):
-            if t == 0:
-                uv = init[c]
-                arg = -1
-            else:
-                uv = NEG_INF
-                arg = 0
-                for cp in range(C):
-                    x = alpha[cp] + trans[cp, c]
-                    if x > uv:
-                        uv = x
-                        arg = cp
+            uv, arg = _best_entry(t, c, C, alpha, trans, init)
             best_prev[t, c] = arg
             gv = uv - cum[c] + start[i, c]
             ring[c, r] = gv
