@@ -300,6 +300,27 @@ def test_wide_score_spreads_take_the_exact_lookback():
     assert tb.Sweep(make_problem(**kw), semiring="max", config=cfg).method == "chunked"
 
 
+@pytest.mark.parametrize("dur_spread,flagged", [(0.0, False), (250.0, True)])
+def test_g_spread_allowed_is_700_less_the_duration_spread(dur_spread, flagged):
+    """A label that loses 15 nats a position for 40 positions has g values ~450 nats below their
+    block's reference: held by the linear far part when the label's durations are flat (700 - 0),
+    sent to the exact kernel when they spread 250 nats (700 - 250 < 450); exact either way."""
+    cfg = tb.TritonConfig(chunk=32)
+    T, C, K = 96, 2, 40
+    kw = inputs(1, T, C, K, seed=6, optional=False)
+    kw["emissions"][0, :, 1] -= 15.0
+    kw["durations"] = torch.zeros(K, C, dtype=torch.float64, device=DEV)
+    kw["durations"][-1, :] = -dur_spread
+    assert tb.g_spread_limits(kw["durations"]).tolist() == [max(700.0 - dur_spread, tb.SPREAD_G)] * C
+    p = make_problem(**kw)
+    assert (tb.Sweep(p, config=cfg).method == "exact") == flagged
+    r = reference.forward_backward(p, False, True)
+    a = tb.forward_backward(p, False, True, config=cfg)
+    assert_close(a.log_z, r.log_z)
+    assert_close(a.marginals.emissions, r.marginals.emissions)
+    assert_close(a.marginals.durations, r.marginals.durations)
+
+
 def test_label_runs_match_a_direct_count():
     """Label limits of the constrained sweeps against a position-by-position count."""
     B, T, C, K = 3, 23, 3, 4

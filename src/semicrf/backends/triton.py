@@ -37,6 +37,9 @@ NEG_INF = float("-inf")
 #: exactness guard, not a tuning knob.
 SPREAD_D = 300.0
 SPREAD_G = 400.0
+#: What a far-part product glin · w may fall to (e^-PRODUCT_SPREAD): a label's g may then spread
+#: PRODUCT_SPREAD less its finite duration scores' spread below a block's reference (at least SPREAD_G).
+PRODUCT_SPREAD = 700.0
 #: Test modes of the far-part helpers (:func:`testing_helpers`).
 _HELPER_MODES = ("staged", "orphaned")
 
@@ -225,6 +228,18 @@ def _linear_weights(dur: torch.Tensor, trans: torch.Tensor, kp: int | None = Non
     return w, dp, dmax, tlin, tmax
 
 
+def g_spread_limits(dur: torch.Tensor) -> torch.Tensor:
+    """(C,) float64: how far below a block's reference the chunked sweep lets a label's finite g fall
+    before it flags the row: PRODUCT_SPREAD less the spread of the label's finite duration scores, so
+    that every far-part product ``exp(g - bref) · exp(dur - dmax)`` stays at least e^-PRODUCT_SPREAD;
+    at least SPREAD_G (a label spread past SPREAD_D sends its rows to the exact kernel anyway)."""
+    fin = torch.isfinite(dur)
+    hi = dur.masked_fill(~fin, NEG_INF).amax(0)
+    lo = dur.masked_fill(~fin, float("inf")).amin(0)
+    spread = torch.where(fin.any(0), hi - lo, torch.zeros_like(hi))
+    return (PRODUCT_SPREAD - spread).clamp(min=SPREAD_G).to(torch.float64).contiguous()
+
+
 def _launch_roles(launch, N: int, test_mode: str | None, helped: bool, shape: tuple) -> bool:
     """Runs the chunked sweep's programs through ``launch(grid, help, pid_off)``: the N rows alone,
     or with their N helpers in one launch, or (test modes, under the interpreter) the roles one after
@@ -342,6 +357,7 @@ class Sweep:
         nblk = triton.cdiv(T, Q)
         # Max-plus far part: score rows for every look-back distance (d - 1 < (cdiv(K, Q) + 1) Q).
         w, dp, dmax, tlin, tmax = _linear_weights(p.durations, args[4], (triton.cdiv(K, Q) + 2) * Q if mx else None)
+        gsp = g_spread_limits(p.durations)
         glin = torch.empty((N, T, C), **f64) if not mx else self.g
         bref = torch.empty((N, nblk, C), **f64) if not mx else self.g
         flag = torch.zeros(N, dtype=torch.int32, device=dev)
@@ -364,10 +380,10 @@ class Sweep:
 
         def launch(grid, help_, pid_off):
             _k.chunk_linear_sweep_kernel[(grid,)](
-                *args, dp if mx else w, tlin, tmax, dmax, lengths, self.alpha, self.u, self.g, glin, bref, scr,
+                *args, dp if mx else w, tlin, tmax, dmax, gsp, lengths, self.alpha, self.u, self.g, glin, bref, scr,
                 flag, self.best_v, prog, ready, ring,
                 *rows, nblk, N, config.near_blocks, depth, config.spin_limit, pid_off,
-                **flags, Q=Q, QS=qs, BLOCK_C=BC, NBP=_pow2(triton.cdiv(K, Q) + 2), SPREAD_G=SPREAD_G,
+                **flags, Q=Q, QS=qs, BLOCK_C=BC, NBP=_pow2(triton.cdiv(K, Q) + 2),
                 SPREAD_D=SPREAD_D, HELP=help_, FENCE=help_ and not interpreted(), num_warps=warps,
             )
 

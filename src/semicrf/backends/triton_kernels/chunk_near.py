@@ -139,16 +139,16 @@ def _store_log_chunk(S, tmax, G0, hl, ul, al, nf, nq, L, pos, pv2, rr, C, cc, cm
 
 
 @triton.jit
-def _close_log_block(k, gch, pos, pv2, C, cc, cmask, seq, glin_ptr, bref_base, SPREAD_G: tl.constexpr):
+def _close_log_block(k, gch, pos, pv2, C, cc, cmask, seq, glin_ptr, bref_base, gsp):
     """Block k, finished, for the far parts of the chunks after it: its reference ``bref`` (largest
     finite g per label) and ``glin = exp(g - bref)``; returns the count of finite g more than
-    ``SPREAD_G`` nats below the reference (each flags the row)."""
+    ``gsp`` (C,) nats below the reference (each flags the row)."""
     NEG_INF: tl.constexpr = float("-inf")
     fin = pv2 & (gch > NEG_INF)
     bref_k = tl.max(tl.where(fin, gch, NEG_INF), axis=0)
     bref0 = tl.where(bref_k == NEG_INF, 0.0, bref_k)
     gl_k = tl.where(fin, tl.exp(gch - bref0[None, :]), 0.0)
-    n_bad = tl.sum(tl.sum(tl.where(fin & (gch < bref0[None, :] - SPREAD_G), 1, 0), axis=1), axis=0)
+    n_bad = tl.sum(tl.sum(tl.where(fin & (gch < bref0[None, :] - gsp[None, :]), 1, 0), axis=1), axis=0)
     tl.store(glin_ptr + seq + pos[:, None] * C + cc[None, :], gl_k, mask=pv2)
     tl.store(bref_base + k * C + cc, bref_k, mask=cmask)
     return n_bad

@@ -55,11 +55,11 @@ def _too_spread(dur_ptr, trans_ptr, init_ptr, direction, C, K, cc, cmask,
 @triton.jit
 def chunk_linear_sweep_kernel(
     cum_ptr, start_ptr, end_ptr, lim_ptr, trans_ptr, init_ptr, dur_ptr, w_ptr, tlin_ptr, tmax_ptr,
-    dmax_ptr, len_ptr, alpha_ptr, u_ptr, g_ptr, glin_ptr, bref_ptr, scr_ptr, flag_ptr, bestv_ptr,
+    dmax_ptr, gsp_ptr, len_ptr, alpha_ptr, u_ptr, g_ptr, glin_ptr, bref_ptr, scr_ptr, flag_ptr, bestv_ptr,
     prog_ptr, ready_ptr, ring_ptr,
     T, C, K, n_per_dir, NR, first_con, NBLK, NT, NEARB, DEPTH, SPIN, pid_off,
     HAS_START: tl.constexpr, HAS_END: tl.constexpr, CONSTRAINED: tl.constexpr, MAX: tl.constexpr,
-    Q: tl.constexpr, QS: tl.constexpr, BLOCK_C: tl.constexpr, NBP: tl.constexpr, SPREAD_G: tl.constexpr,
+    Q: tl.constexpr, QS: tl.constexpr, BLOCK_C: tl.constexpr, NBP: tl.constexpr,
     SPREAD_D: tl.constexpr, HELP: tl.constexpr, FENCE: tl.constexpr,
 ):
     """The chunked sweep with the dependent chain in registers: linear space for the log semiring.
@@ -85,7 +85,9 @@ def chunk_linear_sweep_kernel(
 
     Exactness guard (log semiring), all in the kernel, no host sync: duration, transition or initial
     scores that spread more than ``SPREAD_D`` nats (:func:`_too_spread`), a block whose finite g
-    spread more than ``SPREAD_G`` nats below its reference, a block whose scale ``exp(bref - R)``
+    of a label spread more than ``gsp[c]`` nats below its reference (700 less the spread of the
+    label's finite duration scores, at least 400: ``glin · w`` stays at least e^-700), a block whose
+    scale ``exp(bref - R)``
     underflows while contributing where the rest of the far sum is tiny, or a chunk whose values
     leave [1e-290, 1e290] or overflow raise ``flag[n]``, and the caller reruns the row in the exact
     kernel; so every product lies in [e^-700, 1] or is exactly 0 and no term that matters is lost.
@@ -137,6 +139,7 @@ def chunk_linear_sweep_kernel(
         tmax = tl.load(tmax_ptr + direction)
     init = tl.load(init_ptr + direction * C + cc, mask=cmask, other=NEG_INF)
     dmax = tl.load(dmax_ptr + cc, mask=cmask, other=0.0)
+    gsp = tl.load(gsp_ptr + cc, mask=cmask, other=0.0)
 
     seq = n.to(tl.int64) * T * C
     seq_in = r.to(tl.int64) * T * C
@@ -207,7 +210,7 @@ def chunk_linear_sweep_kernel(
                                                     seq, u_ptr, g_ptr, alpha_base)
             n_bad += bad
             # -------------------------------------------- close block k for the chunks after it
-            n_bad += _close_log_block(k, gch, pos, pv2, C, cc, cmask, seq, glin_ptr, bref_base, SPREAD_G)
+            n_bad += _close_log_block(k, gch, pos, pv2, C, cc, cmask, seq, glin_ptr, bref_base, gsp)
         # Block k (glin, bref, g) is read by the next chunk's far part (and the helper).
         tl.debug_barrier()
         if HELP:
