@@ -112,7 +112,7 @@ def test_bad_blocks_are_refused_by_name():
         semicrf.viterbi_blocks([(em, None, None)], 8, tr, du)
     with pytest.raises(ValueError, match="item 0 must be"):
         semicrf.viterbi_blocks([em], 10, tr, du)
-    with pytest.raises(ValueError, match=r"item 1.s emissions must be \(W, C\) with C = 3"):
+    with pytest.raises(ValueError, match=r"item 1.s emissions must be a \(W, C\) tensor with C = 3"):
         semicrf.viterbi_blocks([(em[:5], None, None), (torch.zeros(5, C + 1), None, None)], 10, tr, du)
     bad = em.clone()
     bad[2, 1] = float("nan")

@@ -196,7 +196,6 @@ def viterbi(emissions: Tensor, transitions: Tensor, durations: Tensor, lengths: 
     return result
 
 
-
 def viterbi_blocks(blocks, length: int, transitions: Tensor, durations: Tensor, initial: Tensor | None = None,
                    final: Tensor | None = None) -> ViterbiResult:
     """:func:`viterbi` of one sequence whose scores arrive in blocks of consecutive positions, on the CPU:
@@ -216,29 +215,30 @@ def viterbi_blocks(blocks, length: int, transitions: Tensor, durations: Tensor, 
     if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length < 1:
         raise ValueError(f"`length`: the sequence's number of positions, an int >= 1; got {length!r}")
     length = int(length)
+    host = lambda x: x.cpu() if isinstance(x, Tensor) else x  # noqa: E731
+    params = tuple(host(x) for x in (transitions, durations, initial, final))
+    C = params[0].shape[-1] if isinstance(params[0], Tensor) else None
     sweep = None
     for i, block in enumerate(blocks):
+        done = sweep.done if sweep else 0
         if not isinstance(block, (tuple, list)) or len(block) != 3:
-            raise ValueError(f"`blocks`: item {i} must be (emissions, start_scores, end_scores); got {type(block).__name__}"
-                             f"{f' of {len(block)}' if isinstance(block, (tuple, list)) else ''}")
-        em, start, end = (x if x is None or not isinstance(x, Tensor) else x.cpu() for x in block)
-        C = transitions.shape[-1] if isinstance(transitions, Tensor) else None
-        if isinstance(em, Tensor) and (em.dim() != 2 or em.shape[1] != C):
-            raise ValueError(f"`blocks`: item {i}'s emissions must be (W, C) with C = {C} (the transitions' labels); "
-                             f"got {tuple(em.shape)}")
+            raise ValueError(f"`blocks`: item {i} must be (emissions, start_scores, end_scores); got "
+                             f"{type(block).__name__}{f' of {len(block)}' if isinstance(block, (tuple, list)) else ''}")
+        em, start, end = (host(x) for x in block)
+        if not isinstance(em, Tensor) or em.dim() != 2 or em.shape[1] != C:
+            raise ValueError(f"`blocks`: item {i}'s emissions must be a (W, C) tensor with C = {C} (the "
+                             f"transitions' labels); got {tuple(em.shape) if isinstance(em, Tensor) else type(em).__name__}")
+        side = [x[None] if isinstance(x, Tensor) and x.dim() == 2 else x for x in (start, end)]
         try:
-            p = make_problem(em[None] if isinstance(em, Tensor) else em, transitions.cpu(), durations.cpu(), None,
-                             None if initial is None else initial.cpu(), None if final is None else final.cpu(),
-                             None if start is None else start[None], None if end is None else end[None])
-        except (ValueError, TypeError, AttributeError, IndexError) as exc:
-            raise ValueError(f"`blocks`: item {i} (positions from {sweep.done if sweep else 0}): {exc}; each block's "
-                             f"scores are (W, C) tensors") from exc
+            p = make_problem(em[None], params[0], params[1], None, params[2], params[3], *side)
+        except ValueError as exc:
+            raise ValueError(f"`blocks`: item {i} (positions from {done}): {exc}") from exc
         if sweep is None:
             sweep = BlockViterbi(length, *(_c64(getattr(p, n)) for n in ("transitions", "durations", "initial", "final")))
         w = p.emissions.shape[1]
-        if sweep.done + w > length:
-            raise ValueError(f"`blocks`: item {i} brings the positions to {sweep.done + w}, past `length` = {length}")
-        zeros = None if p.start_scores is not None and p.end_scores is not None else np.zeros((w, p.num_classes))
+        if done + w > length:
+            raise ValueError(f"`blocks`: item {i} brings the positions to {done + w}, past `length` = {length}")
+        zeros = np.zeros((w, C)) if p.start_scores is None or p.end_scores is None else None
         sweep.add(_c64(p.emissions[0]), zeros if p.start_scores is None else _c64(p.start_scores[0]),
                   zeros if p.end_scores is None else _c64(p.end_scores[0]))
     if sweep is None or sweep.done != length:
