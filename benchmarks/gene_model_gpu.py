@@ -13,7 +13,8 @@ the objective, forward and backward: ``path`` (default), what training runs,
 at the training stop penalty; ``labelling``, ``GeneGrammar.log_likelihood`` (one engine call with
 ``label_classes``) at the hard penalty, the objective measured before 2026-11-30. The decode is
 ``GeneGrammar.decode``. Median of ``--repeat`` after a warm-up, and on a GPU the peak memory beyond
-the inputs. The issue's target on an H200: 60 ms and 1 GiB for the step. Runs on the CPU as well
+the inputs, and how many rows of the Triton sweeps of one more step were sent to the exact kernel. The
+issue's target on an H200: 60 ms and 1 GiB for the step. Runs on the CPU as well
 (``--device cpu``: the CPU backend), for a smoke test at a small size.
 """
 
@@ -71,6 +72,27 @@ def _timed(fn, repeat: int, device: torch.device) -> float:
     return statistics.median(times)
 
 
+def _rows_to_exact(step) -> tuple[int, int]:
+    """(rows flagged for the exact kernel, rows) over the Triton log-semiring sweeps of one more ``step``:
+    the chunked sweep's guard sends a row there when its scores are too spread (a sync per sweep)."""
+    from semicrf.backends import triton as tb
+
+    sweep, counts = tb.Sweep, [0, 0]
+
+    def counted(*args, **kwargs):
+        sw = sweep(*args, **kwargs)
+        if sw._flag is not None:
+            counts[0] += int((sw._flag != 0).sum())
+            counts[1] += sw._flag.numel()
+        return sw
+    tb.Sweep = counted
+    try:
+        step()
+    finally:
+        tb.Sweep = sweep
+    return counts[0], counts[1]
+
+
 def measure(batch: int, length: int, max_duration: int, repeat: int, device: torch.device,
             split_far: str = "auto", objective: str = "path", long_runs: str = "tail") -> dict:
     backend = "cpu" if device.type == "cpu" else "triton"
@@ -109,10 +131,12 @@ def measure(batch: int, length: int, max_duration: int, repeat: int, device: tor
     step_s = _timed(step, repeat, device)
     peak = (torch.cuda.max_memory_allocated(device) - base) / 2**30 if device.type == "cuda" else None
     decode_s = _timed(decode, repeat, device)
+    exact_rows, rows = _rows_to_exact(step) if device.type == "cuda" else (None, None)
     ll = values[-1].double().cpu()
     return {"B": batch, "T": T, "K": max_duration, "states": grammar.num_states, "device": str(device),
             "card": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-            "split_far": split_far, "objective": objective, "ll_fwd_bwd_s": step_s, "peak_extra_gib": peak, "viterbi_s": decode_s,
+            "split_far": split_far, "objective": objective, "ll_fwd_bwd_s": step_s,
+            "rows_to_exact_kernel": exact_rows, "sweep_rows": rows, "peak_extra_gib": peak, "viterbi_s": decode_s,
             "log_likelihood_per_position": float(ll.sum()) / int(lengths.sum()),
             "all_finite": bool(torch.isfinite(ll).all()) and all(math.isfinite(x.grad.abs().sum().item())
                                                                  for x in (class_scores, codon_scores))}
@@ -140,10 +164,11 @@ def main(argv=None) -> int:
                   args.objective, args.gene_long_runs)
     print(json.dumps(row))
     peak = "-" if row["peak_extra_gib"] is None else f"{row['peak_extra_gib']:.2f} GiB"
-    print("\n| B, T, K, states | objective | fwd + bwd | peak beyond inputs | viterbi | card |")
-    print("|---|---|---:|---:|---:|---|")
+    exact = "-" if row["sweep_rows"] is None else f"{row['rows_to_exact_kernel']} of {row['sweep_rows']}"
+    print("\n| B, T, K, states | objective | fwd + bwd | peak beyond inputs | viterbi | rows to the exact kernel | card |")
+    print("|---|---|---:|---:|---:|---:|---|")
     print(f"| {row['B']}, {row['T']}, {row['K']}, {row['states']} | {row['objective']} | {row['ll_fwd_bwd_s'] * 1e3:.1f} ms | {peak} | "
-          f"{row['viterbi_s'] * 1e3:.1f} ms | {row['card']} |")
+          f"{row['viterbi_s'] * 1e3:.1f} ms | {exact} | {row['card']} |")
     if args.json:
         Path(args.json).write_text(json.dumps(row, indent=1) + "\n")
     return 0 if row["all_finite"] else 1

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The checks a GPU session owes the code that CPU sessions changed, in one device call (about 6 min on
+# an H200): the Triton backend's tests on compiled kernels (the `gpu`-marked ones included), then
+# semicrf_gene's engine call at the spec's size (the 60 ms / 1 GiB target) with the rows the sweeps sent
+# to the exact kernel counted, then the engine's speed table. Everything it prints also goes to $OUT
+# (or ./gpu_checks when OUT is unset).
+#
+#   bash benchmarks/gpu_checks.sh            # needs torch, triton and a CUDA GPU; pytest for the tests
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-gpu_checks}; mkdir -p "$OUT"
+export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+python3 -c "import torch; assert torch.cuda.is_available(), 'no CUDA GPU'; print(torch.cuda.get_device_name())" || exit 1
+t0=$SECONDS
+timeout 300 python3 -m pytest -q -p no:warnings tests/test_triton.py > "$OUT/test_triton_gpu.txt" 2>&1
+echo "tests/test_triton.py on the GPU: rc=$? ($(tail -1 "$OUT/test_triton_gpu.txt")), $((SECONDS - t0)) s"
+timeout 150 python3 benchmarks/gene_model_gpu.py --json "$OUT/gene_model_gpu.json" > "$OUT/gene_model_gpu.txt" 2>&1
+echo "gene_model_gpu.py: rc=$?, $((SECONDS - t0)) s"; tail -3 "$OUT/gene_model_gpu.txt"
+timeout 120 python3 benchmarks/engine_gpu.py --sizes small,spec --repeat 5 --check-logz --no-peer \
+    > "$OUT/engine_gpu.txt" 2>&1
+echo "engine_gpu.py: rc=$?, $((SECONDS - t0)) s"; tail -6 "$OUT/engine_gpu.txt"
