@@ -36,10 +36,13 @@ try:
 except ImportError:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from semicrf.genomics.gene_crf import long_run_states
-from semicrf.genomics.gene_model import TRAIN_STOP_PENALTY, GeneGrammar
-from semicrf.genomics.models import GENE_LONG_RUNS
-from semicrf.genomics.synthetic import GeneratorConfig, generate_sequences
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from exact_rows import count_exact_rows  # noqa: E402
+
+from semicrf.genomics.gene_crf import long_run_states  # noqa: E402
+from semicrf.genomics.gene_model import TRAIN_STOP_PENALTY, GeneGrammar  # noqa: E402
+from semicrf.genomics.models import GENE_LONG_RUNS  # noqa: E402
+from semicrf.genomics.synthetic import GeneratorConfig, generate_sequences  # noqa: E402
 
 
 def gene_batch(batch: int, length: int, device: torch.device, seed: int = 0):
@@ -70,27 +73,6 @@ def _timed(fn, repeat: int, device: torch.device) -> float:
         sync()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
-
-
-def _rows_to_exact(step) -> tuple[int, int]:
-    """(rows flagged for the exact kernel, rows) over the Triton log-semiring sweeps of one more ``step``:
-    the chunked sweep's guard sends a row there when its scores are too spread (a sync per sweep)."""
-    from semicrf.backends import triton as tb
-
-    sweep, counts = tb.Sweep, [0, 0]
-
-    def counted(*args, **kwargs):
-        sw = sweep(*args, **kwargs)
-        if sw._flag is not None:
-            counts[0] += int((sw._flag != 0).sum())
-            counts[1] += sw._flag.numel()
-        return sw
-    tb.Sweep = counted
-    try:
-        step()
-    finally:
-        tb.Sweep = sweep
-    return counts[0], counts[1]
 
 
 def measure(batch: int, length: int, max_duration: int, repeat: int, device: torch.device,
@@ -131,7 +113,11 @@ def measure(batch: int, length: int, max_duration: int, repeat: int, device: tor
     step_s = _timed(step, repeat, device)
     peak = (torch.cuda.max_memory_allocated(device) - base) / 2**30 if device.type == "cuda" else None
     decode_s = _timed(decode, repeat, device)
-    exact_rows, rows = _rows_to_exact(step) if device.type == "cuda" else (None, None)
+    exact_rows = rows = None
+    if device.type == "cuda":
+        with count_exact_rows() as counts:
+            step()
+        exact_rows, rows = counts
     ll = values[-1].double().cpu()
     return {"B": batch, "T": T, "K": max_duration, "states": grammar.num_states, "device": str(device),
             "card": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",

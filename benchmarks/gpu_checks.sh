@@ -2,7 +2,8 @@
 # The checks a GPU session owes the code that CPU sessions changed, in one device call (about 6 min on
 # an H200): the Triton backend's tests on compiled kernels (the `gpu`-marked ones included), then
 # semicrf_gene's engine call at the spec's size (the 60 ms / 1 GiB target) with the rows the sweeps sent
-# to the exact kernel counted, then the engine's speed table. Everything it prints also goes to $OUT
+# to the exact kernel counted, then the engine's speed table, then a fresh semicrf's steps with the rows
+# sent to the exact kernel counted at each (is its slower start those rows? docs/results.md, "Step time"). Everything it prints also goes to $OUT
 # (or ./gpu_checks when OUT is unset).
 #
 #   bash benchmarks/gpu_checks.sh            # needs torch, triton and a CUDA GPU; pytest for the tests
@@ -19,3 +20,6 @@ echo "gene_model_gpu.py: rc=$?, $((SECONDS - t0)) s"; tail -3 "$OUT/gene_model_g
 timeout 120 python3 benchmarks/engine_gpu.py --sizes small,spec --repeat 5 --check-logz --no-peer \
     > "$OUT/engine_gpu.txt" 2>&1
 echo "engine_gpu.py: rc=$?, $((SECONDS - t0)) s"; tail -6 "$OUT/engine_gpu.txt"
+timeout 150 python3 benchmarks/synthetic_genomics/steady_steps.py --encoder mamba_stub --models semicrf --count-exact \
+    --json "$OUT/steady_steps_stub.json" > "$OUT/steady_steps_stub.txt" 2>&1
+echo "steady_steps.py --count-exact: rc=$?, $((SECONDS - t0)) s"; grep -v -i warn "$OUT/steady_steps_stub.txt" | tail -7

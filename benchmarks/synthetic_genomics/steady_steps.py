@@ -3,7 +3,7 @@
 semi-CRF costs in a step once it has.
 
     python3 steady_steps.py [--encoder mamba] [--models softmax,semicrf] [--warmup 3] [--steps 6] \
-        [--trace-dir DIR] [--json out.json]
+        [--trace-dir DIR] [--count-exact] [--json out.json]
 
 At the spec's default size (B = 16 generator sequences of T ~ 20 000, hidden 256, 4 layers, K = 1000,
 bfloat16 autocast, AdamW with the run command's defaults, gradient clipping), each model is built as
@@ -17,7 +17,10 @@ forms, with a device synchronisation only around each step:
 
 For semicrf also ``plain`` without the Triton sweep's far-part helpers (``split_far="off"``), and with
 ``--trace-dir`` a PyTorch profiler trace of two more plain steps (``steps_trace_<encoder>.json.gz``: the
-GPU's timeline, to look for gaps between kernels). Prints every step's time and the medians; the
+GPU's timeline, to look for gaps between kernels). With ``--count-exact``, a fresh semicrf then takes
+``--warmup`` + ``--steps`` plain steps again, untimed, counting the rows its sweeps send to the exact
+kernel at each (``exact_rows.py``; a sync per sweep): is the slower start of a fresh model those rows?
+Prints every step's time and the medians; the
 semi-CRF's cost in a step is the difference of semicrf's and softmax's plain medians (the same encoder,
 features and optimizer). Needs a CUDA GPU.
 """
@@ -36,6 +39,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from exact_rows import count_exact_rows  # noqa: E402
 from step_profile import make_batch  # noqa: E402
 
 from semicrf.genomics import models  # noqa: E402
@@ -81,6 +86,8 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--steps", type=int, default=6)
     p.add_argument("--trace-dir", default=None)
+    p.add_argument("--count-exact", action="store_true",
+                   help="then count, step by step, the rows a fresh semicrf's sweeps send to the exact kernel")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     if not torch.cuda.is_available():
@@ -95,12 +102,15 @@ def main(argv=None) -> int:
         print(f"{label}: median {statistics.median(values) * 1e3:.1f} ms; "
               f"{', '.join(f'{v * 1e3:.1f}' for v in values)}", flush=True)
 
-    for name in args.models.split(","):
+    def build(name):
         torch.manual_seed(0)
         config = models.ModelConfig(input_dim=batch[0].shape[-1], num_classes=3, encoder=args.encoder, hidden_dim=256,
                                     num_layers=4, max_duration=1000)
         model = models.build_model(name, config).to(device)
-        opt = torch.optim.AdamW(param_groups(model, run.weight_decay, run.lr, run.crf_lr_scale), lr=run.lr)
+        return model, torch.optim.AdamW(param_groups(model, run.weight_decay, run.lr, run.crf_lr_scale), lr=run.lr)
+
+    for name in args.models.split(","):
+        model, opt = build(name)
         report(f"{name} warm-up", _times(model, opt, batch, "plain", args.warmup, run.grad_clip))
         for form in FORMS:
             report(f"{name} {form}", _times(model, opt, batch, form, args.steps, run.grad_clip))
@@ -123,6 +133,16 @@ def main(argv=None) -> int:
         model.crf.backend = Configured(TritonConfig(split_far="off"))
         _times(model, opt, batch, "plain", 2, run.grad_clip)
         report(f"{name} plain, split_far=off", _times(model, opt, batch, "plain", args.steps, run.grad_clip))
+    exact = None
+    if args.count_exact:
+        model, opt = build("semicrf")
+        exact = []
+        for _ in range(args.warmup + args.steps):
+            with count_exact_rows() as counts:
+                _step(model, opt, batch, "plain", run.grad_clip)
+            exact.append(list(counts))
+        print("semicrf, fresh: rows sent to the exact kernel at each step (flagged / rows): "
+              + ", ".join(f"{a} / {b}" for a, b in exact), flush=True)
     if "softmax plain" in rows and "semicrf plain" in rows:
         soft, semi = statistics.median(rows["softmax plain"]), statistics.median(rows["semicrf plain"])
         print(f"\n{torch.cuda.get_device_name(device)}, encoder {args.encoder}, B=16, T~20000, K=1000: the semi-CRF "
@@ -130,7 +150,8 @@ def main(argv=None) -> int:
               f"({100 * (semi - soft) / semi:.1f} %)")
     if args.json:
         Path(args.json).write_text(json.dumps({"gpu": torch.cuda.get_device_name(device), "encoder": args.encoder,
-                                               "warmup": args.warmup, "steps_s": rows}, indent=2) + "\n")
+                                               "warmup": args.warmup, "steps_s": rows,
+                                               "exact_rows_per_step": exact}, indent=2) + "\n")
     return 0
 
 
