@@ -163,6 +163,8 @@ def test_prefix_and_refusals(tmp_path):
     notfa.write_text("ACGT\n")
     with pytest.raises(dc.DecodeError, match="not FASTA"):
         dc.decode_fasta(ckpt, notfa, tmp_path / "q.gff3")
+    with pytest.raises(dc.DecodeError, match="--state-block must be a positive multiple of 3, got 100"):
+        dc.decode_fasta(ckpt, fasta, tmp_path / "q.gff3", state_block=100)  # before any work
     assert dc.main(["--checkpoint", str(bad), "--fasta", str(fasta), "--output-gff3", str(tmp_path / "q")]) == 2
     if not torch.cuda.is_available():
         with pytest.raises(dc.DecodeError, match="--device cuda: no CUDA GPU"):

@@ -37,8 +37,8 @@ and the bases, and fed to :func:`semicrf.viterbi_blocks`, whose only tables over
 the whole sequence are its traceback links, 3 bytes per position and state:
 3.9 GB at 21 Mbp and 62 states, where the whole-sequence sweep's float64 tables
 took 4.7 GB per Mbp; the path is the same bit for bit; on a GPU the states' scores
-are built once for the whole sequence) and ``softmax`` (per-position argmax). ``pytorch-crf`` is refused: its decoder
-is a Python loop over positions.
+are built once for the whole sequence) and ``softmax`` (per-position argmax).
+``pytorch-crf`` is refused: its decoder is a Python loop over positions.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ from semicrf.genomics.models import ModelConfig, SemiCRFTagger, SoftmaxTagger, b
 DEFAULT_HALO = 128
 #: Positions per block of semicrf_gene's state scores on the CPU (a multiple of 3: an exon state's frame
 #: is its position mod 3), and bases of context on each side of a block: more than the start, stop and
-#: splice rules read (3 bases either side).
+#: splice rules read (3 bases either side), a multiple of 3 as well.
 DEFAULT_STATE_BLOCK = 240_000
 STATE_CONTEXT = 12
 
@@ -204,13 +204,17 @@ def scores(model, codes: np.ndarray, kind: str, chunk: int = 1_000_000, halo: in
     return out
 
 
+def _check_state_block(block: int) -> None:
+    if block < 3 or block % 3:
+        raise DecodeError(f"--state-block must be a positive multiple of 3, got {block}")
+
+
 def gene_state_blocks(model, s: dict, base: torch.Tensor, block: int = DEFAULT_STATE_BLOCK):
     """semicrf_gene's engine inputs over its states, (emissions, start, end) each (W, S), for consecutive
     blocks of ``block`` positions (a multiple of 3): each built from the class-level scores and the bases of
     the block and :data:`STATE_CONTEXT` bases either side, then cropped, which is exactly the block of the
     whole sequence's states (the rules read 3 bases either side; the frame is the position mod 3)."""
-    if block < 3 or block % 3:
-        raise DecodeError(f"--state-block must be a positive multiple of 3, got {block}")
+    _check_state_block(block)
     L = s["emissions"].shape[1]
     for lo in range(0, L, block):
         hi = min(L, lo + block)
@@ -250,6 +254,7 @@ def decode_fasta(checkpoint, fasta, output_gff3, prefix_bases: int | None = None
                  halo: int = DEFAULT_HALO, threads: int | None = 1, log=print, device: str = "cpu",
                  state_block: int = DEFAULT_STATE_BLOCK) -> dict:
     """Decode every record of ``fasta`` (its first ``prefix_bases`` bases if given); returns the report."""
+    _check_state_block(state_block)
     if threads:
         torch.set_num_threads(threads)
     report = {"checkpoint": str(checkpoint), "fasta": str(fasta), "output_gff3": str(output_gff3),
