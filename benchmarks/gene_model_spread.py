@@ -8,8 +8,8 @@ One synthetic realistic sequence (the generator, seed 0), random class and codon
 ``gene_model_gpu.py``, the grammar's states at their start (``--gene-long-runs tail``, splice sites on) at
 the training stop penalty. The reference backend's forward sweep gives ``g[s, c] = u - cum + start`` at
 every position and state; per block of the chunked sweep's positions (64 for K > 256, else 32) and state,
-the finite g's distance below the block's largest is what the kernel's guard compares with
-``semicrf.backends.triton.g_spread_limits`` (700 less the state's duration spread, at least 400). Prints
+the finite g's distance below the block's largest is what the kernel's guard compares with its limit
+(``weights_kernel``'s gsp: 700 less the state's finite duration scores' spread, at least 400). Prints
 the worst distance, the count of values past 400 and past the limit, and where the worst is. CPU only.
 """
 
@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gene_model_gpu import gene_batch  # noqa: E402
 
 from semicrf.backends import reference  # noqa: E402
-from semicrf.backends.triton import SPREAD_G, chunk_config, g_spread_limits  # noqa: E402
+from semicrf.backends.triton import PRODUCT_SPREAD, SPREAD_G, chunk_config  # noqa: E402
 from semicrf.genomics.gene_crf import long_run_states  # noqa: E402
 from semicrf.genomics.gene_model import TRAIN_STOP_PENALTY, GeneGrammar  # noqa: E402
 from semicrf.problem import make_problem  # noqa: E402
@@ -63,7 +63,11 @@ def main(argv=None) -> int:
         _, g = reference._forward(prob, reference.duration_limits(prob, False))
     q = chunk_config(K)[0]
     spread = block_spreads(g[0], q)
-    limit = g_spread_limits(prob.durations)
+    d = prob.durations
+    fin = torch.isfinite(d)
+    d_spread = torch.where(fin.any(0), d.masked_fill(~fin, -torch.inf).amax(0) - d.masked_fill(~fin, torch.inf).amin(0),
+                           0.0)
+    limit = (PRODUCT_SPREAD - d_spread).clamp(min=SPREAD_G)  # the kernel's rule, on the host
     worst = float(spread.max())
     t, s = divmod(int(spread.argmax()), spread.shape[1])
     print(f"T = {T}, K = {K}, {grammar.num_states} states, blocks of {q}, training stop penalty {TRAIN_STOP_PENALTY}")

@@ -311,7 +311,6 @@ def test_g_spread_allowed_is_700_less_the_duration_spread(dur_spread, flagged):
     kw["emissions"][0, :, 1] -= 15.0
     kw["durations"] = torch.zeros(K, C, dtype=torch.float64, device=DEV)
     kw["durations"][-1, :] = -dur_spread
-    assert tb.g_spread_limits(kw["durations"]).tolist() == [max(700.0 - dur_spread, tb.SPREAD_G)] * C
     p = make_problem(**kw)
     assert (tb.Sweep(p, config=cfg).method == "exact") == flagged
     r = reference.forward_backward(p, False, True)
@@ -319,6 +318,17 @@ def test_g_spread_allowed_is_700_less_the_duration_spread(dur_spread, flagged):
     assert_close(a.log_z, r.log_z)
     assert_close(a.marginals.emissions, r.marginals.emissions)
     assert_close(a.marginals.durations, r.marginals.durations)
+
+
+def test_weights_kernel_g_spread_limits_by_hand():
+    # Per label: 700 less the spread of its finite duration scores, at least 400; a label with no finite
+    # duration spreads 0. Columns: flat, spread 250, spread 350 (clamped), -inf and +9 only, all -inf.
+    inf = float("inf")
+    dur = torch.tensor([[0.0, 0.0, 10.0, -inf, -inf], [0.0, -250.0, -340.0, 9.0, -inf], [0.0, -10.0, 0.0, -inf, -inf]],
+                       dtype=torch.float64, device=DEV)
+    trans = torch.zeros(2, 5, 5, dtype=torch.float64, device=DEV)
+    gsp = tb._linear_weights(dur, trans)[3]
+    assert gsp.tolist() == [700.0, 450.0, 400.0, 700.0, 700.0]
 
 
 def test_label_runs_match_a_direct_count():

@@ -37,8 +37,7 @@ NEG_INF = float("-inf")
 #: exactness guard, not a tuning knob.
 SPREAD_D = 300.0
 SPREAD_G = 400.0
-#: What a far-part product glin · w may fall to (e^-PRODUCT_SPREAD): a label's g may then spread
-#: PRODUCT_SPREAD less its finite duration scores' spread below a block's reference (at least SPREAD_G).
+#: A far-part product glin · w never falls below e^-PRODUCT_SPREAD (``weights_kernel``'s gsp).
 PRODUCT_SPREAD = 700.0
 #: Test modes of the far-part helpers (:func:`testing_helpers`).
 _HELPER_MODES = ("staged", "orphaned")
@@ -214,30 +213,19 @@ def _label_runs(p: Problem, reverse: bool):
 
 
 def _linear_weights(dur: torch.Tensor, trans: torch.Tensor, kp: int | None = None):
-    """(w (K, C), dp, dmax (C,), tlin (2, C, C), tmax (2,)) float64, see ``weights_kernel``; with
-    ``kp``, dp is the (kp, BC) padded score table (BC: C rounded up to a power of two; -inf past
+    """(w (K, C), dp, dmax (C,), gsp (C,), tlin (2, C, C), tmax (2,)) float64, see ``weights_kernel``;
+    with ``kp``, dp is the (kp, BC) padded score table (BC: C rounded up to a power of two; -inf past
     K), else None."""
     K, C = dur.shape
     BC = _pow2(C)
     f64 = dict(dtype=torch.float64, device=dur.device)
-    w, dmax = torch.empty((K, C), **f64), torch.empty(C, **f64)
+    w, dmax, gsp = torch.empty((K, C), **f64), torch.empty(C, **f64), torch.empty(C, **f64)
     dp = torch.empty((kp, BC), **f64) if kp is not None else None
     tlin, tmax = torch.empty((2, C, C), **f64), torch.empty(2, **f64)
-    _k.weights_kernel[(1,)](dur.contiguous(), trans.contiguous(), w, w if dp is None else dp, dmax, tlin, tmax,
-                            C, K, kp or K, PADDED=dp is not None, BLOCK_K=max(16, 1024 // BC), BLOCK_C=BC)
-    return w, dp, dmax, tlin, tmax
-
-
-def g_spread_limits(dur: torch.Tensor) -> torch.Tensor:
-    """(C,) float64: how far below a block's reference the chunked sweep lets a label's finite g fall
-    before it flags the row: PRODUCT_SPREAD less the spread of the label's finite duration scores, so
-    that every far-part product ``exp(g - bref) · exp(dur - dmax)`` stays at least e^-PRODUCT_SPREAD;
-    at least SPREAD_G (a label spread past SPREAD_D sends its rows to the exact kernel anyway)."""
-    fin = torch.isfinite(dur)
-    hi = dur.masked_fill(~fin, NEG_INF).amax(0)
-    lo = dur.masked_fill(~fin, float("inf")).amin(0)
-    spread = torch.where(fin.any(0), hi - lo, torch.zeros_like(hi))
-    return (PRODUCT_SPREAD - spread).clamp(min=SPREAD_G).to(torch.float64).contiguous()
+    _k.weights_kernel[(1,)](dur.contiguous(), trans.contiguous(), w, w if dp is None else dp, dmax, gsp, tlin, tmax,
+                            C, K, kp or K, PADDED=dp is not None, BLOCK_K=max(16, 1024 // BC), BLOCK_C=BC,
+                            SPREAD_G=SPREAD_G, PRODUCT_SPREAD=PRODUCT_SPREAD)
+    return w, dp, dmax, gsp, tlin, tmax
 
 
 def _launch_roles(launch, N: int, test_mode: str | None, helped: bool, shape: tuple) -> bool:
@@ -356,8 +344,7 @@ class Sweep:
         Q, warps = chunk_config(K, config)
         nblk = triton.cdiv(T, Q)
         # Max-plus far part: score rows for every look-back distance (d - 1 < (cdiv(K, Q) + 1) Q).
-        w, dp, dmax, tlin, tmax = _linear_weights(p.durations, args[4], (triton.cdiv(K, Q) + 2) * Q if mx else None)
-        gsp = g_spread_limits(p.durations)
+        w, dp, dmax, gsp, tlin, tmax = _linear_weights(p.durations, args[4], (triton.cdiv(K, Q) + 2) * Q if mx else None)
         glin = torch.empty((N, T, C), **f64) if not mx else self.g
         bref = torch.empty((N, nblk, C), **f64) if not mx else self.g
         flag = torch.zeros(N, dtype=torch.int32, device=dev)

@@ -93,23 +93,32 @@ def label_runs_kernel(labels_ptr, len_ptr, lim_ptr, rem_ptr, T, C, K, B,
 
 
 @triton.jit
-def weights_kernel(dur_ptr, trans_ptr, w_ptr, dp_ptr, dmax_ptr, tlin_ptr, tmax_ptr, C, K, KP,
-                   PADDED: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_C: tl.constexpr):
+def weights_kernel(dur_ptr, trans_ptr, w_ptr, dp_ptr, dmax_ptr, gsp_ptr, tlin_ptr, tmax_ptr, C, K, KP,
+                   PADDED: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_C: tl.constexpr,
+                   SPREAD_G: tl.constexpr, PRODUCT_SPREAD: tl.constexpr):
     """Weights of the chunked sweep (one program): ``dmax[c]`` the largest finite duration score of
-    label c (0 if none), ``w = exp(dur - dmax)`` (K, C); with ``PADDED`` the (KP, BLOCK_C) table
-    ``dp = dur`` (-inf past K and for padding labels), so that the max-plus far part's look-backs
-    need no mask; per direction ``tmax`` the largest finite transition score (0 if none), ``tlin =
-    exp(trans - tmax)`` (2, C, C)."""
+    label c (0 if none), ``w = exp(dur - dmax)`` (K, C); ``gsp[c]`` how far below a block's reference
+    the label's finite g may fall, ``PRODUCT_SPREAD`` less the spread of its finite duration scores (0
+    if none), at least ``SPREAD_G``, so that ``exp(g - bref) · w`` stays at least e^-PRODUCT_SPREAD;
+    with ``PADDED`` the (KP, BLOCK_C) table ``dp = dur`` (-inf past K and for padding labels), so that
+    the max-plus far part's look-backs need no mask; per direction ``tmax`` the largest finite
+    transition score (0 if none), ``tlin = exp(trans - tmax)`` (2, C, C)."""
     NEG_INF: tl.constexpr = float("-inf")
+    INF: tl.constexpr = float("inf")
     cc = tl.arange(0, BLOCK_C)
     cmask = cc < C
     hi = tl.full([BLOCK_C], NEG_INF, tl.float64)
+    lo = tl.full([BLOCK_C], INF, tl.float64)
     for k0 in range(0, K, BLOCK_K):
         kk = k0 + tl.arange(0, BLOCK_K)
         x = tl.load(dur_ptr + kk[:, None] * C + cc[None, :], mask=(kk < K)[:, None] & cmask[None, :], other=NEG_INF)
-        hi = tl.maximum(hi, tl.max(tl.where(x < float("inf"), x, NEG_INF), axis=0))
+        fin = (x < INF) & (x > NEG_INF)
+        hi = tl.maximum(hi, tl.max(tl.where(fin, x, NEG_INF), axis=0))
+        lo = tl.minimum(lo, tl.min(tl.where(fin, x, INF), axis=0))
     dmax = tl.where(hi == NEG_INF, 0.0, hi)
     tl.store(dmax_ptr + cc, dmax, mask=cmask)
+    spread = tl.where(hi == NEG_INF, 0.0, hi - lo)
+    tl.store(gsp_ptr + cc, tl.maximum(PRODUCT_SPREAD - spread, SPREAD_G), mask=cmask)
     for k0 in range(0, KP, BLOCK_K):
         kk = k0 + tl.arange(0, BLOCK_K)
         m = (kk < K)[:, None] & cmask[None, :]
