@@ -37,13 +37,13 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from step_profile import make_batch  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from exact_rows import count_exact_rows  # noqa: E402
+from step_profile import make_batch, run_optimizer  # noqa: E402
 
 from semicrf import backends, core  # noqa: E402
 from semicrf.backends import triton as triton_backend  # noqa: E402
 from semicrf.genomics import models  # noqa: E402
-from semicrf.genomics.run_config import add_run_arguments  # noqa: E402
-from semicrf.genomics.trainer import param_groups  # noqa: E402
 
 
 def _timer(samples: dict, device: torch.device):
@@ -72,8 +72,7 @@ def _gc_pauses() -> list[float]:
 
 def _optimizer_step(model):
     """A step of the run command's optimizer (its default settings) on ``model``: clip, AdamW, zero_grad."""
-    run = add_run_arguments(argparse.ArgumentParser()).parse_args(["--data-dir", "-", "--output-dir", "-"])
-    opt = torch.optim.AdamW(param_groups(model, run.weight_decay, run.lr, run.crf_lr_scale), lr=run.lr)
+    opt, run = run_optimizer(model)
 
     def step():
         torch.nn.utils.clip_grad_norm_(model.parameters(), run.grad_clip)
@@ -130,14 +129,6 @@ def main(argv=None) -> int:
         timed("encoder backward", hidden.backward, detached.grad)
         timed("optimizer step", step)
     _wrap(triton_backend.Sweep, "_chunked_sweep", "  Sweep._chunked_sweep", timed)
-    sweep_cls = triton_backend.Sweep
-
-    def counted_sweep(*a, **kw):
-        sw = sweep_cls(*a, **kw)
-        flagged = 0 if sw._flag is None else int(sw._flag.sum())
-        samples.setdefault("  rows flagged for the exact kernel (count)", []).append(flagged / 1e3)
-        return sw
-    triton_backend.Sweep = counted_sweep
     _wrap(models.SemiCRFTagger, "_scores", "  heads (_scores)", timed)
     _wrap(core, "make_problem", "  make_problem", timed)
     _wrap(backends, "get", "  backends.get", timed)
@@ -146,11 +137,12 @@ def main(argv=None) -> int:
     for _ in range(args.repeat):
         hidden = model.encode(x, lengths)
         detached = hidden.detach().requires_grad_()
-        loss = timed("head forward, sections timed", model.head_loss, detached, y, lengths)
+        with count_exact_rows() as counts:
+            loss = timed("head forward, sections timed", model.head_loss, detached, y, lengths)
+        samples.setdefault("  rows flagged for the exact kernel (count)", []).append(counts[0] / 1e3)
         loss.backward()
         hidden.backward(detached.grad)
         step()
-    triton_backend.Sweep = sweep_cls
     gc.enable()
     gc.unfreeze()  # frozen objects are never collected; nanobind reports them as leaks at exit
     print(f"{torch.cuda.get_device_name(device)}, encoder {args.encoder}, B={args.batch_size}, T~20000, K=1000, "

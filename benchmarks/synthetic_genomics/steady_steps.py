@@ -41,11 +41,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from exact_rows import count_exact_rows  # noqa: E402
-from step_profile import make_batch  # noqa: E402
+from step_profile import make_batch, run_optimizer  # noqa: E402
 
 from semicrf.genomics import models  # noqa: E402
-from semicrf.genomics.run_config import add_run_arguments  # noqa: E402
-from semicrf.genomics.trainer import param_groups  # noqa: E402
 
 FORMS = ("plain", "sync_after_encode", "detached_head")
 
@@ -94,7 +92,6 @@ def main(argv=None) -> int:
         p.error("steady_steps.py times GPU steps and needs a CUDA GPU")
     device = torch.device("cuda")
     batch = make_batch(16, 20_000, device)
-    run = add_run_arguments(argparse.ArgumentParser()).parse_args(["--data-dir", "-", "--output-dir", "-"])
     rows: dict[str, list[float]] = {}
 
     def report(label, values):
@@ -106,11 +103,11 @@ def main(argv=None) -> int:
         torch.manual_seed(0)
         config = models.ModelConfig(input_dim=batch[0].shape[-1], num_classes=3, encoder=args.encoder, hidden_dim=256,
                                     num_layers=4, max_duration=1000)
-        model = models.build_model(name, config).to(device)
-        return model, torch.optim.AdamW(param_groups(model, run.weight_decay, run.lr, run.crf_lr_scale), lr=run.lr)
+        return models.build_model(name, config).to(device)
 
     for name in args.models.split(","):
-        model, opt = build(name)
+        model = build(name)
+        opt, run = run_optimizer(model)
         report(f"{name} warm-up", _times(model, opt, batch, "plain", args.warmup, run.grad_clip))
         for form in FORMS:
             report(f"{name} {form}", _times(model, opt, batch, form, args.steps, run.grad_clip))
@@ -135,7 +132,8 @@ def main(argv=None) -> int:
         report(f"{name} plain, split_far=off", _times(model, opt, batch, "plain", args.steps, run.grad_clip))
     exact = None
     if args.count_exact:
-        model, opt = build("semicrf")
+        model = build("semicrf")
+        opt, run = run_optimizer(model)
         exact = []
         for _ in range(args.warmup + args.steps):
             with count_exact_rows() as counts:

@@ -55,6 +55,14 @@ from semicrf.genomics.run_config import add_run_arguments
 from semicrf.genomics.trainer import param_groups
 
 
+def run_optimizer(model):
+    """(AdamW, the run command's default settings): the optimizer ``run`` builds for ``model`` by default
+    (its parameter groups, weight decay and CRF learning-rate scale); ``settings.grad_clip`` is its clip."""
+    settings = add_run_arguments(argparse.ArgumentParser()).parse_args(["--data-dir", "-", "--output-dir", "-"])
+    groups = param_groups(model, settings.weight_decay, settings.lr, settings.crf_lr_scale)
+    return torch.optim.AdamW(groups, lr=settings.lr), settings
+
+
 def make_batch(batch: int, length: int, device: torch.device, seed: int = 0):
     """(features (B, T, 5), labels (B, T), lengths (B,)) from the synthetic generator."""
     seqs = list(generate_sequences(GeneratorConfig(seq_length=length), batch, seed=seed))
@@ -181,8 +189,7 @@ def profile(name: str, config: ModelConfig, batch, steps: int, device: torch.dev
     if not _set_split_far(model, split_far) and split_far != "auto":
         return {"model": name, "split_far": split_far, "error": "no semi-CRF: --split-far does not apply"}
     # The run command's default optimizer settings.
-    run = add_run_arguments(argparse.ArgumentParser()).parse_args(["--data-dir", "-", "--output-dir", "-"])
-    opt = torch.optim.AdamW(param_groups(model, run.weight_decay, run.lr, run.crf_lr_scale), lr=run.lr)
+    opt, run = run_optimizer(model)
     x, y, lengths = batch
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats(device)
