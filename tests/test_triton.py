@@ -548,7 +548,7 @@ def test_gene_model_training_penalty_keeps_the_fast_sweep():
 
     g = torch.Generator().manual_seed(0)
     B, L, K = 2, 160, 12
-    grammar = gm.GeneGrammar(K, "triton").double()
+    grammar = gm.GeneGrammar(K, "triton").double().to(DEV)
     codes = torch.multinomial(torch.tensor([0.3, 0.05, 0.25, 0.4]), B * L, replacement=True, generator=g)
     codes, lengths = codes.view(B, L).to(DEV), torch.full((B,), L, device=DEV)
     scores = [torch.randn(B, L, 3, generator=g, dtype=torch.float64).to(DEV) for _ in range(4)]

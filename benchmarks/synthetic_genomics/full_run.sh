@@ -7,7 +7,9 @@
 #   full_run.sh               start, wait for every process, gather (one long call or a normal machine)
 #   full_run.sh start         generate the data if missing, start (or resume) every unfinished process
 #                             in its own session (setsid), return at once
-#   full_run.sh wait SECONDS  wait until every process has exited or SECONDS have passed; print progress
+#   full_run.sh wait SECONDS  wait until no process is running or SECONDS have passed; print progress
+#                             (a job that `start` did not start, or whose process is gone without an
+#                             exit status, shows as "not running" and is not waited for)
 #   full_run.sh gather        gather the finished models per seed, compare, and write
 #                             $WORK/histories.json (every model's validation curve)
 #   full_run.sh autotune-save FILE.tar
@@ -84,15 +86,23 @@ start() {
         CUDA_VISIBLE_DEVICES=${DEVS[$(((i - 1) % GPUS))]} setsid bash -c "$B run --data-dir '$WORK/data' --output-dir '$dir' \
             $RECIPE --epochs $EPOCHS --models $m --seed $s --time-limit $LIMIT_S --no-progress $(budgets "$m") $resume \
             >> '$WORK/logs/${m}_s$s.log' 2>&1; echo \$? > '$WORK/logs/${m}_s$s.exit'" < /dev/null > /dev/null 2>&1 &
+        echo $! > "$WORK/logs/${m}_s$s.pid"
     done
     echo "started at $(date +%T): ${#jobs[@]} jobs on GPU(s) ${DEVS[*]} in $WORK"
+}
+
+state() {  # a job's state: its exit status, "running", or "not running" (never started here, or lost)
+    local base="$WORK/logs/$1_s$2"
+    if [ -f "$base.exit" ]; then cat "$base.exit"
+    elif [ -f "$base.pid" ] && kill -0 "$(cat "$base.pid")" 2>/dev/null; then echo running
+    else echo "not running"; fi
 }
 
 progress() {
     local m s f
     for job in "${jobs[@]}"; do
         set -- $job; m=$1; s=$2; f="$WORK/logs/${m}_s$s.log"
-        printf '%-22s %s | %s\n' "${m}_s$s" "$(cat "$WORK/logs/${m}_s$s.exit" 2>/dev/null || echo running)" \
+        printf '%-22s %s | %s\n' "${m}_s$s" "$(state "$m" "$s")" \
             "$(grep -E 'epoch|stopped|test boundary|Error|error' "$f" 2>/dev/null | tail -1 | cut -c1-150)"
     done
 }
@@ -101,7 +111,7 @@ wait_for() {
     local limit=$1 t0=$SECONDS left
     while [ $((SECONDS - t0)) -lt "$limit" ]; do
         left=0
-        for job in "${jobs[@]}"; do set -- $job; [ -f "$WORK/logs/$1_s$2.exit" ] || left=$((left + 1)); done
+        for job in "${jobs[@]}"; do set -- $job; [ "$(state "$1" "$2")" = running ] && left=$((left + 1)); done
         [ "$left" -eq 0 ] && break
         sleep 10
     done
