@@ -34,7 +34,7 @@ IMPOSSIBLE = -1000.0
 
 # ----------------------------------------------------------------------------- the independent truth
 def path_score(path, a0, codes, em, codon, start, end, trans, dur, init, final, tails=None, splice=None,
-               exon_tails=False):
+               exon_tails=False, exon_splice=None):
     """Score of one class segmentation [(s, e, c)] with initial frame a0 (None unless it opens in a gene).
 
     tails: None (no tail states), or a bool per segment, True for an intergenic or intron tail piece:
@@ -42,7 +42,9 @@ def path_score(path, a0, codes, em, codon, start, end, trans, dur, init, final, 
     3 (intergenic) or 4 (intron) instead of its class's; with exon_tails exon segments too (column 5).
     splice: None, or the two penalties a plain
     (whole) intron segment loses when its first two bases are not GT and its last two not AG (a base
-    outside the sequence matches)."""
+    outside the sequence matches). exon_splice: None, or (donor, acceptor) penalties of whole (plain)
+    exon segments with exon_tails: one after an intron or opening the sequence loses the acceptor's when
+    the two bases before it are not AG (no donor check here: an exon may precede intergenic too)."""
     total, prev, phase = 0.0, None, a0
     for i, (s, e, c) in enumerate(path):
         if tails is not None:
@@ -61,6 +63,8 @@ def path_score(path, a0, codes, em, codon, start, end, trans, dur, init, final, 
                 phase = s % 3  # a gene's frame starts at its first base
             for t in range(s, e):
                 total += em[t, gm.EXON] + codon[t, (t - phase) % 3]
+            if exon_splice is not None and not tails[i] and prev != gm.INTERGENIC:
+                total -= exon_splice[1] * (not all(codes[u] == b for u, b in ((s - 2, A), (s - 1, G)) if u >= 0))
             for u in range(max(0, s - 2), e - 2):  # codons whose third base lies in the segment
                 if (u - phase) % 3 == 0 and tuple(codes[u:u + 3]) in STOPS:
                     return NEG
@@ -319,7 +323,7 @@ def test_tail_states_double_only_intergenic_and_introns():
 @pytest.mark.parametrize("seed,L,K,splice,exon_tails", [(0, 6, 3, False, False), (1, 6, 2, False, False),
                                                         (2, 5, 5, False, False), (3, 6, 3, True, False),
                                                         (4, 7, 4, True, False), (5, 6, 3, False, True),
-                                                        (6, 6, 2, True, True)])
+                                                        (6, 6, 2, True, True), (7, 7, 3, True, True)])
 def test_tail_states_match_enumeration(seed, L, K, splice, exon_tails):
     # Z, every class labelling's likelihood, and every gold segmentation's likelihood with tail states
     # (and the splice penalties of whole introns) against the enumeration of (segmentation, initial
@@ -328,9 +332,10 @@ def test_tail_states_match_enumeration(seed, L, K, splice, exon_tails):
                                                            exon_tails=exon_tails)
     args = numpy_args(grammar, codes, em, codon, start, end)
     pens = tuple(grammar.splice_penalties().tolist()) if splice else None
+    exon_pens = tuple(grammar.exon_splice_penalties().tolist()) if splice and exon_tails else None
     by_labels, by_gold, every = {}, {}, []
     for path, a0, tails in enumerate_tail_paths(L, K, exon_tails):
-        sc = path_score(path, a0, *args, tails=tails, splice=pens, exon_tails=exon_tails)
+        sc = path_score(path, a0, *args, tails=tails, splice=pens, exon_tails=exon_tails, exon_splice=exon_pens)
         if sc == NEG:
             continue
         every.append(sc)
@@ -424,6 +429,19 @@ def test_splice_penalties_match_the_enumeration_and_its_gradient():
     assert grammar.splice_penalty.grad.abs().sum() > 1e-3
     with pytest.raises(ValueError, match="tails"):
         gm.GeneGrammar(K, "cpu", tails=False, splice_sites=True)
+
+
+def test_a_checkpoint_from_before_the_exon_side_checks_loads_with_them_off():
+    # A tail-exons + splice-sites model saved before the exon-side checks has no exon_splice_penalty: it
+    # loads with those penalties exactly 0, so its scores are what they were; a new one starts at 5 nats.
+    old = gm.GeneGrammar(6, "cpu", 5, tails=True, splice_sites=True, exon_tails=True).double()
+    assert old.exon_splice_penalties().min().item() > 4.9
+    state = {k: v for k, v in old.state_dict().items() if k != "exon_splice_penalty"}
+    old.load_state_dict(state)
+    assert old.exon_splice_penalties().tolist() == [0.0, 0.0]
+    with pytest.raises(RuntimeError, match="splice_penalty"):  # a state without any splice table still fails
+        old.load_state_dict({k: v for k, v in state.items() if k != "splice_penalty"})
+    assert gm.GeneGrammar(6, "cpu", 5, tails=True, splice_sites=True).exon_splice_penalties().tolist() == [0.0, 0.0]
 
 
 # ----------------------------------------------------------------------------- frame and stop codons
@@ -659,10 +677,27 @@ def codon_in(codes, u, codons):
     return any(all(not 0 <= u + j < len(codes) or codes[u + j] == b for j, b in enumerate(cod)) for cod in codons)
 
 
-def enumerate_genes(codes, em, codon, start, end, trans, dur, init, final):
+SPLICE = {"+": ((G, T), (A, G)), "-": ((C, T), (A, C))}  # an intron's first and last two bases, read on +
+
+
+def enumerate_genes(codes, em, codon, start, end, trans, dur, init, final, tails=False, exon_tails=False,
+                    splice=None, exon_splice=None, with_tails=False):
     """Yield (class path [(s, e, c)], score) for every valid gene structure, pruning as soon as a
-    rule fails. codon: (L, 6) codon-position scores, + strand's 3 then - strand's 3."""
+    rule fails. codon: (L, 6) codon-position scores, + strand's 3 then - strand's 3.
+
+    tails: every intergenic and intron segment is also tried as a *tail* piece (and every exon segment
+    with exon_tails): only a tail piece continues a run of its class (exons without exon_tails
+    continue plain to plain), a tail piece is scored by duration column 3 (intergenic), 4 (intron) or
+    5 (exon), and a lone tail exon piece cannot be a whole one-exon gene. splice: (donor, acceptor)
+    penalties of a plain intron whose first / last two bases are not its strand's (a base outside the
+    sequence matches). exon_splice: the same for a plain exon with exon_tails, on the two bases after
+    it when an intron follows, and before it when an intron precedes it or it opens the sequence.
+    with_tails: yield (path, score, the tail bit of each segment) instead."""
     L, K = len(codes), dur.shape[0]
+    tailed = {0, NP_, NM} | ({XP, XM} if exon_tails else set()) if tails else set()
+
+    def canonical(u, pair):  # are the bases u, u + 1 the pair? (a base outside the sequence matches)
+        return all(not 0 <= u + j < L or codes[u + j] == b for j, b in enumerate(pair))
 
     def exon_ok(s, e, strand, a):
         for u in range(max(0, s - 2), e):
@@ -677,22 +712,38 @@ def enumerate_genes(codes, em, codon, start, end, trans, dur, init, final):
             return (e - a) % 3 == 0 and codon_in(codes, e, STOPS)
         return (a - (e - 1)) % 3 == 0 and codon_in(codes, e - 3, [CAT])
 
-    def walk(s, path, phase, score):
+    def walk(s, path, phase, score, bits=()):
         if s == L:
             c = path[-1][2]
-            yield list(path), score + final[c]
+            yield (list(path), score + final[c]) + ((bits,) if with_tails else ())
             return
+        prev_tail = bool(bits) and bits[-1]
         prev = path[-1][2] if path else None
-        for d in range(1, min(K, L - s) + 1):
+        for d, tail in itertools.product(range(1, min(K, L - s) + 1), (False, True)):
             e = s + d
             for c in (range(5) if prev is None else NEXT[prev]):
+                if tail and c not in tailed:
+                    continue
+                if c == prev and c in tailed and not (tail and prev_tail):
+                    continue  # only a tail piece continues a run
                 strand = STRAND_OF.get(c)
-                sc = score + (init[c] if prev is None else trans[prev, c]) + dur[d - 1, KIND[c]]
+                col = ({0: 3, NP_: 4, NM: 4, XP: 5, XM: 5}[c] if tail else KIND[c])
+                sc = score + (init[c] if prev is None else trans[prev, c]) + dur[d - 1, col]
                 sc += em[s:e, c].sum() + start[s, c] + end[e - 1, c]
                 if prev in (XP, XM) and c == 0 and not closes(s, STRAND_OF[prev], phase):
                     continue
+                if prev in (XP, XM) and c == 0 and prev_tail and len(path) > 1 and path[-2][2] == 0:
+                    continue  # one tail exon piece between intergenic: a one-exon gene has no tail copy
+                if c in (NP_, NM) and not tail and splice is not None:
+                    first, last = SPLICE[strand]
+                    sc -= splice[0] * (not canonical(s, first)) + splice[1] * (not canonical(e - 2, last))
+                if exon_splice is not None:
+                    if c in (NP_, NM) and prev in (XP, XM) and not prev_tail:  # a whole exon before an intron
+                        sc -= exon_splice[0] * (not canonical(s, SPLICE[strand][0]))
+                    if c in (XP, XM) and not tail and prev in (None, NP_, NM):  # a whole exon after one
+                        sc -= exon_splice[1] * (not canonical(s - 2, SPLICE[strand][1]))
                 if c == 0:
-                    yield from walk(e, path + [(s, e, c)], None, sc)
+                    yield from walk(e, path + [(s, e, c)], None, sc, bits + (tail,))
                     continue
                 if prev is None:
                     phases = range(3)  # the sequence opens inside a gene: its frame is free
@@ -716,9 +767,9 @@ def enumerate_genes(codes, em, codon, start, end, trans, dur, init, final):
                         j = 0 if strand == "+" else 3
                         pos = [(t - a) % 3 if strand == "+" else (a - t) % 3 for t in range(s, e)]
                         extra = sum(codon[t, j + p] for t, p in zip(range(s, e), pos))
-                        yield from walk(e, path + [(s, e, c)], a, sc + extra)
+                        yield from walk(e, path + [(s, e, c)], a, sc + extra, bits + (tail,))
                     else:
-                        yield from walk(e, path + [(s, e, c)], (a + d) % 3, sc)
+                        yield from walk(e, path + [(s, e, c)], (a + d) % 3, sc, bits + (tail,))
 
     yield from walk(0, [], None, 0.0)
 
@@ -739,9 +790,9 @@ def motif_sequence(g, L):
     return torch.tensor(["ACGT".index(b) for b in out[:L]])[None]
 
 
-def random_problem5(seed, L, K, backend="cpu", codes=None):
+def random_problem5(seed, L, K, backend="cpu", codes=None, **grammar_options):
     g = torch.Generator().manual_seed(seed)
-    grammar = gm.GeneGrammar(K, backend, 5).double()
+    grammar = gm.GeneGrammar(K, backend, 5, **grammar_options).double()
     with torch.no_grad():
         for p in grammar.parameters():
             p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64))
@@ -775,6 +826,8 @@ def grammatical_labellings(L):
 
 
 DESIGNED = ["CATGTAAC", "TTACATGC", "GTTACATC", "CATGCTAA"]  # + gene, - gene, - gene, + gene / - stop
+# Genes with splice dinucleotides in reach: + ATG GT.AG, - CT.AC around short introns, and mixed.
+SPLICED = ["ATGTAGCT", "TTACTACA", "ATGTAGTA", "TTAGTCAT"]
 
 
 @pytest.mark.parametrize("seed,L,K,design", [(0, 8, 4, 0), (1, 8, 3, 1), (2, 8, 4, None), (3, 9, 3, None),
@@ -806,6 +859,64 @@ def test_two_strand_likelihoods_match_enumeration(seed, L, K, design):
     assert tuple(classes[0].tolist()) == best_labels
     if design is not None:  # the designed sequence holds a whole gene (it opens and closes in it)
         assert any(0 in y[:3] and 0 in y[-2:] and (XP in y or XM in y) for y in label_ll)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed,L,K,design,exon_tails", [(30, 8, 3, 0, False), (31, 8, 4, 1, False),
+                                                        (32, 8, 3, 2, True), (33, 8, 4, 3, True),
+                                                        (34, 7, 3, None, True)])
+def test_two_strand_tail_states_and_splice_sites_match_enumeration(seed, L, K, design, exon_tails):
+    # The 62 (80) states with the splice checks on both strands: every class labelling's likelihood,
+    # every gold segmentation's (the training objective) and Viterbi's best path, against the enumeration
+    # of every gene structure with every plain / tail choice, scored with the class-level tables and the
+    # splice rules as the module docstring writes them (intron side; with exon tails, exon side too).
+    codes = None if design is None else torch.tensor(["ACGT".index(b) for b in SPLICED[design]])[None]
+    grammar, codes, em, codon, start, end = random_problem5(seed, L, K, codes=codes, tails=True, splice_sites=True,
+                                                            exon_tails=exon_tails)
+    assert grammar.num_states == (80 if exon_tails else 62)
+    pens = tuple(grammar.splice_penalties().tolist())
+    exon_pens = tuple(grammar.exon_splice_penalties().tolist()) if exon_tails else None
+    assert exon_tails == (exon_pens is not None and min(exon_pens) > 0.01)
+    found = list(enumerate_genes(*numpy_args5(grammar, codes, em, codon, start, end), tails=True,
+                                 exon_tails=exon_tails, splice=pens, exon_splice=exon_pens, with_tails=True))
+    log_z, label_ll, (best_score, _) = by_labelling(((p, sc) for p, sc, _ in found), L)
+    by_gold = {}
+    for path, sc, bits in found:
+        by_gold.setdefault((tuple(path), bits), []).append(sc)
+    ys = grammatical_labellings(L)
+    n = ys.shape[0]
+    lengths = torch.full((n,), L)
+    with torch.no_grad():
+        scores = grammar.state_scores(em.expand(n, -1, -1), codon.expand(n, -1, -1), codes.expand(n, -1), lengths,
+                                      start.expand(n, -1, -1), end.expand(n, -1, -1))
+        ll = grammar.log_likelihood(*scores, ys, lengths).numpy()
+        path_ll = grammar.path_log_likelihood(*scores, ys, lengths).numpy()
+    starts, ends, classes, counts = run_pieces(ys.numpy(), lengths.numpy(), K)
+    tailed = {0, NP_, NM} | ({XP, XM} if exon_tails else set())
+    whole_gold = 0
+    for i, y in enumerate(ys.tolist()):
+        truth = label_ll.get(tuple(y), NEG)
+        if truth == NEG:
+            assert ll[i] < IMPOSSIBLE, y
+        else:
+            assert ll[i] == pytest.approx(truth, abs=1e-9), y
+        m = counts[i]
+        pieces = tuple(zip(starts[i, :m].tolist(), ends[i, :m].tolist(), classes[i, :m].tolist()))
+        cls = [c for _, _, c in pieces]
+        bits = tuple(c in tailed and ((j > 0 and cls[j - 1] == c) or (j + 1 < m and cls[j + 1] == c))
+                     for j, c in enumerate(cls))
+        gold = by_gold.get((pieces, bits))
+        if gold is None:
+            assert path_ll[i] < IMPOSSIBLE, y
+        else:
+            whole_gold += 1
+            assert path_ll[i] == pytest.approx(logsumexp(gold) - log_z, abs=1e-9), y
+    assert whole_gold > 1 and len(label_ll) > 1
+    assert torch.logsumexp(torch.from_numpy(ll), 0).item() == pytest.approx(0.0, abs=1e-9)
+    with torch.no_grad():
+        e, s, t = grammar.state_scores(em, codon, codes, torch.tensor([L]), start, end)
+        _, result = grammar.decode(e, s, t, torch.tensor([L]))
+    assert result.score.item() == pytest.approx(best_score, abs=1e-9)
 
 
 def test_two_strand_gradients_are_those_of_the_enumerated_likelihood():

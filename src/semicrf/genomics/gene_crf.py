@@ -41,7 +41,8 @@ class GeneGrammar(nn.Module):
     Parameters: ``transitions`` (C, C), ``durations`` (K, 3) -- by kind, intergenic / exon / intron,
     shared by the two strands; with tails (K, 5), the tail pieces' intergenic and intron laws after
     them -- ``initial`` and ``final`` (C,); with ``splice_sites`` (needs tails) ``splice_penalty`` (2,),
-    the raw donor and acceptor penalties of whole introns ("Splice sites" in the module docstring). The
+    the raw donor and acceptor penalties of whole introns, and with exon_tails as well
+    ``exon_splice_penalty`` (2,), those of whole exons ("Splice sites" in the module docstring). The
     per-sequence scores come from the caller's heads (see :meth:`state_scores`).
     """
 
@@ -98,6 +99,17 @@ class GeneGrammar(nn.Module):
             self.splice_penalty = nn.Parameter(torch.full((2,), SPLICE_PENALTY_INIT))
         self.register_buffer("whole_intron", torch.tensor([s.kind == "intron" and not s.tail for s in st]),
                              persistent=False)
+        # With exon tails as well, a plain exon piece is a whole exon, and its kind tells which of its
+        # sides an intron is on (see "Splice sites"): its end is a donor (open, inner; real layout only,
+        # since without codons they may precede intergenic too), its start an acceptor (inner, close).
+        exon_side = self.splice_sites and self.exon_tails
+        donor_kinds = ("open", "inner") if self.layout.codons else ()
+        self.register_buffer("exon_donor", torch.tensor([exon_side and s.kind in donor_kinds and not s.tail
+                                                         for s in st]), persistent=False)
+        self.register_buffer("exon_acceptor", torch.tensor([exon_side and s.kind in ("inner", "close")
+                                                            and not s.tail for s in st]), persistent=False)
+        if exon_side:
+            self.exon_splice_penalty = nn.Parameter(torch.full((2,), SPLICE_PENALTY_INIT))
         self.register_buffer("strand_col", torch.tensor([strand_index.get(s.strand, 0) for s in st]),
                              persistent=False)
 
@@ -209,20 +221,47 @@ class GeneGrammar(nn.Module):
         """(2,) what a whole intron loses for a non-canonical first and last two bases (softplus, > 0)."""
         return nn.functional.softplus(self.splice_penalty)
 
+    def exon_splice_penalties(self) -> Tensor:
+        """(2,) what a whole exon loses (``splice_sites`` with ``exon_tails``) when the two bases after it
+        are not a donor (open, inner; real layout) and when the two before it are not an acceptor
+        (inner, close): softplus, > 0. Zeros without exon-side checks."""
+        if not hasattr(self, "exon_splice_penalty"):
+            return self.transitions.new_zeros(2)
+        return nn.functional.softplus(self.exon_splice_penalty)
+
     def _splice_scores(self, start: Tensor, end: Tensor, codes: Tensor, lengths: Tensor):
         """start and end less the splice penalties where a whole intron state's first (last) two bases
         are not its strand's canonical ends (:data:`.gene_grammar.SPLICE_ENDS`; bases past the
-        sequence's ends match anything)."""
-        left, right = [], []
+        sequence's ends match anything), and, with exon tails, where the two bases after a whole exon
+        whose right side is an intron (before one whose left side is) are not those ends."""
+        sites = {"first": [], "last": [], "after": [], "before": []}
         for strand in self.layout.strands:
             first, last = SPLICE_ENDS[strand]
-            left.append(~codon_at(codes, lengths, (first,), 0))  # bases t, t + 1 (a segment starting at t)
-            right.append(~codon_at(codes, lengths, (last,), -1))  # bases t - 1, t (a segment ending at t)
+            sites["first"].append(~codon_at(codes, lengths, (first,), 0))  # t, t + 1 (a segment starting at t)
+            sites["last"].append(~codon_at(codes, lengths, (last,), -1))  # t - 1, t (a segment ending at t)
+            sites["after"].append(~codon_at(codes, lengths, (first,), 1))  # t + 1, t + 2 (after a segment's end t)
+            sites["before"].append(~codon_at(codes, lengths, (last,), -2))  # t - 2, t - 1 (before its start t)
         col = self.strand_col
+        bad = {k: torch.stack(v, -1)[:, :, col] for k, v in sites.items()}  # (B, T, S)
         pen = self.splice_penalties().to(start.dtype)
-        bad_left = torch.stack(left, -1)[:, :, col] & self.whole_intron
-        bad_right = torch.stack(right, -1)[:, :, col] & self.whole_intron
-        return start - pen[0] * bad_left.to(start.dtype), end - pen[1] * bad_right.to(end.dtype)
+        start = start - pen[0] * (bad["first"] & self.whole_intron).to(start.dtype)
+        end = end - pen[1] * (bad["last"] & self.whole_intron).to(end.dtype)
+        if self.exon_tails:
+            exon_pen = self.exon_splice_penalties().to(start.dtype)
+            start = start - exon_pen[1] * (bad["before"] & self.exon_acceptor).to(start.dtype)
+            end = end - exon_pen[0] * (bad["after"] & self.exon_donor).to(end.dtype)
+        return start, end
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        # A checkpoint of this configuration saved before the exon-side checks (2026-12-03) has no
+        # exon_splice_penalty: load it with those checks off (softplus(-1e4) is exactly 0), so that it
+        # predicts what it predicted when it was saved.
+        key = prefix + "exon_splice_penalty"
+        if hasattr(self, "exon_splice_penalty") and key not in state_dict and prefix + "splice_penalty" in state_dict:
+            state_dict[key] = torch.full_like(self.exon_splice_penalty, -1.0e4)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
 
     def constrain(self, emissions: Tensor, start: Tensor, end: Tensor, labels: Tensor):
         """The scores restricted to the state paths whose classes are ``labels`` (B, T)."""

@@ -137,6 +137,21 @@ stays possible; it starts at about 5 nats (:data:`SPLICE_PENALTY_INIT`) and is
 learned with the other tables. The splice sites of tail-piece introns are left
 to the encoder's start and end scores.
 
+With ``--gene-long-runs tail-exons`` a plain exon piece is a whole exon as
+well (a longer one is tail pieces), and its kind says which side an intron is
+on: open and inner exons end where an intron begins (real layout; without
+codons, the synthetic layout's open and inner pieces may precede intergenic
+too), inner and close exons begin where an intron ends, on either strand since
+the engine reads both left to right. Such a whole exon loses a learned
+``softplus(exon_splice_penalty[0])`` when the two bases after it are not the
+strand's donor (GT on +, CT as read on + for a - gene) and
+``softplus(exon_splice_penalty[1])`` when the two before it are not the
+acceptor (AG; AC), through its end and start scores. These checks reach the
+junctions of the long introns, whose tail pieces have none; where both the
+exon and the intron are whole, the junction is checked from both sides, with
+the two sides' penalties learned apart. A checkpoint of this configuration
+saved before them (2026-12-03) loads with them off.
+
 In-frame stop codons (both layouts)
 ===================================
 

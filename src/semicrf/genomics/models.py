@@ -77,7 +77,8 @@ class ModelConfig:
     ``"tail-exons"`` (exon runs too) or ``"pieces"`` (its pieces scored by the
     class's law; the first version).
     gene_splice_sites: semicrf_gene scores a whole intron's ends against the
-    canonical GT .. AG (needs ``gene_long_runs="tail"``).
+    canonical GT .. AG (needs ``gene_long_runs="tail"`` or ``"tail-exons"``;
+    with ``"tail-exons"`` a whole exon's intron sides too).
     """
 
     input_dim: int

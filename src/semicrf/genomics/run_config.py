@@ -68,7 +68,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
     p.add_argument("--gene-splice-sites", default="on", choices=("on", "off"),
                    help="semicrf_gene: a whole intron (at most K bases) whose first or last two bases are not "
                         "GT .. AG (+ strand; CT .. AC as read on + for the - strand) loses a learned penalty "
-                        "(on, needs --gene-long-runs tail), or splice sites are left to the encoder (off)")
+                        "(on, needs --gene-long-runs tail or tail-exons; with tail-exons a whole exon's "
+                        "bases beside an intron are checked too), or splice sites are left to the encoder (off)")
     p.add_argument("--no-recompute", action="store_true",
                    help="keep the encoder's activations for the backward pass instead of recomputing them "
                         "(faster; needs memory: several GiB per layer at the spec's size)")
