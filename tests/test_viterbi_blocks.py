@@ -55,28 +55,32 @@ def test_best_path_is_the_enumerations(T, C, K):
 
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("forbid", [0.0, 0.15])
-def test_equals_the_whole_sequence_viterbi_bit_for_bit(seed, forbid):
+@pytest.mark.parametrize("threads", [1, 2])
+def test_equals_the_whole_sequence_viterbi_bit_for_bit(seed, forbid, threads):
+    # K from below to above the parallel far part's step (SUB_BLOCK positions), one thread or two.
     rng = np.random.default_rng(seed)
     T, C, K = int(rng.integers(50, 400)), int(rng.integers(1, 7)), int(rng.integers(1, 60))
     kw = _inputs(T, C, K, seed, forbid)
     want = semicrf.viterbi(backend="cpu", **kw)
     for bounds in (_cuts(T, 5, seed), [0, T], list(range(0, T, 7)) + [T]):
         got = semicrf.viterbi_blocks(_blocks(kw, bounds), T, kw["transitions"], kw["durations"], kw["initial"],
-                                     kw["final"])
+                                     kw["final"], threads=threads)
         assert torch.equal(got.score, want.score)
         assert torch.equal(got.labels, want.labels)
         assert got.segments == want.segments
 
 
-def test_ties_go_where_the_whole_sequence_viterbi_sends_them():
-    # Integer scores: many paths tie; both must pick the same one.
+@pytest.mark.parametrize("K", [9, 45])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_ties_go_where_the_whole_sequence_viterbi_sends_them(K, threads):
+    # Integer scores: many paths tie; both must pick the same one, also across the far / near split.
     g = torch.Generator().manual_seed(5)
-    T, C, K = 120, 3, 9
+    T, C = 120, 3
     kw = dict(emissions=torch.randint(-1, 2, (1, T, C), generator=g).double(),
               transitions=torch.zeros(C, C, dtype=torch.float64), durations=torch.zeros(K, C, dtype=torch.float64))
     want = semicrf.viterbi(backend="cpu", **kw)
     got = semicrf.viterbi_blocks(((kw["emissions"][0, a:a + 13], None, None) for a in range(0, T, 13)), T,
-                                 kw["transitions"], kw["durations"])
+                                 kw["transitions"], kw["durations"], threads=threads)
     assert torch.equal(got.labels, want.labels) and got.segments == want.segments
 
 
@@ -96,7 +100,7 @@ def test_long_sequence_in_blocks_float32_inputs():
     em = torch.randn(1, T, C, generator=g)
     tr, du = torch.randn(C, C, generator=g), torch.randn(K, C, generator=g)
     want = semicrf.viterbi(em, tr, du, backend="cpu")
-    got = semicrf.viterbi_blocks(((em[0, a:a + 4096], None, None) for a in range(0, T, 4096)), T, tr, du)
+    got = semicrf.viterbi_blocks(((em[0, a:a + 4096], None, None) for a in range(0, T, 4096)), T, tr, du, threads=2)
     assert torch.equal(got.score, want.score) and torch.equal(got.labels, want.labels)
 
 
@@ -120,3 +124,6 @@ def test_bad_blocks_are_refused_by_name():
         semicrf.viterbi_blocks([(bad, None, None)], 10, tr, du)
     with pytest.raises(ValueError, match="gave 0 positions"):
         semicrf.viterbi_blocks([], 10, tr, du)
+    for threads in (0, 1.5, True):
+        with pytest.raises(ValueError, match="`threads`"):
+            semicrf.viterbi_blocks([(em, None, None)], 10, tr, du, threads=threads)

@@ -197,7 +197,7 @@ def viterbi(emissions: Tensor, transitions: Tensor, durations: Tensor, lengths: 
 
 
 def viterbi_blocks(blocks, length: int, transitions: Tensor, durations: Tensor, initial: Tensor | None = None,
-                   final: Tensor | None = None) -> ViterbiResult:
+                   final: Tensor | None = None, threads: int | None = None) -> ViterbiResult:
     """:func:`viterbi` of one sequence whose scores arrive in blocks of consecutive positions, on the CPU:
     for a sequence whose (T, C) score tables do not fit in memory (a chromosome over many states).
 
@@ -206,6 +206,8 @@ def viterbi_blocks(blocks, length: int, transitions: Tensor, durations: Tensor, 
     their W summing to ``length``. Parameters as :func:`viterbi`. The path, its score and its ties are
     those of ``viterbi(..., backend="cpu")`` on the whole sequence, bit for bit; memory is about 3 bytes
     per position and label (the traceback's links) beside one block (:mod:`semicrf.backends.cpu_blocks`).
+    ``threads``: how many CPU threads share each step's look-back over earlier starts (default
+    ``torch.get_num_threads()``); the result does not depend on it.
     Returns a :class:`~semicrf.types.ViterbiResult` of one sequence (B = 1) on the CPU.
     """
     import numpy as np
@@ -215,6 +217,10 @@ def viterbi_blocks(blocks, length: int, transitions: Tensor, durations: Tensor, 
     if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length < 1:
         raise ValueError(f"`length`: the sequence's number of positions, an int >= 1; got {length!r}")
     length = int(length)
+    if threads is None:
+        threads = torch.get_num_threads()
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise ValueError(f"`threads`: how many CPU threads to use, an int >= 1 (or None: torch's count); got {threads!r}")
     host = lambda x: x.cpu() if isinstance(x, Tensor) else x  # noqa: E731
     params = tuple(host(x) for x in (transitions, durations, initial, final))
     C = params[0].shape[-1] if isinstance(params[0], Tensor) else None
@@ -234,7 +240,8 @@ def viterbi_blocks(blocks, length: int, transitions: Tensor, durations: Tensor, 
         except ValueError as exc:
             raise ValueError(f"`blocks`: item {i} (positions from {done}): {exc}") from exc
         if sweep is None:
-            sweep = BlockViterbi(length, *(_c64(getattr(p, n)) for n in ("transitions", "durations", "initial", "final")))
+            sweep = BlockViterbi(length, *(_c64(getattr(p, n)) for n in ("transitions", "durations", "initial", "final")),
+                                 threads=int(threads))
         w = p.emissions.shape[1]
         if done + w > length:
             raise ValueError(f"`blocks`: item {i} brings the positions to {done + w}, past `length` = {length}")

@@ -10,7 +10,10 @@ in the same order, so both return the same path and score bit for bit; only its 
 - what the traceback needs is kept for every position: the length of the best segment ending there
   (int16 when K < 2^15) and the best label before a segment starting there (int8 when C < 2^7),
   3 bytes per position and label against the 40 or more of the whole-sequence sweep's float64 and
-  int64 tables.
+  int64 tables;
+- the look-back of the ends of each step of SUB_BLOCK positions over the starts before that step
+  runs first, spread over threads by label; the starts inside the step follow, position by position
+  (one sequence is otherwise one chain, on one core).
 
 So a sequence of T positions and C labels needs about 3·T·C bytes beside one block's scores: 21 Mbp at
 62 states is 3.9 GB. :func:`semicrf.viterbi_blocks` is the public entry point; it validates each block.
@@ -24,44 +27,84 @@ import numpy as np
 from .cpu import NEG_INF, _best_entry, _jit, duration_span
 
 
-@nb.njit(**_jit)
-def _advance(t0, K, C, em, start, end, trans, init, dur_rev, span, alpha, cum, ring, best_d, best_prev):
-    """The sweep over positions t0 .. t0 + W - 1 of one block (em, start, end: (W, C) float64).
-    State carried from block to block: alpha (C,) at position t0, cum (C,) the prefix sums at t0,
-    ring (C, 2K) the look-back values. Writes best_d[t0 + 1 .. t0 + W] and best_prev[t0 .. t0 + W - 1]."""
-    W = em.shape[0]
-    nxt = np.empty(C)
-    for i in range(W):
-        t = t0 + i
-        r = t % K
-        for c in range(C):
-            uv, arg = _best_entry(t, c, C, alpha, trans, init)
-            best_prev[t, c] = arg
-            gv = uv - cum[c] + start[i, c]
-            ring[c, r] = gv
-            ring[c, r + K] = gv
-        e = t + 1
-        base = K - e
-        for c in range(C):
-            cum[c] = cum[c] + em[i, c]
+#: Positions per step of the parallel far part (see :func:`_advance`).
+SUB_BLOCK = 32
+
+
+@nb.njit(parallel=True, **_jit)
+def _far(t0, Q, K, span, dur_rev, ring, far_best, far_start):
+    """For the ends t0 + 1 .. t0 + Q and every label, the best look-back over the starts before t0
+    (all in the ring when t0's step begins), labels spread over the threads: the same terms, in the same
+    order, as the CPU backend's loop over those starts, ties to the larger start."""
+    C = ring.shape[0]
+    for c in nb.prange(C):
+        for i in range(Q):
+            e = t0 + i + 1
             n = min(span[c, 1], e)
-            if n < span[c, 0] or end[i, c] == NEG_INF:
-                nxt[c] = NEG_INF
-                best_d[e, c] = 1
-                continue
             best = NEG_INF
             bs = e - 1
             s0 = e - n
             j0 = s0 % K
-            for k in range(n - span[c, 0] + 1):  # starts s0 .. e - span[c, 0], ring slots j0 ..
+            base = K - e
+            for k in range(min(t0 - 1, e - span[c, 0]) - s0 + 1):  # starts s0 .. min(t0 - 1, e - span[c, 0])
                 x = dur_rev[c, base + s0 + k] + ring[c, j0 + k]
-                if x >= best:  # ties go to the larger start, i.e. the shorter segment
+                if x >= best:
                     best = x
                     bs = s0 + k
-            nxt[c] = cum[c] + end[i, c] + best
-            best_d[e, c] = e - bs
-        for c in range(C):
-            alpha[c] = nxt[c]
+            far_best[i, c] = best
+            far_start[i, c] = bs
+
+
+@nb.njit(**_jit)
+def _advance(t0, K, C, em, start, end, trans, init, dur_rev, span, alpha, cum, ring, best_d, best_prev):
+    """The sweep over positions t0 .. t0 + W - 1 of one block (em, start, end: (W, C) float64).
+    State carried from block to block: alpha (C,) at position t0, cum (C,) the prefix sums at t0,
+    ring (C, 2K) the look-back values. Writes best_d[t0 + 1 .. t0 + W] and best_prev[t0 .. t0 + W - 1].
+
+    By steps of SUB_BLOCK positions: the look-back over the starts before the step (the far part) runs
+    first, in parallel over the labels (:func:`_far`); then each position in order takes its entries,
+    and its ends look back over the starts inside the step, continuing the far part's maximum. Each
+    candidate is the same sum as in the one-pass loop, and the loop's tie rule (the larger start) is
+    kept across the split, so the result is the same bit for bit with any number of threads."""
+    W = em.shape[0]
+    nxt = np.empty(C)
+    far_best = np.empty((SUB_BLOCK, C))
+    far_start = np.empty((SUB_BLOCK, C), dtype=np.int64)
+    for q0 in range(0, W, SUB_BLOCK):
+        tq = t0 + q0
+        Q = min(SUB_BLOCK, W - q0)
+        _far(tq, Q, K, span, dur_rev, ring, far_best, far_start)
+        for i in range(q0, q0 + Q):
+            t = t0 + i
+            r = t % K
+            for c in range(C):
+                uv, arg = _best_entry(t, c, C, alpha, trans, init)
+                best_prev[t, c] = arg
+                gv = uv - cum[c] + start[i, c]
+                ring[c, r] = gv
+                ring[c, r + K] = gv
+            e = t + 1
+            base = K - e
+            for c in range(C):
+                cum[c] = cum[c] + em[i, c]
+                n = min(span[c, 1], e)
+                if n < span[c, 0] or end[i, c] == NEG_INF:
+                    nxt[c] = NEG_INF
+                    best_d[e, c] = 1
+                    continue
+                best = far_best[i - q0, c]
+                bs = far_start[i - q0, c]
+                s0 = max(e - n, tq)
+                j0 = s0 % K
+                for k in range(e - span[c, 0] - s0 + 1):  # starts max(e - n, tq) .. e - span[c, 0]
+                    x = dur_rev[c, base + s0 + k] + ring[c, j0 + k]
+                    if x >= best:  # ties go to the larger start, i.e. the shorter segment
+                        best = x
+                        bs = s0 + k
+                nxt[c] = cum[c] + end[i, c] + best
+                best_d[e, c] = e - bs
+            for c in range(C):
+                alpha[c] = nxt[c]
 
 
 @nb.njit(**_jit)
@@ -100,12 +143,14 @@ def _traceback(L, last, best_d, best_prev, labels, table):
 class BlockViterbi:
     """The sweep's state for one sequence of ``length`` positions; :meth:`add` each block in order,
     then :meth:`finish`. Parameters as float64 numpy arrays: transitions (C, C), durations (K, C),
-    initial (C,), final (C,)."""
+    initial (C,), final (C,); threads: how many threads share the far part of the look-back (capped at
+    numba's ``NUMBA_NUM_THREADS``)."""
 
     def __init__(self, length: int, transitions: np.ndarray, durations: np.ndarray, initial: np.ndarray,
-                 final: np.ndarray):
+                 final: np.ndarray, threads: int = 1):
         K, C = durations.shape
         self.length, self.K, self.C = length, K, C
+        self.threads = max(1, min(int(threads), nb.config.NUMBA_NUM_THREADS))
         self.trans, self.init, self.final = transitions, initial, final
         self.dur_rev = np.ascontiguousarray(durations[::-1].T)
         self.span = duration_span(durations)
@@ -118,6 +163,7 @@ class BlockViterbi:
 
     def add(self, emissions: np.ndarray, start: np.ndarray, end: np.ndarray) -> None:
         """The next block's scores, each (W, C) float64 C-contiguous."""
+        nb.set_num_threads(self.threads)
         _advance(self.done, self.K, self.C, emissions, start, end, self.trans, self.init, self.dur_rev, self.span,
                  self.alpha, self.cum, self.ring, self.best_d, self.best_prev)
         self.done += emissions.shape[0]
