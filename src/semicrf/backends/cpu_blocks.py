@@ -32,10 +32,11 @@ SUB_BLOCK = 32
 
 
 @nb.njit(parallel=True, **_jit)
-def _far(t0, Q, K, span, dur_rev, ring, far_best, far_start):
+def _far(t0, Q, K, span, dur_rev, ring, end, q0, far_best, far_start):
     """For the ends t0 + 1 .. t0 + Q and every label, the best look-back over the starts before t0
     (all in the ring when t0's step begins), labels spread over the threads: the same terms, in the same
-    order, as the CPU backend's loop over those starts, ties to the larger start."""
+    order, as the CPU backend's loop over those starts, ties to the larger start. Ends whose end score
+    (row q0 + i of the block's ``end``) is -inf are skipped, as the sweep skips them."""
     C = ring.shape[0]
     for c in nb.prange(C):
         for i in range(Q):
@@ -43,6 +44,8 @@ def _far(t0, Q, K, span, dur_rev, ring, far_best, far_start):
             n = min(span[c, 1], e)
             best = NEG_INF
             bs = e - 1
+            if end[q0 + i, c] == NEG_INF:
+                continue
             s0 = e - n
             j0 = s0 % K
             base = K - e
@@ -73,7 +76,7 @@ def _advance(t0, K, C, em, start, end, trans, init, dur_rev, span, alpha, cum, r
     for q0 in range(0, W, SUB_BLOCK):
         tq = t0 + q0
         Q = min(SUB_BLOCK, W - q0)
-        _far(tq, Q, K, span, dur_rev, ring, far_best, far_start)
+        _far(tq, Q, K, span, dur_rev, ring, end, q0, far_best, far_start)
         for i in range(q0, q0 + Q):
             t = t0 + i
             r = t % K
