@@ -127,3 +127,20 @@ def test_bad_blocks_are_refused_by_name():
     for threads in (0, 1.5, True):
         with pytest.raises(ValueError, match="`threads`"):
             semicrf.viterbi_blocks([(em, None, None)], 10, tr, du, threads=threads)
+
+
+def test_two_python_threads_may_decode_at_once():
+    # The parallel far part is entered by one caller at a time; both get the whole-sequence path.
+    from concurrent.futures import ThreadPoolExecutor
+
+    kws = [_inputs(3000, 5, 40, seed) for seed in (1, 2)]
+    want = [semicrf.viterbi(backend="cpu", **kw) for kw in kws]
+
+    def decode(kw):
+        return semicrf.viterbi_blocks(_blocks(kw, list(range(0, 3000, 256)) + [3000]), 3000, kw["transitions"],
+                                      kw["durations"], kw["initial"], kw["final"], threads=2)
+
+    with ThreadPoolExecutor(2) as pool:
+        got = list(pool.map(decode, kws + kws))
+    for g, w in zip(got, want + want):
+        assert torch.equal(g.score, w.score) and torch.equal(g.labels, w.labels)

@@ -21,6 +21,8 @@ So a sequence of T positions and C labels needs about 3·T·C bytes beside one b
 
 from __future__ import annotations
 
+import threading
+
 import numba as nb
 import numpy as np
 
@@ -31,8 +33,7 @@ from .cpu import NEG_INF, _best_entry, _jit, duration_span
 SUB_BLOCK = 32
 
 
-@nb.njit(parallel=True, **_jit)
-def _far(t0, Q, K, span, dur_rev, ring, end, q0, far_best, far_start):
+def _far_body(t0, Q, K, span, dur_rev, ring, end, q0, far_best, far_start):
     """For the ends t0 + 1 .. t0 + Q and every label, the best look-back over the starts before t0
     (all in the ring when t0's step begins), labels spread over the threads: the same terms, in the same
     order, as the CPU backend's loop over those starts, ties to the larger start. Ends whose end score
@@ -58,14 +59,21 @@ def _far(t0, Q, K, span, dur_rev, ring, end, q0, far_best, far_start):
             far_start[i, c] = bs
 
 
+# Compiled twice: serial (one thread: no parallel runtime, safe from any Python thread) and parallel.
+_far_serial = nb.njit(**_jit)(_far_body)
+_far_parallel = nb.njit(parallel=True, **_jit)(_far_body)
+# numba's default thread pool must not be entered by two Python threads at once.
+_PARALLEL_LOCK = threading.Lock()
+
+
 @nb.njit(**_jit)
-def _advance(t0, K, C, em, start, end, trans, init, dur_rev, span, alpha, cum, ring, best_d, best_prev):
+def _advance(t0, K, C, em, start, end, trans, init, dur_rev, span, alpha, cum, ring, best_d, best_prev, parallel):
     """The sweep over positions t0 .. t0 + W - 1 of one block (em, start, end: (W, C) float64).
     State carried from block to block: alpha (C,) at position t0, cum (C,) the prefix sums at t0,
     ring (C, 2K) the look-back values. Writes best_d[t0 + 1 .. t0 + W] and best_prev[t0 .. t0 + W - 1].
 
     By steps of SUB_BLOCK positions: the look-back over the starts before the step (the far part) runs
-    first, in parallel over the labels (:func:`_far`); then each position in order takes its entries,
+    first, over the labels (:func:`_far_body`, in parallel when ``parallel``); then each position in order takes its entries,
     and its ends look back over the starts inside the step, continuing the far part's maximum. Each
     candidate is the same sum as in the one-pass loop, and the loop's tie rule (the larger start) is
     kept across the split, so the result is the same bit for bit with any number of threads."""
@@ -76,7 +84,10 @@ def _advance(t0, K, C, em, start, end, trans, init, dur_rev, span, alpha, cum, r
     for q0 in range(0, W, SUB_BLOCK):
         tq = t0 + q0
         Q = min(SUB_BLOCK, W - q0)
-        _far(tq, Q, K, span, dur_rev, ring, end, q0, far_best, far_start)
+        if parallel:
+            _far_parallel(tq, Q, K, span, dur_rev, ring, end, q0, far_best, far_start)
+        else:
+            _far_serial(tq, Q, K, span, dur_rev, ring, end, q0, far_best, far_start)
         for i in range(q0, q0 + Q):
             t = t0 + i
             r = t % K
@@ -166,9 +177,14 @@ class BlockViterbi:
 
     def add(self, emissions: np.ndarray, start: np.ndarray, end: np.ndarray) -> None:
         """The next block's scores, each (W, C) float64 C-contiguous."""
-        nb.set_num_threads(self.threads)
-        _advance(self.done, self.K, self.C, emissions, start, end, self.trans, self.init, self.dur_rev, self.span,
-                 self.alpha, self.cum, self.ring, self.best_d, self.best_prev)
+        args = (self.done, self.K, self.C, emissions, start, end, self.trans, self.init, self.dur_rev, self.span,
+                self.alpha, self.cum, self.ring, self.best_d, self.best_prev)
+        if self.threads == 1:
+            _advance(*args, False)
+        else:
+            with _PARALLEL_LOCK:
+                nb.set_num_threads(self.threads)
+                _advance(*args, True)
         self.done += emissions.shape[0]
 
     def finish(self):
