@@ -12,6 +12,11 @@
 #                             exit status, shows as "not running" and is not waited for)
 #   full_run.sh gather        gather the finished models per seed, compare, and write
 #                             $WORK/histories.json (every model's validation curve)
+#   full_run.sh pack DIR      each job's $WORK/parts/<model>_s<seed> as one file DIR/<model>_s<seed>.tar
+#                             (about 12 MB at the recipe's size): what to bring back from a lent machine,
+#                             whose $OUT returned the checkpoint folders themselves as "(depth)", not at all
+#   full_run.sh unpack DIR    the reverse, before `start` on a fresh machine (an existing part is kept
+#                             unless its tar is newer)
 #   full_run.sh autotune-save FILE.tar
 #                             the Triton autotuning results of this machine's runs (a few KB of
 #                             *.autotune.json); with AUTOTUNE_TAR=FILE.tar, `start` unpacks them
@@ -23,7 +28,8 @@
 # outlives the call that started it: `start` then `wait 570` in the first call, `wait 570` in the
 # next ones, `gather` at the end. Each process stops cleanly after LIMIT_S seconds (--time-limit,
 # last checkpoint written); running the script again (same WORK, same settings) resumes it exactly.
-# Between machines, carry $WORK/parts (checkpoints: about 12 MB per model at the recipe's size).
+# Between machines, `pack` $WORK/parts into $OUT at the end of a call and `unpack` it before the
+# next `start` (checkpoints: about 12 MB per model at the recipe's size).
 #
 # Settings from the environment (defaults: the first full run of docs/results.md, realistic content):
 #   WORK, LIMIT_S (1500), EPOCHS (24), MODELS (seed 1), SEED2_MODELS (also with seed 2), TIME_BUDGET
@@ -119,6 +125,29 @@ wait_for() {
     progress
 }
 
+pack() {
+    local out=${1:?give the folder to write the tars to} m s n=0
+    mkdir -p "$out"
+    for job in "${jobs[@]}"; do
+        set -- $job; m=$1; s=$2
+        [ -d "$WORK/parts/${m}_s$s" ] || continue
+        tar cf "$out/${m}_s$s.tar.tmp" -C "$WORK/parts" "${m}_s$s" && mv "$out/${m}_s$s.tar.tmp" "$out/${m}_s$s.tar" \
+            && n=$((n + 1))
+    done
+    echo "packed $n part(s) into $out"
+}
+
+unpack() {
+    local dir=${1:?give the folder that holds the tars of pack} m s n=0
+    mkdir -p "$WORK/parts"
+    for job in "${jobs[@]}"; do
+        set -- $job; m=$1; s=$2
+        [ -f "$dir/${m}_s$s.tar" ] || continue
+        tar xf "$dir/${m}_s$s.tar" -C "$WORK/parts" --keep-newer-files 2>/dev/null && n=$((n + 1))
+    done
+    echo "unpacked $n part(s) into $WORK/parts"
+}
+
 gather() {
     local dirs=() s m done_models list
     for s in 1 2; do
@@ -156,6 +185,8 @@ case "${1:-all}" in
     wait) wait_for "${2:?give the seconds to wait}" ;;
     gather) gather ;;
     autotune-save) autotune_save "${2:-}" ;;
+    pack) pack "${2:-}" ;;
+    unpack) unpack "${2:-}" ;;
     all) start; wait_for 100000000; gather ;;
-    *) echo "usage: $0 [start | wait SECONDS | gather | autotune-save FILE.tar]" >&2; exit 2 ;;
+    *) echo "usage: $0 [start | wait SECONDS | gather | pack DIR | unpack DIR | autotune-save FILE.tar]" >&2; exit 2 ;;
 esac
