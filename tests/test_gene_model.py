@@ -145,10 +145,10 @@ def all_labellings(L):
     return torch.tensor(list(itertools.product(range(3), repeat=L)), dtype=torch.int64)
 
 
-def _every_labelling(grammar, codes, em, codon, start, end):
-    """(every class labelling of the sequence (n, L), lengths (n,), the state scores for each)."""
+def _every_labelling(grammar, codes, em, codon, start, end, ys=None):
+    """(every class labelling of the sequence (n, L), or the given ys, lengths (n,), the state scores for each)."""
     L = codes.shape[1]
-    ys = all_labellings(L)
+    ys = all_labellings(L) if ys is None else ys
     n = ys.shape[0]
     lengths = torch.full((n,), L)
     with torch.no_grad():
@@ -883,12 +883,8 @@ def test_two_strand_tail_states_and_splice_sites_match_enumeration(seed, L, K, d
     by_gold = {}
     for path, sc, bits in found:
         by_gold.setdefault((tuple(path), bits), []).append(sc)
-    ys = grammatical_labellings(L)
-    n = ys.shape[0]
-    lengths = torch.full((n,), L)
+    ys, lengths, scores = _every_labelling(grammar, codes, em, codon, start, end, grammatical_labellings(L))
     with torch.no_grad():
-        scores = grammar.state_scores(em.expand(n, -1, -1), codon.expand(n, -1, -1), codes.expand(n, -1), lengths,
-                                      start.expand(n, -1, -1), end.expand(n, -1, -1))
         ll = grammar.log_likelihood(*scores, ys, lengths).numpy()
         path_ll = grammar.path_log_likelihood(*scores, ys, lengths).numpy()
     starts, ends, classes, counts = run_pieces(ys.numpy(), lengths.numpy(), K)

@@ -234,22 +234,21 @@ class GeneGrammar(nn.Module):
         are not its strand's canonical ends (:data:`.gene_grammar.SPLICE_ENDS`; bases past the
         sequence's ends match anything), and, with exon tails, where the two bases after a whole exon
         whose right side is an intron (before one whose left side is) are not those ends."""
-        sites = {"first": [], "last": [], "after": [], "before": []}
-        for strand in self.layout.strands:
-            first, last = SPLICE_ENDS[strand]
-            sites["first"].append(~codon_at(codes, lengths, (first,), 0))  # t, t + 1 (a segment starting at t)
-            sites["last"].append(~codon_at(codes, lengths, (last,), -1))  # t - 1, t (a segment ending at t)
-            sites["after"].append(~codon_at(codes, lengths, (first,), 1))  # t + 1, t + 2 (after a segment's end t)
-            sites["before"].append(~codon_at(codes, lengths, (last,), -2))  # t - 2, t - 1 (before its start t)
         col = self.strand_col
-        bad = {k: torch.stack(v, -1)[:, :, col] for k, v in sites.items()}  # (B, T, S)
+
+        def off_site(end_kind: int, offset: int) -> Tensor:
+            """(B, T, S): the two bases at t + offset, t + offset + 1 are not the state's strand's intron
+            first (end_kind 0) or last (1) pair."""
+            return torch.stack([~codon_at(codes, lengths, (SPLICE_ENDS[strand][end_kind],), offset)
+                                for strand in self.layout.strands], -1)[:, :, col]
+
         pen = self.splice_penalties().to(start.dtype)
-        start = start - pen[0] * (bad["first"] & self.whole_intron).to(start.dtype)
-        end = end - pen[1] * (bad["last"] & self.whole_intron).to(end.dtype)
+        start = start - pen[0] * (off_site(0, 0) & self.whole_intron).to(start.dtype)  # an intron starting at t
+        end = end - pen[1] * (off_site(1, -1) & self.whole_intron).to(end.dtype)  # an intron ending at t
         if self.exon_tails:
             exon_pen = self.exon_splice_penalties().to(start.dtype)
-            start = start - exon_pen[1] * (bad["before"] & self.exon_acceptor).to(start.dtype)
-            end = end - exon_pen[0] * (bad["after"] & self.exon_donor).to(end.dtype)
+            start = start - exon_pen[1] * (off_site(1, -2) & self.exon_acceptor).to(start.dtype)  # before it
+            end = end - exon_pen[0] * (off_site(0, 1) & self.exon_donor).to(end.dtype)  # after it
         return start, end
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
