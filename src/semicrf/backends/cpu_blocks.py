@@ -41,12 +41,12 @@ def _far_body(t0, Q, K, span, dur_rev, ring, end, q0, far_best, far_start):
     C = ring.shape[0]
     for c in nb.prange(C):
         for i in range(Q):
+            if end[q0 + i, c] == NEG_INF:
+                continue
             e = t0 + i + 1
             n = min(span[c, 1], e)
             best = NEG_INF
             bs = e - 1
-            if end[q0 + i, c] == NEG_INF:
-                continue
             s0 = e - n
             j0 = s0 % K
             base = K - e
@@ -73,8 +73,9 @@ def _advance(t0, K, C, em, start, end, trans, init, dur_rev, span, alpha, cum, r
     ring (C, 2K) the look-back values. Writes best_d[t0 + 1 .. t0 + W] and best_prev[t0 .. t0 + W - 1].
 
     By steps of SUB_BLOCK positions: the look-back over the starts before the step (the far part) runs
-    first, over the labels (:func:`_far_body`, in parallel when ``parallel``); then each position in order takes its entries,
-    and its ends look back over the starts inside the step, continuing the far part's maximum. Each
+    first, over the labels (:func:`_far_body`, in parallel when ``parallel``); then each position in
+    order takes its entries, and its ends look back over the starts inside the step, continuing the far
+    part's maximum. Each
     candidate is the same sum as in the one-pass loop, and the loop's tie rule (the larger start) is
     kept across the split, so the result is the same bit for bit with any number of threads."""
     W = em.shape[0]
