@@ -169,3 +169,20 @@ def test_prefix_and_refusals(tmp_path):
     if not torch.cuda.is_available():
         with pytest.raises(dc.DecodeError, match="--device cuda: no CUDA GPU"):
             dc.decode_fasta(ckpt, fasta, tmp_path / "q.gff3", device="cuda")
+
+
+def test_pieces_on_a_gpu_stay_under_cudnns_lstm_limit():
+    assert dc.piece_length(1_000_000, torch.device("cpu")) == 1_000_000
+    assert dc.piece_length(1_000_000, torch.device("cuda")) == dc.CUDNN_LSTM_MAX_STEPS == 65_535
+    assert dc.piece_length(5_000, torch.device("cuda")) == 5_000
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_streamed_scores_past_cudnns_limit_on_a_gpu_match_the_cpu():
+    model = _model(stem="conv", layers=2)
+    codes = _codes(70_000)  # longer than one cuDNN LSTM call takes
+    want = dc.scores(model, codes, "onehot", chunk=1_000_000)
+    got = dc.scores(model.cuda(), codes, "onehot", chunk=1_000_000)
+    for key in ("emissions", "start", "end"):
+        torch.testing.assert_close(got[key].cpu(), want[key], atol=1e-4, rtol=1e-4)

@@ -130,6 +130,17 @@ def load_model(path, device: str = "cpu") -> tuple[torch.nn.Module, str, str]:
     return model, name, kind
 
 
+# cuDNN's LSTM refuses a sequence of 65 536 steps or more (CUDNN_STATUS_NOT_SUPPORTED; pytorch/pytorch
+# issue 133751), measured here on an H200 with a 1 000 000-base piece. The pieces carry the LSTM state
+# across, so a shorter piece changes nothing but the number of launches.
+CUDNN_LSTM_MAX_STEPS = 65_535
+
+
+def piece_length(chunk: int, device: torch.device) -> int:
+    """The bases per encoder piece: ``chunk``, at most :data:`CUDNN_LSTM_MAX_STEPS` on a CUDA device."""
+    return min(chunk, CUDNN_LSTM_MAX_STEPS) if device.type == "cuda" else chunk
+
+
 def _pieces(length: int, chunk: int):
     return [(s, min(s + chunk, length)) for s in range(0, length, chunk)]
 
@@ -145,7 +156,7 @@ def scores(model, codes: np.ndarray, kind: str, chunk: int = 1_000_000, halo: in
     """The output layer's inputs for the whole sequence: {"emissions", "start", "end"} (1, L, C) float32 or None.
 
     For a bilstm encoder the work is streamed over pieces of ``chunk`` bases (exactly the one-pass
-    result); for any other encoder the model's encoder runs once on the whole sequence.
+    result; on a GPU at most :data:`CUDNN_LSTM_MAX_STEPS`); for any other encoder the model's encoder runs once on the whole sequence.
     """
     length = len(codes)
     enc = model.encoder
@@ -165,7 +176,7 @@ def scores(model, codes: np.ndarray, kind: str, chunk: int = 1_000_000, halo: in
         em, st, en = head(model.encode(x, torch.tensor([length], device=dev)))
         return {"emissions": em, "start": st, "end": en}
 
-    pieces = _pieces(length, chunk)
+    pieces = _pieces(length, piece_length(chunk, dev))
 
     def stem(lo, hi):
         x, off = _features(codes, kind, lo, hi, halo)
@@ -317,7 +328,8 @@ def main(argv=None) -> int:
     ap.add_argument("--fasta", required=True, help="FASTA file (plain or gzipped); every record is decoded")
     ap.add_argument("--output-gff3", required=True, help="where to write the predicted genes")
     ap.add_argument("--prefix-bases", type=int, default=None, help="decode only the first N bases of each record")
-    ap.add_argument("--chunk", type=int, default=1_000_000, help="bases per encoder piece (does not change results)")
+    ap.add_argument("--chunk", type=int, default=1_000_000,
+                    help="bases per encoder piece (does not change results; at most 65 535 on a GPU, cuDNN's limit)")
     ap.add_argument("--halo", type=int, default=DEFAULT_HALO, help="context bases on each side of a piece")
     ap.add_argument("--threads", type=int, default=1, help="PyTorch CPU threads (0: PyTorch's choice)")
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
