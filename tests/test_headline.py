@@ -115,3 +115,15 @@ def test_confusion_from_predictions_counts_every_position(tmp_path):
         wrong = int((test.labels[0] == c).sum()) if c != 0 else 0
         assert conf[name][name] == int((truth == c).sum()) - wrong
         assert conf[name]["intergenic"] == (wrong if c != 0 else int((truth == 0).sum()))
+
+
+def test_a_tagged_run_gives_its_own_rows(tmp_path):
+    one = _write(tmp_path, "s1", {"oracle": _m(0.8), "x": _m(0.50)})
+    longer = _write(tmp_path, "x48_s1", {"x": _m(0.58), "oracle": _m(0.8)})
+    runs = hl.per_model(hl.load_runs([one, f"{longer}@48ep"]))
+    assert list(runs) == ["oracle", "x", "x@48ep"]
+    assert [m["boundary_f1"] for m in runs["x@48ep"]] == [0.58] and len(runs["oracle"]) == 2
+    with pytest.raises(ValueError, match="give the tag"):
+        hl.load_runs([f"{longer}@"])
+    with pytest.raises(ValueError, match="no metrics.json"):
+        hl.load_runs([f"{tmp_path / 'missing'}@48ep"])

@@ -4,7 +4,8 @@
     python3 headline.py curves HISTORIES_JSON --figure curves.png [--oracle 0.740]
 
 ``table`` takes the ``metrics.json`` of one ``run`` per seed (a results
-directory or the file itself; the oracle may appear in any of them) and prints
+directory or the file itself; the oracle may appear in any of them; ``PATH@TAG``
+names that run's models ``<model>@TAG``, a second schedule's rows) and prints
 three markdown tables:
 
 - the headline: per model, the number of seeds, then each metric's mean over
@@ -43,9 +44,19 @@ ORACLE = "oracle"
 
 
 def load_runs(paths: list[str]) -> list[dict]:
-    """The parsed metrics.json of each path (a results directory or the file); raises ValueError."""
+    """The parsed metrics.json of each path (a results directory or the file); raises ValueError.
+
+    A path written ``PATH@TAG`` reports that run's trained models as ``<model>@TAG`` (its oracle keeps
+    its name): the rows of a second schedule of the same models beside the first, e.g. a longer run of
+    one model next to the full comparison.
+    """
     runs = []
     for p in paths:
+        tag = None
+        if "@" in p and not Path(p).exists():
+            p, tag = p.rsplit("@", 1)
+            if not tag:
+                raise ValueError(f"{p}@: give the tag after '@' (e.g. RUN_DIR@48ep), or no '@'")
         path = Path(p)
         if path.is_dir():
             path = path / "metrics.json"
@@ -54,6 +65,8 @@ def load_runs(paths: list[str]) -> list[dict]:
         doc = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(doc.get("models"), dict):
             raise ValueError(f"{path} is not a metrics file of the benchmark (no 'models')")
+        if tag is not None:
+            doc["models"] = {(n if n == ORACLE else f"{n}@{tag}"): m for n, m in doc["models"].items()}
         runs.append(doc)
     return runs
 
@@ -235,7 +248,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("table", help="headline, duration and pairwise tables of several seeds' runs")
-    t.add_argument("runs", nargs="+", help="results directories (or metrics.json files), one per seed")
+    t.add_argument("runs", nargs="+", help="results directories (or metrics.json files), one per seed; PATH@TAG: that run's models as MODEL@TAG")
     f = sub.add_parser("confusion", help="where each model's test positions go, from its predictions")
     f.add_argument("runs", nargs="+", help="results directories holding predictions/<model>.gff3")
     f.add_argument("--data-dir", required=True, help="the data set the runs were tested on")
