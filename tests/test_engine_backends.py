@@ -84,6 +84,39 @@ def test_cpu_minus_inf_durations_inside_blocks():
     assert_backends_agree(kw, runs_labels(2, 300, 3, 30))
 
 
+def _on_progressions(kw):
+    """Durations finite only on arithmetic progressions (the gene model's introns: one residue mod 3)."""
+    K = kw["durations"].shape[0]
+    d = torch.arange(1, K + 1)
+    dur = kw["durations"]
+    dur[d % 3 != 1, 0] = -math.inf  # 1, 4, 7, ...: step 3
+    dur[(d < 5) | (d % 3 != 2), 1] = -math.inf  # 5, 8, 11, ...: step 3 from 5
+    dur[(d < 4) | (d % 2 != 0), 2] = -math.inf  # 4, 6, 8, ...: step 2
+    return kw
+
+
+@pytest.mark.parametrize("wide", [False, True])
+def test_cpu_durations_on_a_progression_visit_only_its_terms(wide):
+    # The look-back steps over the lengths a label can have (duration_span's third column); a start
+    # misaligned by one would drop every finite term of the label and miss the reference by far.
+    kw = _on_progressions(inputs(2, 260, 4, 50, seed=12))
+    if wide:  # spread past the linear path's range: the log-space sweep steps the same way
+        kw["durations"][6, 0] = 450.0
+        assert not cpu_backend._duration_tables(kw["durations"].numpy())[0]
+    span = cpu_backend.duration_span(kw["durations"].numpy())
+    assert span.tolist() == [[1, 49, 3], [5, 50, 3], [4, 50, 2], [1, 50, 1]]
+    assert_backends_agree(kw, runs_labels(2, 260, 4, 13))
+    ref = semicrf.viterbi(**kw, backend="reference")
+    assert semicrf.viterbi(**kw, backend="cpu").segments == ref.segments
+
+
+def test_duration_span_of_one_or_no_finite_length():
+    dur = torch.full((6, 3), -math.inf, dtype=torch.float64)
+    dur[3, 0] = 0.0
+    dur[[1, 5], 1] = 0.0
+    assert cpu_backend.duration_span(dur.numpy()).tolist() == [[4, 4, 1], [2, 6, 4], [1, 0, 1]]
+
+
 def test_float32_inputs_give_float64_exact_results():
     kw = inputs(2, 500, 3, 60, seed=2, dtype=torch.float32)
     kw64 = {k: (v.double() if v.is_floating_point() else v) for k, v in kw.items()}

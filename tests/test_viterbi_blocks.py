@@ -70,6 +70,24 @@ def test_equals_the_whole_sequence_viterbi_bit_for_bit(seed, forbid, threads):
         assert got.segments == want.segments
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_durations_on_a_progression_match_the_dense_reference(threads):
+    # Labels whose lengths are one residue mod 3 (from 1 and from 5) or even: the look-back steps over
+    # them, in the far part (K above the step of SUB_BLOCK positions) and in the near part.
+    T, C, K = 700, 4, 80
+    kw = _inputs(T, C, K, seed=31)
+    d = torch.arange(1, K + 1)
+    kw["durations"][d % 3 != 1, 0] = NEG_INF
+    kw["durations"][(d < 5) | (d % 3 != 2), 1] = NEG_INF
+    kw["durations"][d % 2 != 0, 2] = NEG_INF
+    want = semicrf.viterbi(backend="reference", **kw)
+    got = semicrf.viterbi_blocks(_blocks(kw, _cuts(T, 6, 3)), T, kw["transitions"], kw["durations"],
+                                 kw["initial"], kw["final"], threads=threads)
+    assert got.score.item() == pytest.approx(want.score.item(), abs=1e-9)
+    assert got.segments == want.segments
+    assert {e - s for s, e, c in got.segments[0] if c == 1} <= set(range(5, K + 1, 3))
+
+
 @pytest.mark.parametrize("K", [9, 45])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_ties_go_where_the_whole_sequence_viterbi_sends_them(K, threads):

@@ -20,7 +20,9 @@ float64 log space.
 The look-back of label c is bounded by the span of its finite durations
 (:func:`duration_span`): durations outside it score -inf, so a label whose
 segments are at most 500 long costs 500 terms per position even when K is
-20 000, and one that cannot be shorter than 100 skips the 99 nearest starts. An
+20 000, and one that cannot be shorter than 100 skips the 99 nearest starts; a
+label whose finite durations lie on a progression (every third length, say)
+visits only those. An
 end position whose end score is -inf skips the look-back altogether (such a
 segment cannot end there). Both are exact: they only leave out terms that are
 -inf.
@@ -136,14 +138,14 @@ def _sweep(L, K, C, linear, cum, start, end, lim, trans, init, dur, w_rev, dur_m
                     k = blk[c, s]
                     stop = min(hi, bstart[c, k + 1])
                     part = 0.0
-                    for q in range(s, stop):
+                    for q in range(first_start(s, e, span[c, 0], span[c, 2]), stop, span[c, 2]):
                         part += w_rev[c, base + q] * gl[c, q]
                     if part > 0.0:
                         mx, acc = _lse_update(mx, acc, math.log(part) + bref[c, k])
                     s = stop
                 best = mx + math.log(acc) + dur_max[c] if acc > 0.0 else NEG_INF
             else:
-                for q in range(lo, hi):
+                for q in range(first_start(lo, e, span[c, 0], span[c, 2]), hi, span[c, 2]):
                     mx, acc = _lse_update(mx, acc, dur[e - q - 1, c] + gl[c, q])
                 best = mx + math.log(acc) if acc > 0.0 else NEG_INF
             alpha[e, c] = cum[e, c] + end[t, c] + best
@@ -226,7 +228,7 @@ def _duration_marginal_log(c, L, constrained, log_z, cum, dur, span, lim, gl, gl
         gs = gl[c, s]
         if gs == NEG_INF:
             continue
-        for d in range(span[c, 0], min(span[c, 1], L - s) + 1):
+        for d in range(span[c, 0], min(span[c, 1], L - s) + 1, span[c, 2]):
             if constrained and d > lim[s + d - 1, c]:
                 continue
             x = gs + dur[d - 1, c] + gl_r[c, L - s - d] + cum[L, c] - log_z
@@ -348,7 +350,7 @@ def _viterbi_one(L, K, C, cum, start, end, trans, init, final, dur_rev, span, al
                 alpha[e, c] = NEG_INF
                 best_d[e, c] = 1
                 continue
-            for s in range(e - n, e - span[c, 0] + 1):
+            for s in range(first_start(e - n, e, span[c, 0], span[c, 2]), e - span[c, 0] + 1, span[c, 2]):
                 x = dur_rev[c, base + s] + gv[c, s]
                 if x >= best:  # ties go to the larger start, i.e. the shorter segment
                     best = x
@@ -438,17 +440,33 @@ def _seq_or_zeros(x, shape) -> np.ndarray:
 
 
 def duration_span(dur: np.ndarray) -> np.ndarray:
-    """(C, 2) int64: the shortest and longest finite duration of each label ((1, 0) when none is).
+    """(C, 3) int64: the shortest and longest finite duration of each label and the step between its
+    finite durations ((1, 0, 1) when none is).
 
     The look-back of label c visits only durations in this span: a label whose durations are
     -inf past some length (or below one) costs no more than its longest (shortest) segment needs.
+    The step is the largest m such that every finite duration is the shortest plus a multiple of
+    m (the gcd of their differences; 1 for a label with one finite duration): a label whose lengths
+    are restricted to one residue mod 3 (the gene model's introns) visits a third of the terms.
     """
     K, C = dur.shape
     finite = np.isfinite(dur)
     any_ = finite.any(axis=0)
     lo = np.where(any_, finite.argmax(axis=0) + 1, 1)
     hi = np.where(any_, K - finite[::-1].argmax(axis=0), 0)
-    return np.ascontiguousarray(np.stack([lo, hi], axis=1).astype(np.int64))
+    step = np.ones(C, dtype=np.int64)
+    for c in range(C):
+        gaps = np.flatnonzero(finite[:, c]) + 1 - lo[c]
+        g = int(np.gcd.reduce(gaps)) if gaps.size else 0
+        step[c] = max(1, g)
+    return np.ascontiguousarray(np.stack([lo, hi, step], axis=1).astype(np.int64))
+
+
+@nb.njit(**_jit)
+def first_start(a, e, shortest, step):
+    """The first start s >= a of a segment ending at e whose length e - s is shortest + a multiple of
+    step (the starts the look-back visits go from there by step)."""
+    return a + (e - shortest - a) % step
 
 
 def _duration_tables(dur: np.ndarray):

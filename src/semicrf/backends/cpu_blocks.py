@@ -26,7 +26,7 @@ import threading
 import numba as nb
 import numpy as np
 
-from .cpu import NEG_INF, _best_entry, _jit, duration_span
+from .cpu import NEG_INF, _best_entry, _jit, duration_span, first_start
 
 
 #: Positions per step of the parallel far part (see :func:`_advance`).
@@ -50,11 +50,12 @@ def _far_body(t0, Q, K, span, dur_rev, ring, end, q0, far_best, far_start):
             s0 = e - n
             j0 = s0 % K
             base = K - e
-            for k in range(min(t0 - 1, e - span[c, 0]) - s0 + 1):  # starts s0 .. min(t0 - 1, e - span[c, 0])
-                x = dur_rev[c, base + s0 + k] + ring[c, j0 + k]
+            # starts s0 .. min(t0 - 1, e - span[c, 0]), those of a finite duration's residue (span[c, 2])
+            for s in range(first_start(s0, e, span[c, 0], span[c, 2]), min(t0 - 1, e - span[c, 0]) + 1, span[c, 2]):
+                x = dur_rev[c, base + s] + ring[c, j0 + s - s0]
                 if x >= best:
                     best = x
-                    bs = s0 + k
+                    bs = s
             far_best[i, c] = best
             far_start[i, c] = bs
 
@@ -111,11 +112,12 @@ def _advance(t0, K, C, em, start, end, trans, init, dur_rev, span, alpha, cum, r
                 bs = far_start[i - q0, c]
                 s0 = max(e - n, tq)
                 j0 = s0 % K
-                for k in range(e - span[c, 0] - s0 + 1):  # starts max(e - n, tq) .. e - span[c, 0]
-                    x = dur_rev[c, base + s0 + k] + ring[c, j0 + k]
+                # starts max(e - n, tq) .. e - span[c, 0], by the label's step
+                for s in range(first_start(s0, e, span[c, 0], span[c, 2]), e - span[c, 0] + 1, span[c, 2]):
+                    x = dur_rev[c, base + s] + ring[c, j0 + s - s0]
                     if x >= best:  # ties go to the larger start, i.e. the shorter segment
                         best = x
-                        bs = s0 + k
+                        bs = s
                 nxt[c] = cum[c] + end[i, c] + best
                 best_d[e, c] = e - bs
             for c in range(C):
