@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The checks a GPU session owes the code that CPU sessions changed, in one device call (about 6 min on
-# an H200): the Triton backend's tests on compiled kernels (the `gpu`-marked ones included), then
-# semicrf_gene's engine call at the spec's size (the 60 ms / 1 GiB target) with the rows the sweeps sent
+# an H200): the Triton backend's tests on compiled kernels (the `gpu`-marked ones included) and the
+# chromosome decoder's GPU test, then semicrf_gene's engine call at the spec's size (the 60 ms / 1 GiB
+# target; its default states and those with exon tails) with the rows the sweeps sent
 # to the exact kernel counted, then the engine's speed table, then a fresh semicrf's steps with the rows
 # sent to the exact kernel counted at each (is its slower start those rows? docs/results.md, "Step time"). Everything it prints also goes to $OUT
 # (or ./gpu_checks when OUT is unset).
@@ -13,10 +14,14 @@ OUT=${OUT:-gpu_checks}; mkdir -p "$OUT"
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 python3 -c "import torch; assert torch.cuda.is_available(), 'no CUDA GPU'; print(torch.cuda.get_device_name())" || exit 1
 t0=$SECONDS
-timeout 300 python3 -m pytest -q -p no:warnings tests/test_triton.py > "$OUT/test_triton_gpu.txt" 2>&1
-echo "tests/test_triton.py on the GPU: rc=$? ($(tail -1 "$OUT/test_triton_gpu.txt")), $((SECONDS - t0)) s"
-timeout 150 python3 benchmarks/gene_model_gpu.py --json "$OUT/gene_model_gpu.json" > "$OUT/gene_model_gpu.txt" 2>&1
-echo "gene_model_gpu.py: rc=$?, $((SECONDS - t0)) s"; tail -3 "$OUT/gene_model_gpu.txt"
+timeout 300 python3 -m pytest -q -p no:warnings tests/test_triton.py tests/test_decode_chromosome.py \
+    > "$OUT/test_triton_gpu.txt" 2>&1
+echo "tests/test_triton.py, tests/test_decode_chromosome.py on the GPU: rc=$? ($(tail -1 "$OUT/test_triton_gpu.txt")), $((SECONDS - t0)) s"
+for layout in tail tail-exons; do  # the default 26 states and the 32 with exon tails, side by side
+    timeout 120 python3 benchmarks/gene_model_gpu.py --gene-long-runs $layout --json "$OUT/gene_model_gpu_$layout.json" \
+        > "$OUT/gene_model_gpu_$layout.txt" 2>&1
+    echo "gene_model_gpu.py --gene-long-runs $layout: rc=$?, $((SECONDS - t0)) s"; tail -1 "$OUT/gene_model_gpu_$layout.txt"
+done
 timeout 120 python3 benchmarks/engine_gpu.py --sizes small,spec --repeat 5 --check-logz --no-peer \
     > "$OUT/engine_gpu.txt" 2>&1
 echo "engine_gpu.py: rc=$?, $((SECONDS - t0)) s"; tail -6 "$OUT/engine_gpu.txt"
