@@ -186,3 +186,26 @@ def test_streamed_scores_past_cudnns_limit_on_a_gpu_match_the_cpu():
     got = dc.scores(model.cuda(), codes, "onehot", chunk=1_000_000)
     for key in ("emissions", "start", "end"):
         torch.testing.assert_close(got[key].cpu(), want[key], atol=1e-4, rtol=1e-4)
+
+
+def test_a_gpu_viterbi_too_large_for_the_card_is_refused_with_the_way_out():
+    # 21 Mbp over 62 states against an H200's ~139 GiB: refused, naming the flag that decodes it anyway.
+    with pytest.raises(dc.DecodeError, match="--viterbi-device cpu"):
+        dc.check_gpu_viterbi_fits(21_146_708, 62, 139 * 2**30)
+    dc.check_gpu_viterbi_fits(21_146_708, 5, 139 * 2**30)  # the class-level models' 5 labels fit
+    with pytest.raises(dc.DecodeError, match="--viterbi-device must be cpu"):
+        dc.decode_fasta("x.pt", "x.fa", "x.gff3", viterbi_device="gpu")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("name", ["semicrf", "semicrf_gene"])
+def test_a_gpu_encoder_with_the_cpu_viterbi_gives_the_cpu_decode(name):
+    rng = np.random.default_rng(0)
+    seq = "".join("CCATGAAAGCCTTGCCGTAAGG" + "".join(rng.choice(list("ACGT"), 8)) for _ in range(9))
+    codes = np.array(["ACGT".index(b) for b in seq], np.uint8)
+    model = _model(name, seed=2)
+    want = dc.decode(model, dc.scores(model, codes, "onehot", chunk=64), codes, 30)
+    gpu = model.cuda()
+    got = dc.decode(gpu, dc.scores(gpu, codes, "onehot", chunk=64), codes, 30, viterbi_device="cpu")
+    assert np.array_equal(got, want)

@@ -6,7 +6,11 @@
 
 With ``--device cuda`` the model, its features and the Viterbi run on the GPU (the model's own
 engine backend choice, its bfloat16 autocast if it trained with it) and the report adds the GPU's
-peak memory; the default is the CPU as described below.
+peak memory; the default is the CPU as described below. The GPU's whole-sequence Viterbi keeps about
+164 bytes per position and state (:data:`GPU_VITERBI_BYTES`): 215 GB for semicrf_gene's 62 states over
+21 Mbp, more than an H200 holds, so such a decode is refused before it starts, with the way out:
+``--viterbi-device cpu`` keeps the encoder (and semicrf_gene's state scores, block by block) on the GPU
+and runs the CPU's streamed Viterbi (``--threads`` threads): the CPU decode's path, bit for bit.
 
 Loads the model from the checkpoint (its ``model_config``, ``state_dict`` and
 the run's ``--features``), computes the features, runs the encoder and then
@@ -44,6 +48,7 @@ are built once for the whole sequence) and ``softmax`` (per-position argmax).
 from __future__ import annotations
 
 import argparse
+import copy
 import gzip
 import json
 import resource
@@ -235,42 +240,70 @@ def gene_state_blocks(model, s: dict, base: torch.Tensor, block: int = DEFAULT_S
         yield em[0, lo - a:hi - a], start[0, lo - a:hi - a], end[0, lo - a:hi - a]
 
 
+#: Bytes per position and state of the GPU's whole-sequence Viterbi, about: the two half-sequence rows'
+#: seven float64 tables (prefix sums, start and end scores, alpha, u, g, best values) and int64 links,
+#: and the states' scores in float32 and as the engine's float64 copies.
+GPU_VITERBI_BYTES = 8 * (2 * 7 + 2 + 3) + 4 * 3
+
+
+def check_gpu_viterbi_fits(length: int, states: int, free_bytes: int) -> None:
+    """Refuse, before any work, a GPU Viterbi whose tables would not fit the GPU's free memory."""
+    need = GPU_VITERBI_BYTES * length * states
+    if need > free_bytes:
+        raise DecodeError(f"the GPU Viterbi of {length} positions and {states} states needs about "
+                          f"{need / 2**30:.0f} GiB, more than the {free_bytes / 2**30:.0f} GiB free on the GPU; "
+                          "add --viterbi-device cpu (the encoder stays on the GPU, the Viterbi streams on the CPU), "
+                          "or decode fewer bases (--prefix-bases)")
+
+
 @torch.no_grad()
-def decode(model, s: dict, codes: np.ndarray | None = None, state_block: int = DEFAULT_STATE_BLOCK) -> np.ndarray:
+def decode(model, s: dict, codes: np.ndarray | None = None, state_block: int = DEFAULT_STATE_BLOCK,
+           viterbi_device: str | None = None) -> np.ndarray:
     """(L,) int64 labels: the engine's Viterbi for a semi-CRF model (the CPU backend for scores on the CPU,
     the model's own backend choice on a GPU), argmax for softmax. ``codes``: the bases (semicrf_gene reads
-    its start and stop codons from them); ``state_block``: semicrf_gene's block of states on the CPU."""
+    its start and stop codons from them); ``state_block``: semicrf_gene's block of states on the CPU;
+    ``viterbi_device``: "cpu" to decode scores that lie on a GPU with the CPU Viterbi (semicrf_gene's states
+    are still built on the GPU, block by block), None for the scores' device."""
     em = s["emissions"]
     if isinstance(model, SoftmaxTagger):
         return em[0].argmax(-1).cpu().numpy().astype(np.int64)
+    on_cpu = (viterbi_device or em.device.type) == "cpu"
     length = torch.tensor([em.shape[1]], device=em.device)
     if isinstance(model, GeneSemiCRFTagger):
         if codes is None:
             raise DecodeError("semicrf_gene decodes from its scores and the bases: pass codes")
         base = torch.from_numpy(codes.astype(np.int64))[None].to(em.device)
-        if em.device.type == "cpu":
+        if not on_cpu and em.device.type == "cuda":
+            check_gpu_viterbi_fits(em.shape[1], model.crf.num_states, torch.cuda.mem_get_info(em.device)[0])
+        if on_cpu:
             tables = model.crf.state_tables()
             result = viterbi_blocks(gene_state_blocks(model, s, base, state_block), em.shape[1], tables["transitions"],
                                     tables["durations"], tables["initial"], tables["final"])
             states = result.labels[0]
-            return torch.where(states >= 0, model.crf.state_class[states.clamp(min=0)], -1).numpy()
+            return torch.where(states >= 0, model.crf.state_class.cpu()[states.clamp(min=0)], -1).numpy()
         classes, _ = model.crf.decode(*model.states_from_heads(em, s["start"], s["end"], base, length), length)
         return classes[0].cpu().numpy()
-    result = model.crf.decode(em, length, start_scores=s["start"], end_scores=s["end"],
-                              backend="cpu" if em.device.type == "cpu" else None)
+    crf = model.crf
+    if on_cpu and em.device.type != "cpu":
+        s = {k: (v.cpu() if v is not None else None) for k, v in s.items()}
+        em, length, crf = s["emissions"], length.cpu(), copy.deepcopy(crf).cpu()
+    result = crf.decode(em, length, start_scores=s["start"], end_scores=s["end"], backend="cpu" if on_cpu else None)
     return result.labels[0].cpu().numpy()
 
 
 def decode_fasta(checkpoint, fasta, output_gff3, prefix_bases: int | None = None, chunk: int = 1_000_000,
                  halo: int = DEFAULT_HALO, threads: int | None = 1, log=print, device: str = "cpu",
-                 state_block: int = DEFAULT_STATE_BLOCK) -> dict:
-    """Decode every record of ``fasta`` (its first ``prefix_bases`` bases if given); returns the report."""
+                 state_block: int = DEFAULT_STATE_BLOCK, viterbi_device: str | None = None) -> dict:
+    """Decode every record of ``fasta`` (its first ``prefix_bases`` bases if given); returns the report.
+    ``viterbi_device``: "cpu" to run the Viterbi on the CPU after a GPU encoder (None: ``device``)."""
     _check_state_block(state_block)
+    if viterbi_device not in (None, "cpu", device):
+        raise DecodeError(f"--viterbi-device must be cpu or the --device ({device}), got {viterbi_device}")
     if threads:
         torch.set_num_threads(threads)
     report = {"checkpoint": str(checkpoint), "fasta": str(fasta), "output_gff3": str(output_gff3),
               "prefix_bases": prefix_bases, "chunk": chunk, "halo": halo, "threads": threads, "device": device,
-              "state_block": state_block,
+              "viterbi_device": viterbi_device or device, "state_block": state_block,
               "sequences": []}
     gpu = torch.device(device).type == "cuda"
     if gpu and not torch.cuda.is_available():
@@ -296,7 +329,7 @@ def decode_fasta(checkpoint, fasta, output_gff3, prefix_bases: int | None = None
         sync()
         row["encoder_seconds"] = time.perf_counter() - t
         t = time.perf_counter()
-        labels = decode(model, s, codes, state_block)
+        labels = decode(model, s, codes, state_block, viterbi_device)
         del s
         sync()
         row["viterbi_seconds"] = time.perf_counter() - t
@@ -334,6 +367,10 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="PyTorch CPU threads (0: PyTorch's choice)")
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
                     help="where the encoder and the Viterbi run (cuda: one GPU, the whole sequence at once)")
+    ap.add_argument("--viterbi-device", default=None, choices=("cpu", "cuda"),
+                    help="where the Viterbi runs (default: --device); cpu after a cuda encoder: the CPU's streamed "
+                         "Viterbi over --threads threads, for state spaces whose GPU tables do not fit (semicrf_gene "
+                         "at chromosome length)")
     ap.add_argument("--state-block", type=int, default=DEFAULT_STATE_BLOCK,
                     help="semicrf_gene on the CPU: positions per block of its state scores (a multiple of 3; does "
                          "not change results)")
@@ -341,7 +378,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     try:
         report = decode_fasta(args.checkpoint, args.fasta, args.output_gff3, args.prefix_bases, args.chunk,
-                              args.halo, args.threads, device=args.device, state_block=args.state_block)
+                              args.halo, args.threads, device=args.device, state_block=args.state_block,
+                              viterbi_device=args.viterbi_device)
     except DecodeError as e:
         print(f"decode_chromosome: {e}", file=sys.stderr)
         return 2
