@@ -161,7 +161,8 @@ def scores(model, codes: np.ndarray, kind: str, chunk: int = 1_000_000, halo: in
     """The output layer's inputs for the whole sequence: {"emissions", "start", "end"} (1, L, C) float32 or None.
 
     For a bilstm encoder the work is streamed over pieces of ``chunk`` bases (exactly the one-pass
-    result; on a GPU at most :data:`CUDNN_LSTM_MAX_STEPS`); for any other encoder the model's encoder runs once on the whole sequence.
+    result; on a GPU at most :data:`CUDNN_LSTM_MAX_STEPS`); for any other encoder the model's encoder runs
+    once on the whole sequence.
     """
     length = len(codes)
     enc = model.encoder
@@ -273,7 +274,7 @@ def decode(model, s: dict, codes: np.ndarray | None = None, state_block: int = D
         if codes is None:
             raise DecodeError("semicrf_gene decodes from its scores and the bases: pass codes")
         base = torch.from_numpy(codes.astype(np.int64))[None].to(em.device)
-        if not on_cpu and em.device.type == "cuda":
+        if not on_cpu:  # the scores lie on a GPU, and so would the Viterbi's tables
             check_gpu_viterbi_fits(em.shape[1], model.crf.num_states, torch.cuda.mem_get_info(em.device)[0])
         if on_cpu:
             tables = model.crf.state_tables()

@@ -248,7 +248,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("table", help="headline, duration and pairwise tables of several seeds' runs")
-    t.add_argument("runs", nargs="+", help="results directories (or metrics.json files), one per seed; PATH@TAG: that run's models as MODEL@TAG")
+    t.add_argument("runs", nargs="+", help="results directories (or metrics.json files), one per seed; PATH@TAG: that run's models "
+                                          "as MODEL@TAG")
     f = sub.add_parser("confusion", help="where each model's test positions go, from its predictions")
     f.add_argument("runs", nargs="+", help="results directories holding predictions/<model>.gff3")
     f.add_argument("--data-dir", required=True, help="the data set the runs were tested on")
