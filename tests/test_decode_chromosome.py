@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from semicrf.genomics import features
+from semicrf.genomics import encoders, features
 from semicrf.genomics.gene_structures import STRANDED_CLASSES, labels_to_genes, read_genes_gff3
 from semicrf.genomics.models import ModelConfig, build_model
 
@@ -173,13 +173,16 @@ def test_prefix_and_refusals(tmp_path):
 
 def test_pieces_on_a_gpu_stay_under_cudnns_lstm_limit():
     assert dc.piece_length(1_000_000, torch.device("cpu")) == 1_000_000
-    assert dc.piece_length(1_000_000, torch.device("cuda")) == dc.CUDNN_LSTM_MAX_STEPS == 65_535
+    assert dc.piece_length(1_000_000, torch.device("cuda")) == encoders.CUDNN_LSTM_MAX_STEPS == 65_535
     assert dc.piece_length(5_000, torch.device("cuda")) == 5_000
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_streamed_scores_past_cudnns_limit_on_a_gpu_match_the_cpu():
+def test_streamed_scores_past_cudnns_limit_on_a_gpu_match_the_cpu(monkeypatch):
+    # Without TF32, cuDNN's default for the conv stem and the LSTM: with it the two devices differed by up
+    # to 0.03 on these random weights (H200, 2026-12-04), far above what the pieces themselves change.
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     model = _model(stem="conv", layers=2)
     codes = _codes(70_000)  # longer than one cuDNN LSTM call takes
     want = dc.scores(model, codes, "onehot", chunk=1_000_000)

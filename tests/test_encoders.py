@@ -276,3 +276,36 @@ def test_mamba_encoder_at_the_spec_length_under_bfloat16():
     h.float().square().mean().backward()
     assert torch.isfinite(h).all()
     assert all(torch.isfinite(p.grad).all() for p in enc.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize("max_steps", [1, 7, 40, 41])
+def test_lstm_in_pieces_equals_one_pass_with_its_gradients(max_steps):
+    # run_lstm carries the state from piece to piece (cuDNN's 65 535-step limit on a GPU): the outputs
+    # and every gradient must be those of one pass; a piece that restarted its state would differ.
+    torch.manual_seed(0)
+    lstm = torch.nn.LSTM(6, 5, batch_first=True).double()
+    x = torch.randn(2, 41, 6, dtype=torch.float64, requires_grad=True)
+    want = lstm(x)[0]
+    grads_want = torch.autograd.grad(want.square().sum(), [x, *lstm.parameters()])
+    got = encoders.run_lstm(lstm, x, max_steps)
+    grads_got = torch.autograd.grad(got.square().sum(), [x, *lstm.parameters()])
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    for g, w in zip(grads_got, grads_want):
+        torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_bilstm_past_cudnns_limit_on_a_gpu_matches_the_cpu(monkeypatch):
+    # The fly set's longest locus has 118 333 bases; cuDNN's LSTM refuses 65 536 steps or more in one call.
+    # float64 and no TF32 (cuDNN's default for the conv stem and the LSTM), so that the two devices'
+    # arithmetic agree to far below the test's tolerance (float32 with TF32 differed by up to 4e-4).
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    torch.manual_seed(0)
+    enc = build_encoder("bilstm", 5, 8, 1, stem="conv").double()
+    x = torch.nn.functional.one_hot(torch.randint(0, 4, (1, 70_000)), 5).double()
+    lengths = torch.tensor([70_000])
+    want = enc(x, lengths)
+    got = enc.cuda()(x.cuda(), lengths.cuda())
+    got.sum().backward()
+    torch.testing.assert_close(got.cpu(), want, rtol=1e-9, atol=1e-9)

@@ -61,6 +61,7 @@ import torch
 
 from semicrf import viterbi_blocks
 from semicrf.genomics import features
+from semicrf.genomics.encoders import CUDNN_LSTM_MAX_STEPS
 from semicrf.genomics.gene_structures import STRANDED_CLASSES, labels_to_genes, write_genes_gff3
 from semicrf.genomics.gene_model import GeneSemiCRFTagger
 from semicrf.genomics.models import ModelConfig, SemiCRFTagger, SoftmaxTagger, build_model
@@ -133,12 +134,6 @@ def load_model(path, device: str = "cpu") -> tuple[torch.nn.Module, str, str]:
     model.to(device).eval()
     kind = model.feature_kind or (ckpt.get("config") or {}).get("features", "onehot")
     return model, name, kind
-
-
-# cuDNN's LSTM refuses a sequence of 65 536 steps or more (CUDNN_STATUS_NOT_SUPPORTED; pytorch/pytorch
-# issue 133751), measured here on an H200 with a 1 000 000-base piece. The pieces carry the LSTM state
-# across, so a shorter piece changes nothing but the number of launches.
-CUDNN_LSTM_MAX_STEPS = 65_535
 
 
 def piece_length(chunk: int, device: torch.device) -> int:

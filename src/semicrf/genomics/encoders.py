@@ -373,9 +373,30 @@ class BiLSTMEncoder(nn.Module):
     def forward(self, features, lengths=None):
         h = self.stem(features, lengths)
         for fwd, bwd in zip(self.forward_lstms, self.backward_lstms):
-            back = reverse_within_lengths(bwd(reverse_within_lengths(h, lengths))[0], lengths)
-            h = torch.cat([fwd(h)[0], back], dim=-1)
+            back = reverse_within_lengths(run_lstm(bwd, reverse_within_lengths(h, lengths)), lengths)
+            h = torch.cat([run_lstm(fwd, h), back], dim=-1)
         return h
+
+
+#: cuDNN's LSTM refuses a sequence of 65 536 steps or more (``CUDNN_STATUS_NOT_SUPPORTED``; pytorch/pytorch
+#: issue 133751; met on an H200 with the fly set's 118 333-base locus and with chromosome pieces).
+CUDNN_LSTM_MAX_STEPS = 65_535
+
+
+def run_lstm(lstm: nn.LSTM, x: torch.Tensor, max_steps: int | None = None) -> torch.Tensor:
+    """``lstm(x)[0]`` for a batch-first unidirectional LSTM, run over pieces of at most ``max_steps``
+    positions that carry the state from one to the next: the same outputs as one pass (and the same
+    gradients, through the carried state). ``max_steps`` None: :data:`CUDNN_LSTM_MAX_STEPS` on a CUDA
+    device, one pass elsewhere."""
+    if max_steps is None:
+        max_steps = CUDNN_LSTM_MAX_STEPS if x.is_cuda else x.shape[1]
+    if x.shape[1] <= max_steps:
+        return lstm(x)[0]
+    outputs, state = [], None
+    for lo in range(0, x.shape[1], max_steps):
+        y, state = lstm(x[:, lo:lo + max_steps], state)
+        outputs.append(y)
+    return torch.cat(outputs, dim=1)
 
 
 MAMBA_INSTALL = ("pip install einops transformers && MAMBA_SKIP_CUDA_BUILD=TRUE MAMBA_FORCE_BUILD=TRUE "
