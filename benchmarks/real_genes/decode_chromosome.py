@@ -70,10 +70,15 @@ from semicrf.genomics.models import ModelConfig, SemiCRFTagger, SoftmaxTagger, b
 #: (28) plus the k-mer window's half (32).
 DEFAULT_HALO = 128
 #: Positions per block of semicrf_gene's state scores on the CPU (a multiple of 3: an exon state's frame
-#: is its position mod 3), and bases of context on each side of a block: more than the start, stop and
-#: splice rules read (3 bases either side), a multiple of 3 as well.
+#: is its position mod 3).
 DEFAULT_STATE_BLOCK = 240_000
-STATE_CONTEXT = 12
+
+
+def state_context(model) -> int:
+    """Bases of context on each side of a block of semicrf_gene's state scores: what its scores read
+    (``GeneSemiCRFTagger.state_context``: codon and splice rules, content k-mers, sites), rounded up to a
+    multiple of 3 so that a block's frames are the whole sequence's."""
+    return -(-model.state_context // 3) * 3
 
 
 class DecodeError(ValueError):
@@ -224,13 +229,14 @@ def _check_state_block(block: int) -> None:
 def gene_state_blocks(model, s: dict, base: torch.Tensor, block: int = DEFAULT_STATE_BLOCK):
     """semicrf_gene's engine inputs over its states, (emissions, start, end) each (W, S), for consecutive
     blocks of ``block`` positions (a multiple of 3): each built from the class-level scores and the bases of
-    the block and :data:`STATE_CONTEXT` bases either side, then cropped, which is exactly the block of the
-    whole sequence's states (the rules read 3 bases either side; the frame is the position mod 3)."""
+    the block and :func:`state_context` bases either side, then cropped, which is exactly the block of the
+    whole sequence's states (the frame is the position mod 3)."""
     _check_state_block(block)
     L = s["emissions"].shape[1]
+    context = state_context(model)
     for lo in range(0, L, block):
         hi = min(L, lo + block)
-        a, b = max(0, lo - STATE_CONTEXT), min(L, hi + STATE_CONTEXT)
+        a, b = max(0, lo - context), min(L, hi + context)
         em, start, end = model.states_from_heads(s["emissions"][:, a:b], s["start"][:, a:b], s["end"][:, a:b],
                                                  base[:, a:b], torch.tensor([b - a], device=base.device))
         yield em[0, lo - a:hi - a], start[0, lo - a:hi - a], end[0, lo - a:hi - a]

@@ -179,6 +179,18 @@ Parameterisation (tied across the copies of a class)
 - Start / end scores: a linear head (zero-initialised) gives a start and an end
   score per class and position (splice sites, gene boundaries), shared by the
   copies.
+- Content and sites, read from the bases themselves beside the encoder's heads:
+  a table ``content`` over the 6-mer ending at t adds to each of the emission
+  head's columns (a learned order-5 Markov content score per class and, for exon
+  bases, per strand and codon position), and a convolution ``sites`` over the
+  bases from 20 before to 20 after t (a position weight matrix per class and
+  side) adds to the start and end scores of the states whose ends are sites:
+  whole introns (donors, acceptors) and a gene's first and last exon (start and
+  stop codon contexts), not the pieces of long runs. With ``run --gene-start
+  counts`` (the default) they, the length laws and the class transitions start
+  at the training split's counting estimates, a gene finder's generative model
+  (:mod:`.gene_priors`), and the emission head at zero; with ``zeros`` at zero.
+  Either way they are trained with the rest.
 - Transitions: a learned (C, C) class table; a state pair allowed by the grammar
   scores its classes' entry. The three ``exon -> intron(a, r)`` choices share one
   score: they split the intron by length, not by probability.
@@ -265,8 +277,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from . import gene_priors
 from .gene_crf import GeneGrammar, long_run_states
 from .gene_grammar import LAYOUTS, STRANDED_CLASSES, NUM_CLASSES
+from .gene_priors import CONTENT_KMER, SITE_LEFT, SITE_RIGHT, kmer_index
 from .models import ModelConfig, SequenceLabeler, position_mask
 from .oracle import STOP_PENALTY
 
@@ -305,6 +319,12 @@ class GeneSemiCRFTagger(SequenceLabeler):
         # Zero start: the boundary scores begin neutral and are learned from there (as in semicrf).
         nn.init.zeros_(self.boundary_head.weight)
         nn.init.zeros_(self.boundary_head.bias)
+        # Content and site tables read from the bases themselves ("Content and sites"); zero until
+        # start_from_counts fills them, or training moves them.
+        self.content = nn.Embedding(4 ** CONTENT_KMER + 1, C + self.num_codon_scores)
+        nn.init.zeros_(self.content.weight)
+        self.sites = nn.Conv1d(5, 2 * C, SITE_LEFT + SITE_RIGHT + 1, bias=False)
+        nn.init.zeros_(self.sites.weight)
         self.crf = GeneGrammar(config.max_duration, config.backend, C, splice_sites=config.gene_splice_sites,
                                **long_run_states(config.gene_long_runs))
         tails = (", tail states for runs longer than K" if self.crf.exon_tails else
@@ -331,12 +351,64 @@ class GeneSemiCRFTagger(SequenceLabeler):
         start, end = self.boundary_head(hidden).chunk(2, dim=-1)
         return self.emission(hidden), start, end
 
+    #: Bases on either side of a position that its state scores read: the codon rules' 3 (and the
+    #: splice rules' 2), the content k-mer's CONTENT_KMER - 1 before it, the sites' SITE_LEFT / SITE_RIGHT.
+    state_context = max(3, CONTENT_KMER - 1, SITE_LEFT, SITE_RIGHT)
+
     def states_from_heads(self, emission: Tensor, start: Tensor, end: Tensor, codes: Tensor, lengths: Tensor,
                           stop_penalty: float = STOP_PENALTY):
         """The engine's inputs over the states (:meth:`GeneGrammar.state_scores`) from :meth:`heads` and the
-        base codes (B, T)."""
+        base codes (B, T), with the content and site scores of the bases added."""
+        emission = emission + self.content(kmer_index(codes, lengths, CONTENT_KMER))
+        site_start, site_end = self.site_scores(codes, lengths)
         class_scores, codon_scores = emission.split([self.config.num_classes, self.num_codon_scores], dim=-1)
-        return self.crf.state_scores(class_scores, codon_scores, codes, lengths, start, end, stop_penalty)
+        return self.crf.state_scores(class_scores, codon_scores, codes, lengths, start, end, stop_penalty,
+                                     site_start, site_end)
+
+    def site_scores(self, codes: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """(start, end) per class, each (B, T, C): the site tables over the bases from SITE_LEFT before to
+        SITE_RIGHT after each position (N, padding and the bases past the ends read as N)."""
+        T = codes.shape[1]
+        c = torch.where(position_mask(lengths, T), codes.long(), 4)
+        c = nn.functional.pad(c, (SITE_LEFT, SITE_RIGHT), value=4)
+        x = nn.functional.one_hot(c, 5).to(self.sites.weight.dtype).transpose(1, 2)  # (B, 5, T + window - 1)
+        return self.sites(x).transpose(1, 2).chunk(2, dim=-1)
+
+    def start_from_counts(self, split) -> None:
+        """Set the content, site, length and transition tables to the training split's counting
+        estimates (:mod:`.gene_priors`) and the emission head to zero, so that training starts from a gene
+        finder's generative model (``run --gene-start counts``)."""
+        layout = self.crf.layout
+        C = layout.num_classes
+        content = gene_priors.content_log_odds(split, layout)
+        sites = gene_priors.site_log_odds(split, layout)  # (2, C, window, 4): start / end, class, offset, base
+        durations = gene_priors.duration_log_laws(split, self.max_duration, self.crf.duration_column,
+                                                  self.crf.durations.shape[1])
+        transitions, initial, final = gene_priors.transition_log_probabilities(split, C, self.max_duration)
+        with torch.no_grad():
+            self.content.weight.copy_(torch.as_tensor(content, dtype=self.content.weight.dtype))
+            weight = torch.zeros_like(self.sites.weight)  # (2C, 5, window); the N channel stays 0
+            weight[:, :4, :] = torch.as_tensor(sites, dtype=weight.dtype).reshape(2 * C, -1, 4).transpose(1, 2)
+            self.sites.weight.copy_(weight)
+            for table, value in ((self.crf.durations, durations), (self.crf.transitions, transitions),
+                                 (self.crf.initial, initial), (self.crf.final, final)):
+                table.copy_(torch.as_tensor(value, dtype=table.dtype))
+            nn.init.zeros_(self.emission.weight)
+            nn.init.zeros_(self.emission.bias)
+
+    def initialise(self, train_split) -> None:
+        if self.config.gene_start == "counts":
+            self.start_from_counts(train_split)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        # A checkpoint saved before the content and site tables (2026-12-04) has none: load it with
+        # them at zero, so that it scores what it scored when it was saved.
+        for name in ("content.weight", "sites.weight"):
+            if prefix + name not in state_dict and prefix + "emission.weight" in state_dict:
+                state_dict[prefix + name] = torch.zeros_like(self.get_parameter(name))
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
 
     def loss(self, features, labels, lengths):
         emissions, start, end = self._scores(features, lengths, TRAIN_STOP_PENALTY)

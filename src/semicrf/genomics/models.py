@@ -58,6 +58,8 @@ DEFAULT_MODELS = MODEL_NAMES + ("oracle",)
 OBJECTIVES = ("labelling", "segmentation")
 #: How semicrf_gene scores the runs longer than K (``ModelConfig.gene_long_runs``, ``run --gene-long-runs``).
 GENE_LONG_RUNS = ("tail", "pieces", "tail-exons")
+#: Where semicrf_gene's content, site and length tables start (``ModelConfig.gene_start``, ``run --gene-start``).
+GENE_STARTS = ("counts", "zeros")
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,9 @@ class ModelConfig:
     gene_splice_sites: semicrf_gene scores a whole intron's ends against the
     canonical GT .. AG (needs ``gene_long_runs="tail"`` or ``"tail-exons"``;
     with ``"tail-exons"`` a whole exon's intron sides too).
+    gene_start: where semicrf_gene's content, site and length tables start before
+    training: ``"counts"`` (the training split's counting estimates, a gene
+    finder's generative model: :mod:`.gene_priors`) or ``"zeros"``.
     """
 
     input_dim: int
@@ -94,10 +99,13 @@ class ModelConfig:
     objective: str = "labelling"
     gene_long_runs: str = "tail"
     gene_splice_sites: bool = True
+    gene_start: str = "counts"
 
     def __post_init__(self):
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        if self.gene_start not in GENE_STARTS:
+            raise ValueError(f"gene_start must be one of {GENE_STARTS}, got {self.gene_start!r}")
         if self.gene_long_runs not in GENE_LONG_RUNS:
             raise ValueError(f"gene_long_runs must be one of {GENE_LONG_RUNS}, got {self.gene_long_runs!r}")
         if self.gene_splice_sites and self.gene_long_runs == "pieces":
@@ -132,6 +140,10 @@ class SequenceLabeler(nn.Module):
         self.config = config
         self.encoder = build_encoder(config.encoder, config.input_dim, config.hidden_dim, config.num_layers,
                                      stem=config.stem, recompute=config.recompute)
+
+    def initialise(self, train_split) -> None:
+        """Set whatever the model starts from the training split (before training, never on resume);
+        nothing by default."""
 
     def encode(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """(B, T, hidden_dim) encoder states in full precision (float32 under autocast)."""

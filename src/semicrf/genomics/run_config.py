@@ -22,7 +22,7 @@ from ..backends import ALIASES as _BACKEND_ALIASES
 from ..backends import NAMES as _BACKEND_NAMES
 from . import features
 from .encoders import ENCODER_KINDS, STEM_KINDS, EncoderUnavailable, build_encoder, encoder_available
-from .models import DEFAULT_MODELS, GENE_LONG_RUNS, OBJECTIVES, available_models, parse_model_list
+from .models import DEFAULT_MODELS, GENE_LONG_RUNS, GENE_STARTS, OBJECTIVES, available_models, parse_model_list
 
 # "streaming" first: it is the default and the name the benchmark documents.
 BACKEND_CHOICES = tuple(dict.fromkeys((*_BACKEND_ALIASES, *_BACKEND_NAMES)))
@@ -31,7 +31,7 @@ LR_SCHEDULES = ("constant", "cosine")
 IDENTITY_KEYS = ("data", "data_files", "encoder", "features", "max_duration", "hidden_dim", "num_layers",
                  "batch_size", "lr", "crf_lr_scale", "weight_decay", "grad_clip", "seed", "log_every", "max_train",
                  "max_val", "max_test", "precision", "warmup_steps", "lr_schedule", "min_lr_ratio", "stem",
-                 "objective", "gene_long_runs", "gene_splice_sites")
+                 "objective", "gene_long_runs", "gene_splice_sites", "gene_start")
 
 
 class RunError(ValueError):
@@ -70,6 +70,11 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
                         "GT .. AG (+ strand; CT .. AC as read on + for the - strand) loses a learned penalty "
                         "(on, needs --gene-long-runs tail or tail-exons; with tail-exons a whole exon's "
                         "bases beside an intron are checked too), or splice sites are left to the encoder (off)")
+    p.add_argument("--gene-start", default="counts", choices=GENE_STARTS,
+                   help="semicrf_gene: where its content (Markov chains of the bases per class and reading "
+                        "frame), site (weight matrices around segment ends) and length tables start before "
+                        "training: counts (the training split's counting estimates, a gene finder's generative "
+                        "model) or zeros")
     p.add_argument("--no-recompute", action="store_true",
                    help="keep the encoder's activations for the backward pass instead of recomputing them "
                         "(faster; needs memory: several GiB per layer at the spec's size)")
@@ -254,6 +259,7 @@ class RunConfig:
     objective: str = "labelling"
     gene_long_runs: str = "tail"
     gene_splice_sites: bool = True
+    gene_start: str = "counts"
     recompute: bool = True
     warmup_steps: int = 0
     lr_schedule: str = "constant"
@@ -288,7 +294,7 @@ class RunConfig:
             precision=args.precision, device=args.device, backend=args.backend, engine_backend=backend,
             engine_backend_resolved=_resolved_backend(backend, args.device), no_triton=bool(args.no_triton),
             models=tuple(models), stem=args.stem, objective=args.objective, gene_long_runs=args.gene_long_runs,
-            gene_splice_sites=args.gene_splice_sites == "on", recompute=not args.no_recompute, warmup_steps=args.warmup_steps, lr_schedule=args.lr_schedule,
+            gene_splice_sites=args.gene_splice_sites == "on", gene_start=args.gene_start, recompute=not args.no_recompute, warmup_steps=args.warmup_steps, lr_schedule=args.lr_schedule,
             min_lr_ratio=float(args.min_lr_ratio), step_budget=tuple(budget.items()),
             time_budget=tuple(seconds.items()), patience=args.patience,
             checkpoint_every=float(args.checkpoint_every),
@@ -318,7 +324,7 @@ class RunConfig:
                 "crf_lr_scale", "weight_decay", "grad_clip", "epochs", "seed", "log_every", "max_train", "max_val",
                 "max_test", "precision", "device", "backend", "engine_backend", "engine_backend_resolved",
                 "no_triton")
-        later = ("stem", "objective", "gene_long_runs", "gene_splice_sites", "recompute", "warmup_steps", "lr_schedule", "min_lr_ratio", "patience", "checkpoint_every", "time_limit")
+        later = ("stem", "objective", "gene_long_runs", "gene_splice_sites", "gene_start", "recompute", "warmup_steps", "lr_schedule", "min_lr_ratio", "patience", "checkpoint_every", "time_limit")
         return {"data": self.data, "data_files": self.data_files, "data_dir": str(Path(self.data_dir).resolve()),
                 **{k: getattr(self, k) for k in keys}, "models": list(self.models), "processes": self.processes,
                 **{k: getattr(self, k) for k in later}, "step_budget": dict(self.step_budget),

@@ -102,8 +102,11 @@ class ModelRun:
         self.processes = processes
         self.out = config.output_path
         torch.manual_seed(config.seed)
-        self.model = build_model(name, model_config, meta).to(device)
+        self.model = build_model(name, model_config, meta)
         trainable = self.model.trainable and any(p.requires_grad for p in self.model.parameters())
+        if trainable:
+            self.model.initialise(data["train"])  # a resumed run's checkpoint replaces it (restore)
+        self.model.to(device)
         self.optimizer = torch.optim.AdamW(param_groups(
             self.model, config.weight_decay, config.lr, config.crf_lr_scale), lr=config.lr) if trainable else None
         self.base_lrs = [g["lr"] for g in self.optimizer.param_groups] if trainable else []

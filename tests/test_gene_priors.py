@@ -1,0 +1,268 @@
+"""semicrf_gene's start from counts (gene_priors): each estimate against hand counts and brute force, and
+the model's content and site tables against the scores they should give."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from semicrf.genomics import gene_priors as gp
+from semicrf.genomics.gene_grammar import REAL, SYNTHETIC
+from semicrf.genomics.models import ModelConfig, build_model
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _split(pairs):
+    return SimpleNamespace(sequences=[np.array(c, np.uint8) for c, _ in pairs],
+                           labels=[np.array(y, np.int64) for _, y in pairs])
+
+
+def test_kmer_index_is_the_bases_before_t_in_base_4():
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, 5, (3, 40))
+    lengths = np.array([40, 33, 5])
+    got = gp.kmer_index(torch.from_numpy(codes), torch.from_numpy(lengths), 3).numpy()
+    for b in range(3):
+        for t in range(40):
+            window = [codes[b, u] if 0 <= u < lengths[b] else 4 for u in range(t - 2, t + 1)]
+            want = 64 if max(window) >= 4 else 16 * window[0] + 4 * window[1] + window[2]
+            assert got[b, t] == want, (b, t)
+
+
+def test_codon_columns_count_each_gene_from_its_start_on_either_strand():
+    # intergenic 0, exon+ 1, intron+ 2, exon- 3, intron- 4: a + gene of exons 4 and 3 bases around an
+    # intron, then a - gene of exons 2 and 5 bases, read from the right.
+    y = np.array([0, 1, 1, 1, 1, 2, 2, 1, 1, 1, 0, 3, 3, 4, 4, 4, 3, 3, 3, 3, 3, 0])
+    want = np.array([-1, 0, 1, 2, 0, -1, -1, 1, 2, 0, -1, 3 + 0, 3 + 2, -1, -1, -1, 3 + 1, 3 + 0, 3 + 2, 3 + 1, 3 + 0, -1])
+    assert np.array_equal(gp.codon_columns(y, REAL), want)
+    # the synthetic layout has one strand: a gene cut by the sequence's start counts from its first base
+    y3 = np.array([1, 1, 2, 1, 1, 1, 0, 1])
+    assert np.array_equal(gp.codon_columns(y3, SYNTHETIC), [0, 1, -1, 2, 0, 1, -1, 0])
+
+
+def test_content_odds_of_order_zero_are_smoothed_frequencies_counted_by_hand():
+    codes = [0, 1, 0, 1, 2, 3, 0, 0, 1, 2]
+    labels = [0, 0, 0, 1, 1, 1, 2, 2, 0, 0]
+    table = gp.content_log_odds(_split([(codes, labels)]), SYNTHETIC, k=1, smoothing=8.0)
+    assert table.shape == (5, 3 + 3)
+
+    def p(counts):  # (N(x) + 8 / 4) / (N + 8)
+        counts = np.asarray(counts, float)
+        return np.log((counts + 2.0) / (counts.sum() + 8.0))
+
+    everything = p([4, 3, 2, 1])
+    np.testing.assert_allclose(table[:4, 0], p([2, 2, 1, 0]) - everything)  # intergenic: A C A C G
+    np.testing.assert_allclose(table[:4, 2], p([2, 0, 0, 0]) - everything)  # intron: A A
+    # the exon's bases C G T are codon positions 0, 1, 2 (columns 3, 4, 5); the exon column itself is 0
+    np.testing.assert_allclose(table[:4, 3], p([0, 1, 0, 0]) - everything)
+    np.testing.assert_allclose(table[:4, 5], p([0, 0, 0, 1]) - everything)
+    assert np.all(table[:, 1] == 0) and np.all(table[4] == 0)
+
+
+def _interpolated_brute(counts, k, ctx, x, col, smoothing):
+    """P(x | ctx) of the interpolated chain by its definition, from the k-mer counts."""
+    if ctx is None:
+        return 0.25
+    m = len(ctx)
+    n_ctx = n_x = 0.0
+    for index in range(4 ** k):
+        bases = [(index >> (2 * (k - 1 - j))) & 3 for j in range(k)]
+        if tuple(bases[k - 1 - m:k - 1]) == ctx:
+            n_ctx += counts[index, col]
+            n_x += counts[index, col] * (bases[-1] == x)
+    below = _interpolated_brute(counts, k, ctx[1:] if m else None, x, col, smoothing)
+    return (n_x + smoothing * below) / (n_ctx + smoothing)
+
+
+def test_interpolated_chain_is_its_recursive_definition_and_normalised():
+    rng = np.random.default_rng(0)
+    counts = rng.integers(0, 5, (4 ** 3, 2)).astype(float)
+    counts[5:9] = 0  # a context never seen falls back on the shorter one
+    chain = gp.interpolated_chain(counts, 3, smoothing=8.0)
+    np.testing.assert_allclose(np.exp(chain).reshape(-1, 4, 2).sum(1), 1.0, rtol=1e-12)
+    for ctx, x, col in [((2, 1), 3, 1), ((0, 0), 0, 0), ((0, 1), 2, 1), ((3, 2), 1, 0)]:
+        index = 16 * ctx[0] + 4 * ctx[1] + x
+        want = _interpolated_brute(counts, 3, ctx, x, col, 8.0)
+        assert np.exp(chain[index, col]) == pytest.approx(want, rel=1e-12), (ctx, x, col)
+
+
+def test_content_columns_are_chains_against_the_background():
+    rng = np.random.default_rng(1)
+    pairs = [(rng.integers(0, 4, 300), rng.integers(0, 5, 300)) for _ in range(3)]
+    k = 3
+    table = gp.content_log_odds(_split(pairs), REAL, k=k)
+    counts = np.zeros((4 ** k, 1))
+    for c, _ in pairs:
+        idx = gp.kmer_index(torch.from_numpy(np.asarray(c))[None], torch.tensor([len(c)]), k)[0].numpy()
+        np.add.at(counts, (idx[idx < 4 ** k], 0), 1)
+    background = gp.interpolated_chain(counts, k)[:, 0]
+    for col in [0, 2, 4, 5, 6, 7, 8, 9, 10]:  # every column but the exon classes' (zeros)
+        p = np.exp(table[:4 ** k, col] + background).reshape(-1, 4).sum(1)
+        np.testing.assert_allclose(p, 1.0, rtol=1e-12)
+
+
+def test_site_positions_are_intron_ends_and_gene_ends():
+    # real layout: intergenic 0, exon+ 1, intron+ 2, exon- 3, intron- 4
+    y = np.array([1, 1, 0, 1, 1, 2, 2, 1, 0, 3, 4, 4, 3, 3, 0, 0])
+    starts, ends = gp.site_positions(y, REAL)
+    # starts: the + gene's first exon at 3 (after intergenic), the introns at 5 and 10, the - gene at 9;
+    # not the exon at 0 (the sequence's start), not the inner exons at 7 and 12.
+    assert sorted(map(tuple, starts)) == [(1, 3), (2, 5), (3, 9), (4, 10)]
+    # ends: the gene ends at 1 (a gene cut by the sequence's start still ends before intergenic), 7 and 13,
+    # the introns' last bases 6 and 11.
+    assert sorted(map(tuple, ends)) == [(1, 1), (1, 7), (2, 6), (3, 13), (4, 11)]
+    # without codons (synthetic) exon ends are no sites
+    starts3, ends3 = gp.site_positions(np.array([0, 1, 1, 2, 2, 1, 0]), SYNTHETIC)
+    assert sorted(map(tuple, starts3)) == [(1, 1), (2, 3)] and sorted(map(tuple, ends3)) == [(2, 4)]
+
+
+def test_site_odds_are_the_bases_around_sites_counted_by_hand():
+    codes = [0, 2, 3, 1, 0, 2, 3, 3, 1, 0, 2]  # A G T C A G T T C A G
+    labels = [0, 1, 1, 2, 2, 2, 1, 1, 0, 0, 0]  # gene start at 1, intron 3..5; exon 6..7 is inner
+    split = _split([(codes, labels)])
+    lp = gp.site_log_odds(split, SYNTHETIC, left=1, right=1, pseudocount=0.5)
+    comp = np.array([3, 2, 3, 3]) + 0.5
+    background = np.log(comp / comp.sum())
+
+    def pwm(bases):
+        rows = np.full((3, 4), 0.5)
+        rows[np.arange(3), bases] += 1
+        return np.log(rows / rows.sum(1, keepdims=True)) - background
+
+    np.testing.assert_allclose(lp[0, 2], pwm([3, 1, 0]))  # intron start at 3: T C A
+    np.testing.assert_allclose(lp[1, 2], pwm([0, 2, 3]))  # intron end at 5: A G T
+    np.testing.assert_allclose(lp[0, 1], pwm([0, 2, 3]))  # gene start at 1: A G T
+    # no site: intergenic, exon ends (no codons here); the inner exon at 6 adds nothing to the exon's start
+    assert np.all(lp[:, 0] == 0) and np.all(lp[1, 1] == 0)
+
+
+def test_duration_laws_are_the_gold_pieces_lengths():
+    # Runs of class 1 of length 5 (x3) and 9, class 0 around them; K = 6 cuts the 9 into 5 and 4.
+    y = np.array([0] * 2 + [1] * 5 + [0] * 2 + [1] * 5 + [0] * 2 + [1] * 5 + [0] * 2 + [1] * 9 + [0] * 2)
+    split = _split([(np.zeros_like(y), y)])
+    seen = []
+
+    def column(cls, long_run):
+        seen.append((cls, long_run))
+        return 2 if long_run else cls
+
+    laws = gp.duration_log_laws(split, 6, column, 3, pseudocount=0.0)
+    assert laws.shape == (6, 3)
+    np.testing.assert_allclose(np.exp(laws[:, [0, 1, 2]]).sum(0)[:2], 1.0)
+    assert np.argmax(laws[:, 1]) == 4  # length 5, three whole runs
+    assert np.argmax(laws[:, 0]) == 1  # length 2
+    assert (1, True) in seen and seen.count((1, True)) == 2  # the 9-run's two pieces
+    assert np.exp(laws[3:5, 2]).sum() > 0.5  # its pieces are 5 and 4
+
+
+def _gene_model(start="counts", C=5, K=20):
+    cfg = ModelConfig(input_dim=5, num_classes=C, encoder="bilstm", hidden_dim=8, num_layers=1, max_duration=K,
+                      backend="cpu", mixed_precision=False, gene_start=start)
+    return build_model("semicrf_gene", cfg)
+
+
+def _fly_like_split(seed=0, n=6, L=400):
+    rng = np.random.default_rng(seed)
+    pairs = []
+    for _ in range(n):
+        y = np.zeros(L, np.int64)
+        y[100:160], y[160:220], y[220:300] = 1, 2, 1
+        pairs.append((rng.integers(0, 4, L), y))
+    return _split(pairs)
+
+
+def test_the_model_starts_from_the_counts_and_its_site_scores_read_the_weight_matrices():
+    split = _fly_like_split()
+    model = _gene_model()
+    model.initialise(split)
+    content = gp.content_log_odds(split, REAL)
+    sites = gp.site_log_odds(split, REAL)
+    np.testing.assert_allclose(model.content.weight.detach().numpy(), content, rtol=1e-6, atol=1e-6)
+    assert torch.count_nonzero(model.emission.weight) == 0 and torch.count_nonzero(model.emission.bias) == 0
+    assert torch.allclose(model.crf.durations.exp().sum(0), torch.ones(model.crf.durations.shape[1]))
+    # The site scores at t are the sum over offsets of the matrix entry of the base there (N and past the
+    # ends add nothing).
+    codes = torch.from_numpy(np.random.default_rng(5).integers(0, 5, (1, 60)))
+    lengths = torch.tensor([55])
+    start, end = model.site_scores(codes, lengths)
+    for t in (0, 7, 30, 54):
+        for c in range(5):
+            for side, got in ((0, start), (1, end)):
+                want = sum(sites[side, c, o + gp.SITE_LEFT, codes[0, t + o]]
+                           for o in range(-gp.SITE_LEFT, gp.SITE_RIGHT + 1)
+                           if 0 <= t + o < 55 and codes[0, t + o] < 4)
+                assert float(got[0, t, c]) == pytest.approx(want, abs=1e-4), (t, c, side)
+
+
+def test_a_zeros_start_leaves_the_tables_at_zero():
+    model = _gene_model("zeros")
+    model.initialise(_fly_like_split())
+    assert torch.count_nonzero(model.content.weight) == 0 and torch.count_nonzero(model.sites.weight) == 0
+    assert torch.count_nonzero(model.crf.durations) == 0
+
+
+def test_a_checkpoint_from_before_the_content_and_site_tables_loads_with_them_at_zero():
+    model = _gene_model()
+    old = {k: v for k, v in model.state_dict().items() if not k.startswith(("content.", "sites."))}
+    fresh = _gene_model()
+    fresh.initialise(_fly_like_split())
+    fresh.load_state_dict(old)
+    assert torch.count_nonzero(fresh.content.weight) == 0 and torch.count_nonzero(fresh.sites.weight) == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("start", ["counts", "zeros"])
+def test_the_run_starts_semicrf_gene_from_the_training_splits_counts(tmp_path, start):
+    from semicrf.genomics.cli import main
+    from semicrf.genomics.dataset import generate_dataset, load_split
+    from semicrf.genomics.synthetic import GeneratorConfig
+
+    data = tmp_path / "data"
+    generate_dataset(data, GeneratorConfig(seq_length=3000, content="realistic"), num_train=3, num_val=1,
+                     num_test=1, seed=5)
+    out = tmp_path / "run"
+    # One step at a negligible learning rate: the checkpoint holds the start.
+    status = main(["run", "--data-dir", str(data), "--output-dir", str(out), "--models", "semicrf_gene",
+                   "--encoder", "bilstm", "--hidden-dim", "4", "--num-layers", "1", "--max-duration", "40",
+                   "--batch-size", "3", "--epochs", "1", "--lr", "1e-12", "--device", "cpu", "--threads", "1",
+                   "--no-progress", "--gene-start", start, "--step-budget", "semicrf_gene=1"])
+    assert status == 0
+    state = torch.load(out / "checkpoints" / "semicrf_gene_last.pt", weights_only=False)["state_dict"]
+    want = gp.content_log_odds(load_split(data, "train"), SYNTHETIC) if start == "counts" else 0.0
+    np.testing.assert_allclose(state["content.weight"].numpy(), want, atol=1e-5)
+
+
+def test_site_scores_reach_only_the_states_whose_ends_are_sites():
+    model = _gene_model()
+    crf = model.crf
+    rng = np.random.default_rng(2)
+    B, T, C = 1, 30, 5
+    codes = torch.from_numpy(rng.integers(0, 4, (B, T)))
+    lengths = torch.tensor([T])
+    cls_scores, codon = torch.randn(B, T, C), torch.randn(B, T, 6)
+    site_s, site_e = torch.randn(B, T, C), torch.randn(B, T, C)
+    _, s0, e0 = crf.state_scores(cls_scores, codon, codes, lengths)
+    _, s1, e1 = crf.state_scores(cls_scores, codon, codes, lengths, site_start=site_s, site_end=site_e)
+    for i, st in enumerate(crf.states):
+        finite = torch.isfinite(s0[0, :, i])
+        ds = (s1 - s0)[0, :, i][finite]
+        want_start = (st.kind == "intron" or st.kind in ("open", "single")) and not st.tail
+        torch.testing.assert_close(ds, site_s[0, :, st.cls][finite] if want_start else torch.zeros_like(ds))
+        finite = torch.isfinite(e0[0, :, i])
+        de = (e1 - e0)[0, :, i][finite]
+        want_end = (st.kind == "intron" or st.kind in ("close", "single")) and not st.tail
+        torch.testing.assert_close(de, site_e[0, :, st.cls][finite] if want_end else torch.zeros_like(de))
+
+
+def test_transitions_are_the_gold_pieces_successions_counted_by_hand():
+    # K = 4: the intergenic run of 6 is two pieces (0 -> 0 once); the pieces' classes are 0 0 1 2 1 0
+    # and 1 0: 0 -> 0, 0 -> 1, 1 -> 2, 2 -> 1, 1 -> 0 twice
+    split = _split([(np.zeros(14), [0] * 6 + [1, 1, 2, 2, 2, 1, 0, 0]), (np.zeros(3), [1, 0, 0])])
+    trans, initial, final = gp.transition_log_probabilities(split, 3, 4, pseudocount=0.0)
+    counts = np.array([[1, 1, 0], [2, 0, 1], [0, 1, 0]], float)
+    with np.errstate(divide="ignore"):
+        np.testing.assert_allclose(trans, np.log(counts / counts.sum(1, keepdims=True)))
+        np.testing.assert_allclose(initial, np.log([1 / 2, 1 / 2, 0]))
+        np.testing.assert_allclose(final, np.log([1, 0, 0]))
