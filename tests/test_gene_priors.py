@@ -103,39 +103,31 @@ def test_content_columns_are_chains_against_the_background():
         np.testing.assert_allclose(p, 1.0, rtol=1e-12)
 
 
-def test_site_positions_are_intron_ends_and_gene_ends():
-    # real layout: intergenic 0, exon+ 1, intron+ 2, exon- 3, intron- 4
+def test_site_positions_are_every_runs_ends_but_the_sequences():
     y = np.array([1, 1, 0, 1, 1, 2, 2, 1, 0, 3, 4, 4, 3, 3, 0, 0])
-    starts, ends = gp.site_positions(y, REAL)
-    # starts: the + gene's first exon at 3 (after intergenic), the introns at 5 and 10, the - gene at 9;
-    # not the exon at 0 (the sequence's start), not the inner exons at 7 and 12.
-    assert sorted(map(tuple, starts)) == [(1, 3), (2, 5), (3, 9), (4, 10)]
-    # ends: the gene ends at 1 (a gene cut by the sequence's start still ends before intergenic), 7 and 13,
-    # the introns' last bases 6 and 11.
-    assert sorted(map(tuple, ends)) == [(1, 1), (1, 7), (2, 6), (3, 13), (4, 11)]
-    # without codons (synthetic) exon ends are no sites
-    starts3, ends3 = gp.site_positions(np.array([0, 1, 1, 2, 2, 1, 0]), SYNTHETIC)
-    assert sorted(map(tuple, starts3)) == [(1, 1), (2, 3)] and sorted(map(tuple, ends3)) == [(2, 4)]
+    starts, ends = gp.site_positions(y)
+    assert sorted(map(tuple, starts)) == [(0, 2), (0, 8), (0, 14), (1, 3), (1, 7), (2, 5), (3, 9), (3, 12), (4, 10)]
+    assert sorted(map(tuple, ends)) == [(0, 2), (0, 8), (1, 1), (1, 4), (1, 7), (2, 6), (3, 9), (3, 13), (4, 11)]
 
 
-def test_site_odds_are_the_bases_around_sites_counted_by_hand():
-    codes = [0, 2, 3, 1, 0, 2, 3, 3, 1, 0, 2]  # A G T C A G T T C A G
-    labels = [0, 1, 1, 2, 2, 2, 1, 1, 0, 0, 0]  # gene start at 1, intron 3..5; exon 6..7 is inner
-    split = _split([(codes, labels)])
-    lp = gp.site_log_odds(split, SYNTHETIC, left=1, right=1, pseudocount=0.5)
-    comp = np.array([3, 2, 3, 3]) + 0.5
-    background = np.log(comp / comp.sum())
+def test_site_odds_are_the_bases_around_run_ends_counted_by_hand():
+    codes = [0, 2, 3, 1, 0, 2]  # A G T C A G
+    labels = [0, 0, 1, 1, 1, 0]  # class 1 starts at 2 and ends at 4; class 0 ends at 1 and starts at 5
+    lp = gp.site_log_odds(_split([(codes, labels)]), 3, left=1, right=1, pseudocount=0.5)
+    background = np.log((np.array([2, 1, 2, 1]) + 0.5) / 8.0)
 
     def pwm(bases):
-        rows = np.full((3, 4), 0.5)
-        rows[np.arange(3), bases] += 1
+        rows = np.full((len(bases), 4), 0.5)
+        rows[np.arange(len(bases)), bases] += 1
         return np.log(rows / rows.sum(1, keepdims=True)) - background
 
-    np.testing.assert_allclose(lp[0, 2], pwm([3, 1, 0]))  # intron start at 3: T C A
-    np.testing.assert_allclose(lp[1, 2], pwm([0, 2, 3]))  # intron end at 5: A G T
-    np.testing.assert_allclose(lp[0, 1], pwm([0, 2, 3]))  # gene start at 1: A G T
-    # no site: intergenic, exon ends (no codons here); the inner exon at 6 adds nothing to the exon's start
-    assert np.all(lp[:, 0] == 0) and np.all(lp[1, 1] == 0)
+    np.testing.assert_allclose(lp[0, 1], pwm([2, 3, 1]))  # start of class 1 at 2: G T C
+    np.testing.assert_allclose(lp[1, 1], pwm([1, 0, 2]))  # end of class 1 at 4: C A G
+    np.testing.assert_allclose(lp[1, 0], pwm([0, 2, 3]))  # end of class 0 at 1: A G T
+    # the start of class 0 at 5 reads A, G and a base past the end (not counted): a uniform row there
+    np.testing.assert_allclose(lp[0, 0, :2], pwm([0, 2]))
+    np.testing.assert_allclose(lp[0, 0, 2], np.log(0.25) - background)
+    assert np.all(lp[:, 2] == 0)  # class 2 has no run: no site
 
 
 def test_duration_laws_are_the_gold_pieces_lengths():
@@ -178,7 +170,7 @@ def test_the_model_starts_from_the_counts_and_its_site_scores_read_the_weight_ma
     model = _gene_model()
     model.initialise(split)
     content = gp.content_log_odds(split, REAL)
-    sites = gp.site_log_odds(split, REAL)
+    sites = gp.site_log_odds(split, 5)
     np.testing.assert_allclose(model.content.weight.detach().numpy(), content, rtol=1e-6, atol=1e-6)
     assert torch.count_nonzero(model.emission.weight) == 0 and torch.count_nonzero(model.emission.bias) == 0
     assert torch.allclose(model.crf.durations.exp().sum(0), torch.ones(model.crf.durations.shape[1]))
@@ -232,28 +224,6 @@ def test_the_run_starts_semicrf_gene_from_the_training_splits_counts(tmp_path, s
     state = torch.load(out / "checkpoints" / "semicrf_gene_last.pt", weights_only=False)["state_dict"]
     want = gp.content_log_odds(load_split(data, "train"), SYNTHETIC) if start == "counts" else 0.0
     np.testing.assert_allclose(state["content.weight"].numpy(), want, atol=1e-5)
-
-
-def test_site_scores_reach_only_the_states_whose_ends_are_sites():
-    model = _gene_model()
-    crf = model.crf
-    rng = np.random.default_rng(2)
-    B, T, C = 1, 30, 5
-    codes = torch.from_numpy(rng.integers(0, 4, (B, T)))
-    lengths = torch.tensor([T])
-    cls_scores, codon = torch.randn(B, T, C), torch.randn(B, T, 6)
-    site_s, site_e = torch.randn(B, T, C), torch.randn(B, T, C)
-    _, s0, e0 = crf.state_scores(cls_scores, codon, codes, lengths)
-    _, s1, e1 = crf.state_scores(cls_scores, codon, codes, lengths, site_start=site_s, site_end=site_e)
-    for i, st in enumerate(crf.states):
-        finite = torch.isfinite(s0[0, :, i])
-        ds = (s1 - s0)[0, :, i][finite]
-        want_start = (st.kind == "intron" or st.kind in ("open", "single")) and not st.tail
-        torch.testing.assert_close(ds, site_s[0, :, st.cls][finite] if want_start else torch.zeros_like(ds))
-        finite = torch.isfinite(e0[0, :, i])
-        de = (e1 - e0)[0, :, i][finite]
-        want_end = (st.kind == "intron" or st.kind in ("close", "single")) and not st.tail
-        torch.testing.assert_close(de, site_e[0, :, st.cls][finite] if want_end else torch.zeros_like(de))
 
 
 def test_transitions_are_the_gold_pieces_successions_counted_by_hand():

@@ -100,14 +100,6 @@ class GeneGrammar(nn.Module):
             self.splice_penalty = nn.Parameter(torch.full((2,), SPLICE_PENALTY_INIT))
         self.register_buffer("whole_intron", torch.tensor([s.kind == "intron" and not s.tail for s in st]),
                              persistent=False)
-        # The states whose start (end) is a site (the caller's site scores, see state_scores): a whole
-        # intron's both ends, a gene's first base (open, single) and, with codons, its last (close, single).
-        is_start_site = [(s.kind == "intron" and not s.tail) or (s.kind in ("open", "single") and not s.tail)
-                         for s in st]
-        is_end_site = [(s.kind == "intron" and not s.tail) or (s.kind in ("close", "single") and not s.tail)
-                       for s in st]
-        self.register_buffer("start_site", torch.tensor(is_start_site), persistent=False)
-        self.register_buffer("end_site", torch.tensor(is_end_site), persistent=False)
         # With exon tails as well, a plain exon piece is a whole exon, and its kind tells which of its
         # sides an intron is on (see "Splice sites"): its end is a donor (open, inner; real layout only,
         # since without codons they may precede intergenic too), its start an acceptor (inner, close).
@@ -197,18 +189,14 @@ class GeneGrammar(nn.Module):
 
     def state_scores(self, class_scores: Tensor, codon_scores: Tensor, codes: Tensor, lengths: Tensor,
                      start_scores: Tensor | None = None, end_scores: Tensor | None = None,
-                     stop_penalty: float = STOP_PENALTY, site_start: Tensor | None = None,
-                     site_end: Tensor | None = None):
+                     stop_penalty: float = STOP_PENALTY):
         """Per-position engine inputs over the states: emissions, start_scores, end_scores, each (B, T, S).
 
         class_scores: (B, T, C) ``e_c(t)``. codon_scores: (B, T, 3 * strands) ``q_j(t)``, the score of
         codon position j at t, per strand (+ then -; used by exon states only). codes: (B, T) base
         codes (for start and stop codons). lengths: (B,). start_scores, end_scores: (B, T, C) per
         class, or None (zero). stop_penalty: what an exon state loses on the marked base of an in-frame
-        stop codon (default the hard 1e4; training uses :data:`TRAIN_STOP_PENALTY`). site_start,
-        site_end: (B, T, C) per class, or None, added only to the states whose start (end) is a site:
-        whole introns, and a gene's first (last) exon (``start_site``, ``end_site``), not to the
-        pieces of long runs, nor to inner exons (their splice sites are the introns').
+        stop codon (default the hard 1e4; training uses :data:`TRAIN_STOP_PENALTY`).
         """
         B, T, C = class_scores.shape
         n3 = 3 * len(self.layout.strands)
@@ -228,10 +216,6 @@ class GeneGrammar(nn.Module):
         zeros = emissions.new_zeros(B, T, self.num_states)
         start = zeros if start_scores is None else start_scores[:, :, cls]
         end = zeros if end_scores is None else end_scores[:, :, cls]
-        if site_start is not None:
-            start = start + torch.where(self.start_site, site_start[:, :, cls], 0.0)
-        if site_end is not None:
-            end = end + torch.where(self.end_site, site_end[:, :, cls], 0.0)
         if self.splice_sites:
             start, end = self._splice_scores(start, end, codes, lengths)
         hard = bad[:, :, col] & self.is_exon

@@ -184,9 +184,8 @@ Parameterisation (tied across the copies of a class)
   head's columns (a learned order-5 Markov content score per class and, for exon
   bases, per strand and codon position), and a convolution ``sites`` over the
   bases from 20 before to 20 after t (a position weight matrix per class and
-  side) adds to the start and end scores of the states whose ends are sites:
-  whole introns (donors, acceptors) and a gene's first and last exon (start and
-  stop codon contexts), not the pieces of long runs. With ``run --gene-start
+  side: donors, acceptors, start and stop codon contexts) adds to the class's
+  start and end scores. With ``run --gene-start
   counts`` (the default) they, the length laws and the class transitions start
   at the training split's counting estimates, a gene finder's generative model
   (:mod:`.gene_priors`), and the emission head at zero; with ``zeros`` at zero.
@@ -362,8 +361,8 @@ class GeneSemiCRFTagger(SequenceLabeler):
         emission = emission + self.content(kmer_index(codes, lengths, CONTENT_KMER))
         site_start, site_end = self.site_scores(codes, lengths)
         class_scores, codon_scores = emission.split([self.config.num_classes, self.num_codon_scores], dim=-1)
-        return self.crf.state_scores(class_scores, codon_scores, codes, lengths, start, end, stop_penalty,
-                                     site_start, site_end)
+        return self.crf.state_scores(class_scores, codon_scores, codes, lengths, start + site_start,
+                                     end + site_end, stop_penalty)
 
     def site_scores(self, codes: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         """(start, end) per class, each (B, T, C): the site tables over the bases from SITE_LEFT before to
@@ -381,7 +380,7 @@ class GeneSemiCRFTagger(SequenceLabeler):
         layout = self.crf.layout
         C = layout.num_classes
         content = gene_priors.content_log_odds(split, layout)
-        sites = gene_priors.site_log_odds(split, layout)  # (2, C, window, 4): start / end, class, offset, base
+        sites = gene_priors.site_log_odds(split, C)  # (2, C, window, 4): start / end, class, offset, base
         durations = gene_priors.duration_log_laws(split, self.max_duration, self.crf.duration_column,
                                                   self.crf.durations.shape[1])
         transitions, initial, final = gene_priors.transition_log_probabilities(split, C, self.max_duration)
