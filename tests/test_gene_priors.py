@@ -42,23 +42,43 @@ def test_codon_columns_count_each_gene_from_its_start_on_either_strand():
     assert np.array_equal(gp.codon_columns(y3, SYNTHETIC), [0, 1, -1, 2, 0, 1, -1, 0])
 
 
-def test_content_odds_of_order_zero_are_smoothed_frequencies_counted_by_hand():
-    codes = [0, 1, 0, 1, 2, 3, 0, 0, 1, 2]
-    labels = [0, 0, 0, 1, 1, 1, 2, 2, 0, 0]
-    table = gp.content_log_odds(_split([(codes, labels)]), SYNTHETIC, k=1, smoothing=8.0)
-    assert table.shape == (5, 3 + 3)
+def test_an_order_zero_chain_is_smoothed_frequencies_counted_by_hand():
+    counts = np.array([[2.0, 4.0], [2.0, 3.0], [1.0, 2.0], [0.0, 1.0]])  # A C G T in two columns
+    chain = gp.interpolated_chain(counts, 1, smoothing=8.0)
+    np.testing.assert_allclose(chain, np.log((counts + 2.0) / (counts.sum(0) + 8.0)))  # (N(x) + 8/4) / (N + 8)
 
-    def p(counts):  # (N(x) + 8 / 4) / (N + 8)
-        counts = np.asarray(counts, float)
-        return np.log((counts + 2.0) / (counts.sum() + 8.0))
 
-    everything = p([4, 3, 2, 1])
-    np.testing.assert_allclose(table[:4, 0], p([2, 2, 1, 0]) - everything)  # intergenic: A C A C G
-    np.testing.assert_allclose(table[:4, 2], p([2, 0, 0, 0]) - everything)  # intron: A A
-    # the exon's bases C G T are codon positions 0, 1, 2 (columns 3, 4, 5); the exon column itself is 0
-    np.testing.assert_allclose(table[:4, 3], p([0, 1, 0, 0]) - everything)
-    np.testing.assert_allclose(table[:4, 5], p([0, 0, 0, 1]) - everything)
-    assert np.all(table[:, 1] == 0) and np.all(table[4] == 0)
+def test_content_odds_are_each_columns_chain_less_the_backgrounds():
+    codes = [0, 1, 0, 1, 2, 3, 0, 0, 1, 2] * 3
+    labels = [0, 0, 0, 1, 1, 1, 2, 2, 0, 0] * 3
+    table, smoothing = gp.content_log_odds(_split([(codes, labels)] * 2), SYNTHETIC, k=1)
+    assert table.shape == (5, 3 + 3) and smoothing.shape == (3 + 3 + 1,)
+    counts = np.zeros((4, 7))  # intergenic, exon, intron, codon positions 0..2, everything
+    for base, label, col in zip(codes, labels, gp.codon_columns(np.array(labels), SYNTHETIC)):
+        counts[base, [label, 6]] += 2
+        if col >= 0:
+            counts[base, 3 + col] += 2
+    chains = np.stack([gp.interpolated_chain(counts[:, [j]], 1, smoothing[j])[:, 0] for j in range(7)], 1)
+    for j in (0, 2, 3, 4, 5):
+        np.testing.assert_allclose(table[:4, j], chains[:, j] - chains[:, 6])
+    assert np.all(table[:, 1] == 0) and np.all(table[4] == 0)  # the exon column; the N row
+
+
+def test_held_out_smoothing_is_light_for_structure_and_heavy_for_noise():
+    rng = np.random.default_rng(4)
+    k = 3
+    # column 0: a deterministic chain (each 2-base context has one next base), many counts: the long
+    # context predicts held-out data; column 1: bases drawn independently, few counts: it does not.
+    halves = np.zeros((2, 4 ** k, 2))
+    for h in range(2):
+        for _ in range(4000):
+            ctx = rng.integers(0, 16)
+            halves[h, 4 * ctx + (ctx * 7 + 3) % 4, 0] += 1
+        for _ in range(60):
+            halves[h, rng.integers(0, 4 ** k), 1] += 1
+    smoothing = gp.held_out_smoothing(halves, k)
+    assert smoothing[0] == min(gp.CONTENT_SMOOTHING_CHOICES)
+    assert smoothing[1] >= 256
 
 
 def _interpolated_brute(counts, k, ctx, x, col, smoothing):
@@ -92,12 +112,12 @@ def test_content_columns_are_chains_against_the_background():
     rng = np.random.default_rng(1)
     pairs = [(rng.integers(0, 4, 300), rng.integers(0, 5, 300)) for _ in range(3)]
     k = 3
-    table = gp.content_log_odds(_split(pairs), REAL, k=k)
+    table, smoothing = gp.content_log_odds(_split(pairs), REAL, k=k)
     counts = np.zeros((4 ** k, 1))
     for c, _ in pairs:
         idx = gp.kmer_index(torch.from_numpy(np.asarray(c))[None], torch.tensor([len(c)]), k)[0].numpy()
         np.add.at(counts, (idx[idx < 4 ** k], 0), 1)
-    background = gp.interpolated_chain(counts, k)[:, 0]
+    background = gp.interpolated_chain(counts, k, smoothing[-1])[:, 0]
     for col in [0, 2, 4, 5, 6, 7, 8, 9, 10]:  # every column but the exon classes' (zeros)
         p = np.exp(table[:4 ** k, col] + background).reshape(-1, 4).sum(1)
         np.testing.assert_allclose(p, 1.0, rtol=1e-12)
@@ -110,23 +130,24 @@ def test_site_positions_are_every_runs_ends_but_the_sequences():
     assert sorted(map(tuple, ends)) == [(0, 2), (0, 8), (1, 1), (1, 4), (1, 7), (2, 6), (3, 9), (3, 13), (4, 11)]
 
 
-def test_site_odds_are_the_bases_around_run_ends_counted_by_hand():
+def test_site_odds_are_the_bases_around_run_ends_against_the_classes_there_counted_by_hand():
     codes = [0, 2, 3, 1, 0, 2]  # A G T C A G
     labels = [0, 0, 1, 1, 1, 0]  # class 1 starts at 2 and ends at 4; class 0 ends at 1 and starts at 5
     lp = gp.site_log_odds(_split([(codes, labels)]), 3, left=1, right=1, pseudocount=0.5)
-    background = np.log((np.array([2, 1, 2, 1]) + 0.5) / 8.0)
+    # each class's composition (pseudocount 0.5): class 0 reads A G G, class 1 T C A
+    comp = {0: np.array([1.5, 0.5, 2.5, 0.5]) / 5.0, 1: np.array([1.5, 1.5, 0.5, 1.5]) / 5.0}
 
-    def pwm(bases):
+    def pwm(bases, classes):  # the site's bases against the composition of the class at each offset
         rows = np.full((len(bases), 4), 0.5)
         rows[np.arange(len(bases)), bases] += 1
-        return np.log(rows / rows.sum(1, keepdims=True)) - background
+        return np.log(rows / rows.sum(1, keepdims=True)) - np.log(np.stack([comp[c] for c in classes]))
 
-    np.testing.assert_allclose(lp[0, 1], pwm([2, 3, 1]))  # start of class 1 at 2: G T C
-    np.testing.assert_allclose(lp[1, 1], pwm([1, 0, 2]))  # end of class 1 at 4: C A G
-    np.testing.assert_allclose(lp[1, 0], pwm([0, 2, 3]))  # end of class 0 at 1: A G T
-    # the start of class 0 at 5 reads A, G and a base past the end (not counted): a uniform row there
-    np.testing.assert_allclose(lp[0, 0, :2], pwm([0, 2]))
-    np.testing.assert_allclose(lp[0, 0, 2], np.log(0.25) - background)
+    np.testing.assert_allclose(lp[0, 1], pwm([2, 3, 1], [0, 1, 1]))  # start of class 1 at 2: G T C
+    np.testing.assert_allclose(lp[1, 1], pwm([1, 0, 2], [1, 1, 0]))  # end of class 1 at 4: C A G
+    np.testing.assert_allclose(lp[1, 0], pwm([0, 2, 3], [0, 0, 1]))  # end of class 0 at 1: A G T
+    # the start of class 0 at 5 reads A, G and a base past the end (neither counted nor compared)
+    np.testing.assert_allclose(lp[0, 0, :2], pwm([0, 2], [1, 0]))
+    np.testing.assert_allclose(lp[0, 0, 2], np.log(0.25) - np.log(0.25))
     assert np.all(lp[:, 2] == 0)  # class 2 has no run: no site
 
 
@@ -169,7 +190,7 @@ def test_the_model_starts_from_the_counts_and_its_site_scores_read_the_weight_ma
     split = _fly_like_split()
     model = _gene_model()
     model.initialise(split)
-    content = gp.content_log_odds(split, REAL)
+    content, _ = gp.content_log_odds(split, REAL)
     sites = gp.site_log_odds(split, 5)
     np.testing.assert_allclose(model.content.weight.detach().numpy(), content, rtol=1e-6, atol=1e-6)
     assert torch.count_nonzero(model.emission.weight) == 0 and torch.count_nonzero(model.emission.bias) == 0
@@ -222,7 +243,7 @@ def test_the_run_starts_semicrf_gene_from_the_training_splits_counts(tmp_path, s
                    "--no-progress", "--gene-start", start, "--step-budget", "semicrf_gene=1"])
     assert status == 0
     state = torch.load(out / "checkpoints" / "semicrf_gene_last.pt", weights_only=False)["state_dict"]
-    want = gp.content_log_odds(load_split(data, "train"), SYNTHETIC) if start == "counts" else 0.0
+    want = gp.content_log_odds(load_split(data, "train"), SYNTHETIC)[0] if start == "counts" else 0.0
     np.testing.assert_allclose(state["content.weight"].numpy(), want, atol=1e-5)
 
 

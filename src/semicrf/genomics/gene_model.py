@@ -379,7 +379,7 @@ class GeneSemiCRFTagger(SequenceLabeler):
         finder's generative model (``run --gene-start counts``)."""
         layout = self.crf.layout
         C = layout.num_classes
-        content = gene_priors.content_log_odds(split, layout)
+        content, _ = gene_priors.content_log_odds(split, layout)
         sites = gene_priors.site_log_odds(split, C)  # (2, C, window, 4): start / end, class, offset, base
         durations = gene_priors.duration_log_laws(split, self.max_duration, self.crf.duration_column,
                                                   self.crf.durations.shape[1])

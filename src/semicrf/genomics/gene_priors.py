@@ -19,8 +19,9 @@ model a gene finder would recognise; training moves it where the discriminative 
   position. Indexed by the k-mer ending at t (:func:`kmer_index`).
 - **Sites** (:func:`site_log_odds`): for each class, position weight matrices of the bases from
   ``left`` before to ``right`` after the first base of its runs (start scores) and their last base (end
-  scores), as log-odds against the background composition: donors and acceptors from the introns'
-  side and the exons', start and stop codon contexts. The model adds them to every segment of the
+  scores), as log-odds against the composition of the classes around such a site, so that they count
+  what the content scores do not: donors and acceptors from the introns' side and the exons', start
+  and stop codon contexts. The model adds them to every segment of the
   class, so a cut inside a long run, where the bases look like no site, costs the log-odds of a site
   there (measured on the fly loci: scored at only whole introns and gene ends, the sites left the
   junctions of long introns unscored and exon sensitivity fell from 0.644 to 0.500 and 0.515, two seeds).
@@ -33,8 +34,8 @@ model a gene finder would recognise; training moves it where the discriminative 
   them every segment boundary is free, and a model started from the other tables alone cuts genes
   into many short pieces (measured on synthetic data: 1 733 segments for 171).
 
-The content chains back off to shorter contexts where a context is rare; every other count gets a
-pseudocount; so no score is infinite. The codon position of an exon base comes from
+The content chains back off to shorter contexts where a context is rare, as strongly as predicts
+held-out data best; every other count gets a pseudocount; so no score is infinite. The codon position of an exon base comes from
 the gold labels (:func:`codon_columns`): on + the rank of the base among its gene's exon bases, left
 to right, mod 3; on - the same from the right (a - gene is read right to left).
 """
@@ -55,10 +56,16 @@ CONTENT_KMER = 6
 #: Bases before and after a segment's first (last) base that its start (end) site scores read.
 SITE_LEFT, SITE_RIGHT = 20, 20
 #: How many observations a context's own estimate must outweigh before it leaves the shorter context's
-#: (the content chains' interpolation, :func:`interpolated_chain`).
+#: (the content chains' interpolation, :func:`interpolated_chain`): the default, and the choices that
+#: :func:`content_log_odds` picks from per column by held-out likelihood.
 CONTENT_SMOOTHING = 8.0
-#: Pseudocounts: per base and offset of the sites, per length of the length laws and per transition.
-SITE_PSEUDOCOUNT, DURATION_PSEUDOCOUNT = 0.5, 0.5
+CONTENT_SMOOTHING_CHOICES = (1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0)
+#: Pseudocounts: per base and offset of the sites, and per transition.
+SITE_PSEUDOCOUNT, TRANSITION_PSEUDOCOUNT = 0.5, 0.5
+#: The length laws' pseudocount: one observation in all, spread evenly over the K lengths (0.5 at every
+#: length gave a law of 1 500 synthetic exons a quarter of its mass spread flat over 1..1000, and a model
+#: started from it called 20-base exons inside introns).
+DURATION_PSEUDOCOUNT = 1.0
 #: Weights of the smoothing over neighbouring lengths (d - 2 .. d + 2).
 DURATION_SMOOTHING = (1.0, 2.0, 3.0, 2.0, 1.0)
 
@@ -122,18 +129,34 @@ def interpolated_chain(counts: np.ndarray, k: int, smoothing: float = CONTENT_SM
     return np.log(p)
 
 
-def content_log_odds(split, layout: Layout, k: int = CONTENT_KMER,
-                     smoothing: float = CONTENT_SMOOTHING) -> np.ndarray:
-    """(4^k + 1, C + 3 * strands) float64: the content scores per k-mer (row :func:`kmer_index`) and column
-    of the emission head, ``log P_column(x_t | k - 1 bases before) - log P_all(x_t | same)``, both
-    :func:`interpolated_chain`; the last row (a k-mer with N or reaching before the start) and the exon
-    classes' columns are 0.
+def held_out_smoothing(halves: np.ndarray, k: int, choices=CONTENT_SMOOTHING_CHOICES) -> np.ndarray:
+    """(columns,) the smoothing of :func:`interpolated_chain` that predicts each column best across two
+    halves of the data: for each choice, the chain of one half scores the other's k-mers (log-likelihood,
+    both ways summed), and the best choice is kept per column. halves: (2, 4^k, columns) k-mer counts."""
+    scores = []
+    for smoothing in choices:
+        total = 0.0
+        for fit, held in ((0, 1), (1, 0)):
+            total = total + (halves[held] * interpolated_chain(halves[fit], k, smoothing)).sum(0)
+        scores.append(total)
+    return np.asarray(choices, float)[np.argmax(np.stack(scores), axis=0)]
+
+
+def content_log_odds(split, layout: Layout, k: int = CONTENT_KMER) -> tuple[np.ndarray, np.ndarray]:
+    """(table (4^k + 1, C + 3 * strands), smoothing (C + 3 * strands + 1,)): the content scores per k-mer
+    (row :func:`kmer_index`) and column of the emission head, ``log P_column(x_t | k - 1 bases before) -
+    log P_all(x_t | same)``, both :func:`interpolated_chain` with the smoothing that predicts held-out
+    data best (:func:`held_out_smoothing`, over the sequences split in two by their parity; the last entry
+    is the background's); the last row (a k-mer with N or reaching before the start) and the exon
+    classes' columns are 0. A column with little data (the codon positions of 60 synthetic sequences)
+    gets a strong smoothing, falling back on short contexts; one with much, its long contexts.
 
     split: anything with ``sequences`` and ``labels`` (lists of (L,) arrays), e.g. a :class:`.dataset.Split`."""
     C = layout.num_classes
     n, columns = 4 ** k, C + 3 * len(layout.strands)
-    counts = np.zeros((n + 1, columns + 1))  # the last column: every position (the background)
-    for codes, labels in zip(split.sequences, split.labels):
+    halves = np.zeros((2, n + 1, columns + 1))  # the last column: every position (the background)
+    for i, (codes, labels) in enumerate(zip(split.sequences, split.labels)):
+        counts = halves[i % 2]
         codes = torch.from_numpy(np.asarray(codes, np.int64))[None]
         index = kmer_index(codes, torch.tensor([codes.shape[1]]), k)[0].numpy()
         labels = np.asarray(labels, np.int64)
@@ -142,11 +165,13 @@ def content_log_odds(split, layout: Layout, k: int = CONTENT_KMER,
         col = codon_columns(labels, layout)
         coding = col >= 0
         np.add.at(counts, (index[coding], C + col[coding]), 1.0)
-    chains = interpolated_chain(counts[:n], k, smoothing)
+    smoothing = held_out_smoothing(halves[:, :n], k)
+    counts = halves[:, :n].sum(0)
+    chains = np.stack([interpolated_chain(counts[:, [j]], k, smoothing[j])[:, 0] for j in range(columns + 1)], 1)
     table = np.zeros((n + 1, columns))
     table[:n] = chains[:, :columns] - chains[:, columns:]
     table[:, _exon_classes(layout)] = 0.0
-    return table
+    return table, smoothing
 
 
 def segment_ends(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -167,28 +192,41 @@ def site_positions(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def site_log_odds(split, num_classes: int, left: int = SITE_LEFT, right: int = SITE_RIGHT,
                   pseudocount: float = SITE_PSEUDOCOUNT) -> np.ndarray:
     """(2, C, left + right + 1, 4) float64: for the start (0) and end (1) sites of each class's runs
-    (:func:`site_positions`), the log-odds ``log P(base at offset o | a site here) - log P(base)`` for
-    o = -left .. right around the site's base; 0 for a class and side with no site. Bases past the
-    ends and N are not counted."""
+    (:func:`site_positions`), ``log P(base at offset o | a site here) - log P_around(base at offset o)``
+    for o = -left .. right around the site's base, where ``P_around`` is the composition that the
+    classes at that offset (as the training sites have them) give on their own: the mixture over the
+    classes found at t + o of each class's base composition. So a site scores what its bases say beyond
+    the content of the segments on either side, which the content scores already count (against the
+    plain background composition, the 41 bases of a window summed the two classes' content differences
+    again: on synthetic data every stretch where the composition changed scored as a site, and a model
+    started from such tables cut its introns with dozens of exons of 10 to 60 bases). 0 for a class and
+    side with no site. Bases past the ends and N are not counted."""
     width = left + right + 1
     C = num_classes
     counts = np.full((2, C, width, 4), pseudocount)
+    around = np.zeros((2, C, width, C))  # the classes at each offset of each kind of site
     seen = np.zeros((2, C), bool)
-    composition = np.full(4, pseudocount)
+    composition = np.full((C, 4), pseudocount)  # each class's bases
     for codes, labels in zip(split.sequences, split.labels):
-        codes = np.asarray(codes, np.int64)
+        codes, labels = np.asarray(codes, np.int64), np.asarray(labels, np.int64)
         L = codes.shape[0]
-        np.add.at(composition, codes[codes < 4], 1.0)
+        known = codes < 4
+        np.add.at(composition, (labels[known], codes[known]), 1.0)
         for side, rows in enumerate(site_positions(labels)):
             cls, where = rows[:, 0], rows[:, 1]
             seen[side, cls] = True
             for o in range(-left, right + 1):
                 at = where + o
                 inside = (at >= 0) & (at < L)
-                base = codes[at[inside]]
-                known = base < 4
-                np.add.at(counts, (side, cls[inside][known], o + left, base[known]), 1.0)
-    odds = np.log(counts / counts.sum(-1, keepdims=True)) - np.log(composition / composition.sum())
+                base, kind = codes[at[inside]], cls[inside]
+                np.add.at(around, (side, kind, o + left, labels[at[inside]]), 1.0)
+                ok = base < 4
+                np.add.at(counts, (side, kind[ok], o + left, base[ok]), 1.0)
+    composition /= composition.sum(-1, keepdims=True)
+    share = around / np.maximum(around.sum(-1, keepdims=True), 1.0)
+    reference = share @ composition  # (2, C, width, 4)
+    reference = np.where(around.sum(-1, keepdims=True) > 0, reference, 0.25)
+    odds = np.log(counts / counts.sum(-1, keepdims=True)) - np.log(reference)
     return np.where(seen[:, :, None, None], odds, 0.0)
 
 
@@ -200,7 +238,7 @@ def _gold_pieces(labels: np.ndarray, max_duration: int):
 
 
 def transition_log_probabilities(split, num_classes: int, max_duration: int,
-                                 pseudocount: float = DURATION_PSEUDOCOUNT):
+                                 pseudocount: float = TRANSITION_PSEUDOCOUNT):
     """(transitions (C, C), initial (C,), final (C,)) float64: ``log P(next piece's class | this piece's
     class)`` over consecutive gold pieces (a run longer than K is several pieces of its class, so the
     diagonal is how often such a run goes on), and the log frequencies of the first and last pieces'
@@ -234,6 +272,6 @@ def duration_log_laws(split, max_duration: int, duration_col_of_piece, columns: 
             counts[d - 1, duration_col_of_piece(cls, lr)] += 1.0
     kernel = np.asarray(DURATION_SMOOTHING) / sum(DURATION_SMOOTHING)
     half = len(kernel) // 2
-    padded = np.pad(counts + pseudocount, ((half, half), (0, 0)), mode="edge")
+    padded = np.pad(counts + pseudocount / K, ((half, half), (0, 0)), mode="edge")
     smooth = np.stack([np.convolve(padded[:, j], kernel, mode="valid") for j in range(columns)], axis=1)
     return np.log(smooth / smooth.sum(axis=0, keepdims=True))
