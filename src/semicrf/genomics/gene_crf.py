@@ -72,9 +72,8 @@ class GeneGrammar(nn.Module):
         kind_of_class = [0, 1, 2, 1, 2][:C]
         self.register_buffer("class_kind", torch.tensor(kind_of_class), persistent=False)
         # A state's duration column: its class's kind, or for a tail piece 3 (intergenic), 4 (intron), 5 (exon).
-        tail_col = {0: 3, 2: 4, 1: 5}
-        self._kind_of_class, self._tail_col = kind_of_class, tail_col
-        cols = [tail_col[kind_of_class[s.cls]] if s.tail else kind_of_class[s.cls] for s in self.states]
+        self._kind_of_class, self._tail_col = kind_of_class, {0: 3, 2: 4, 1: 5}
+        cols = [self.duration_column(s.cls, s.tail) for s in self.states]
         self.register_buffer("duration_col", torch.tensor(cols), persistent=False)
         self.register_buffer("is_tail", torch.tensor([s.tail for s in self.states]), persistent=False)
         # The states whose class has a tail copy: a gold piece picks the plain or the tail one.

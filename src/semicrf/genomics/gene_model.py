@@ -185,11 +185,11 @@ Parameterisation (tied across the copies of a class)
   bases, per strand and codon position), and a convolution ``sites`` over the
   bases from 20 before to 20 after t (a position weight matrix per class and
   side: donors, acceptors, start and stop codon contexts) adds to the class's
-  start and end scores. With ``run --gene-start
-  counts`` (the default) they, the length laws and the class transitions start
-  at the training split's counting estimates, a gene finder's generative model
-  (:mod:`.gene_priors`), and the emission head at zero; with ``zeros`` at zero.
-  Either way they are trained with the rest.
+  start and end scores. With ``run --gene-start counts`` (the default) they,
+  the length laws and the class transitions start at the training split's
+  counting estimates, a gene finder's generative model (:mod:`.gene_priors`),
+  and the emission head at zero; with ``zeros`` at zero. Either way they are
+  trained with the rest.
 - Transitions: a learned (C, C) class table; a state pair allowed by the grammar
   scores its classes' entry. The three ``exon -> intron(a, r)`` choices share one
   score: they split the intron by length, not by probability.

@@ -58,7 +58,8 @@ DEFAULT_MODELS = MODEL_NAMES + ("oracle",)
 OBJECTIVES = ("labelling", "segmentation")
 #: How semicrf_gene scores the runs longer than K (``ModelConfig.gene_long_runs``, ``run --gene-long-runs``).
 GENE_LONG_RUNS = ("tail", "pieces", "tail-exons")
-#: Where semicrf_gene's content, site and length tables start (``ModelConfig.gene_start``, ``run --gene-start``).
+#: Where semicrf_gene's content, site, length and transition tables start (``ModelConfig.gene_start``,
+#: ``run --gene-start``).
 GENE_STARTS = ("counts", "zeros")
 
 
@@ -81,8 +82,8 @@ class ModelConfig:
     gene_splice_sites: semicrf_gene scores a whole intron's ends against the
     canonical GT .. AG (needs ``gene_long_runs="tail"`` or ``"tail-exons"``;
     with ``"tail-exons"`` a whole exon's intron sides too).
-    gene_start: where semicrf_gene's content, site and length tables start before
-    training: ``"counts"`` (the training split's counting estimates, a gene
+    gene_start: where semicrf_gene's content, site, length and transition tables
+    start before training: ``"counts"`` (the training split's counting estimates, a gene
     finder's generative model: :mod:`.gene_priors`) or ``"zeros"``.
     """
 

@@ -72,9 +72,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
                         "bases beside an intron are checked too), or splice sites are left to the encoder (off)")
     p.add_argument("--gene-start", default="counts", choices=GENE_STARTS,
                    help="semicrf_gene: where its content (Markov chains of the bases per class and reading "
-                        "frame), site (weight matrices around segment ends) and length tables start before "
-                        "training: counts (the training split's counting estimates, a gene finder's generative "
-                        "model) or zeros")
+                        "frame), site (weight matrices around segment ends), length and transition tables start "
+                        "before training: counts (the training split's counting estimates, a gene finder's "
+                        "generative model) or zeros")
     p.add_argument("--no-recompute", action="store_true",
                    help="keep the encoder's activations for the backward pass instead of recomputing them "
                         "(faster; needs memory: several GiB per layer at the spec's size)")
