@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The checks a GPU session owes the code that CPU sessions changed, in one device call (about 6 min on
-# an H200): the Triton backend's tests on compiled kernels (the `gpu`-marked ones included) and the
-# chromosome decoder's GPU test, then semicrf_gene's engine call at the spec's size (the 60 ms / 1 GiB
+# an H200): the Triton backend's tests on compiled kernels (the `gpu`-marked ones included), the
+# chromosome decoder's and the encoder's GPU tests, semicrf_gene's step on the fly loci part by part
+# (when data/fly is carried), then semicrf_gene's engine call at the spec's size (the 60 ms / 1 GiB
 # target; its default states and those with exon tails) with the rows the sweeps sent
 # to the exact kernel counted, then the engine's speed table, then a fresh semicrf's steps with the rows
 # sent to the exact kernel counted at each (is its slower start those rows? docs/results.md, "Step time"). Everything it prints also goes to $OUT
@@ -17,6 +18,12 @@ t0=$SECONDS
 timeout 300 python3 -m pytest -q -p no:warnings tests/test_triton.py tests/test_decode_chromosome.py \
     > "$OUT/test_triton_gpu.txt" 2>&1
 echo "tests/test_triton.py, tests/test_decode_chromosome.py on the GPU: rc=$? ($(tail -1 "$OUT/test_triton_gpu.txt")), $((SECONDS - t0)) s"
+timeout 60 python3 -m pytest -q -p no:warnings tests/test_encoders.py -m gpu > "$OUT/test_encoders_gpu.txt" 2>&1
+echo "tests/test_encoders.py -m gpu: rc=$? ($(tail -1 "$OUT/test_encoders_gpu.txt")), $((SECONDS - t0)) s"
+if [ -f data/fly/metadata.json ]; then  # carried with the call (make fly-data here first)
+    timeout 150 python3 benchmarks/real_genes/gene_step_gpu.py --json "$OUT/gene_step_gpu.json" > "$OUT/gene_step_gpu.txt" 2>&1
+    echo "gene_step_gpu.py (semicrf_gene's step on the fly loci): rc=$?, $((SECONDS - t0)) s"; cat "$OUT/gene_step_gpu.txt"
+fi
 for layout in tail tail-exons; do  # the default 26 states and the 32 with exon tails, side by side
     timeout 120 python3 benchmarks/gene_model_gpu.py --gene-long-runs $layout --json "$OUT/gene_model_gpu_$layout.json" \
         > "$OUT/gene_model_gpu_$layout.txt" 2>&1
