@@ -251,7 +251,9 @@ def transition_log_probabilities(split, num_classes: int, max_duration: int,
         np.add.at(pairs, (c[:-1], c[1:]), 1.0)
         first[c[0]] += 1.0
         last[c[-1]] += 1.0
-    return (np.log(pairs / pairs.sum(1, keepdims=True)), np.log(first / first.sum()), np.log(last / last.sum()))
+    with np.errstate(divide="ignore"):  # without a pseudocount, what never happened is -inf
+        return (np.log(pairs / pairs.sum(1, keepdims=True)), np.log(first / first.sum()),
+                np.log(last / last.sum()))
 
 
 def duration_log_laws(split, max_duration: int, duration_col_of_piece, columns: int,
@@ -274,4 +276,5 @@ def duration_log_laws(split, max_duration: int, duration_col_of_piece, columns: 
     half = len(kernel) // 2
     padded = np.pad(counts + pseudocount / K, ((half, half), (0, 0)), mode="edge")
     smooth = np.stack([np.convolve(padded[:, j], kernel, mode="valid") for j in range(columns)], axis=1)
-    return np.log(smooth / smooth.sum(axis=0, keepdims=True))
+    with np.errstate(divide="ignore"):  # a length never seen, without a pseudocount: -inf
+        return np.log(smooth / smooth.sum(axis=0, keepdims=True))
