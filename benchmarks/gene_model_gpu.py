@@ -141,7 +141,8 @@ def main(argv=None) -> int:
                         "labelling: GeneGrammar.log_likelihood at the hard penalty, as measured before 2026-11-30")
     p.add_argument("--gene-long-runs", default="tail", choices=GENE_LONG_RUNS,
                    help="tail: the model's default states (26, tail copies of intergenic and introns); "
-                        "tail-exons: 32 (exons too); pieces: the first version's 16 states")
+                        "tail-ends: 44 (a long intron's ends apart); tail-exons: 32 (exons too); pieces: the first "
+                        "version's 16 states")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():

@@ -34,7 +34,7 @@ IMPOSSIBLE = -1000.0
 
 # ----------------------------------------------------------------------------- the independent truth
 def path_score(path, a0, codes, em, codon, start, end, trans, dur, init, final, tails=None, splice=None,
-               exon_tails=False, exon_splice=None):
+               exon_tails=False, exon_splice=None, intron_ends=False):
     """Score of one class segmentation [(s, e, c)] with initial frame a0 (None unless it opens in a gene).
 
     tails: None (no tail states), or a bool per segment, True for an intergenic or intron tail piece:
@@ -44,13 +44,27 @@ def path_score(path, a0, codes, em, codon, start, end, trans, dur, init, final, 
     (whole) intron segment loses when its first two bases are not GT and its last two not AG (a base
     outside the sequence matches). exon_splice: None, or (donor, acceptor) penalties of whole (plain)
     exon segments with exon_tails: one after an intron or opening the sequence loses the acceptor's when
-    the two bases before it are not AG (no donor check here: an exon may precede intergenic too)."""
+    the two bases before it are not AG (no donor check here: an exon may precede intergenic too).
+    intron_ends: an intron tail piece is "first" (after an exon; only its first two bases are checked),
+    "last" (before an exon; only its last two), or True (a middle piece: after a first or middle piece,
+    or opening the sequence; before a middle or last piece, or ending it)."""
     total, prev, phase = 0.0, None, a0
     for i, (s, e, c) in enumerate(path):
         if tails is not None:
             if tails[i] and c == gm.EXON and not exon_tails:
                 return NEG
+            if isinstance(tails[i], str) and not (intron_ends and c == gm.INTRON):
+                return NEG
             if i > 0 and c == prev and (c != gm.EXON or exon_tails) and not (tails[i] and tails[i - 1]):
+                return NEG
+            if intron_ends and c == gm.INTRON:
+                after = "exon" if prev == gm.EXON else "run" if prev == gm.INTRON else "start"
+                may = {"exon": (False, "first"), "run": (True, "last"), "start": (False, True)}[after]
+                if tails[i] not in may or (after == "run" and tails[i - 1] not in ("first", True)):
+                    return NEG
+                if i + 1 == len(path) and tails[i] in ("first", "last"):
+                    return NEG
+            if intron_ends and c == gm.EXON and prev == gm.INTRON and tails[i - 1] not in (False, "last"):
                 return NEG
         if i == 0:
             total += init[c]
@@ -71,11 +85,12 @@ def path_score(path, a0, codes, em, codon, start, end, trans, dur, init, final, 
         elif c == gm.INTRON:
             total += em[s:e, gm.INTRON].sum()
             phase = (phase + e - s) % 3
-            if splice is not None and not tails[i]:
+            if splice is not None and tails[i] in (False, "first", "last"):
                 L = len(codes)
                 first_ok = all(codes[u] == b for u, b in ((s, G), (s + 1, T)) if u < L)
                 last_ok = all(codes[u] == b for u, b in ((e - 2, A), (e - 1, G)) if u >= 0)
-                total -= splice[0] * (not first_ok) + splice[1] * (not last_ok)
+                total -= splice[0] * (not first_ok) * (tails[i] != "last") + splice[1] * (not last_ok) * (
+                    tails[i] != "first")
         else:
             total += em[s:e, gm.INTERGENIC].sum()
             phase = None
@@ -114,18 +129,20 @@ def by_labelling(scored_paths, L):
 
 
 # ----------------------------------------------------------------------------- helpers
-def enumerate_tail_paths(L, K, exon_tails=False):
+def enumerate_tail_paths(L, K, exon_tails=False, intron_ends=False):
     """Every (class path, initial frame, tail bits): each intergenic or intron segment (and exon segment
-    with exon_tails) plain or tail."""
+    with exon_tails) plain or tail; with intron_ends an intron segment also a first or last piece."""
     for path, a0 in enumerate_paths(L, K):
-        choices = [(False, True) if c != gm.EXON or exon_tails else (False,) for _, _, c in path]
+        choices = [(False, True, "first", "last") if c == gm.INTRON and intron_ends else
+                   (False, True) if c != gm.EXON or exon_tails else (False,) for _, _, c in path]
         for tails in itertools.product(*choices):
             yield path, a0, tails
 
 
-def random_problem(seed, L, K, backend="cpu", tails=False, splice=False, exon_tails=False):
+def random_problem(seed, L, K, backend="cpu", tails=False, splice=False, exon_tails=False, intron_ends=False):
     g = torch.Generator().manual_seed(seed)
-    grammar = gm.GeneGrammar(K, backend, tails=tails, splice_sites=splice, exon_tails=exon_tails).double()
+    grammar = gm.GeneGrammar(K, backend, tails=tails, splice_sites=splice, exon_tails=exon_tails,
+                             intron_ends=intron_ends).double()
     with torch.no_grad():
         for p in grammar.parameters():
             p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64))
@@ -316,26 +333,80 @@ def test_tail_states_double_only_intergenic_and_introns():
             {"close"} if C == 5 else set())  # a long one-exon gene is open .. close pieces: no single tail
     with pytest.raises(ValueError, match="tails=True"):
         gg.make_states(gg.LAYOUTS[5], exon_tails=True)
+    with pytest.raises(ValueError, match="tails=True"):
+        gg.make_states(gg.LAYOUTS[5], intron_ends=True)
+
+
+def test_intron_ends_split_only_the_intron_tails_and_keep_the_other_states_grammar():
+    for C, n in ((3, 44), (5, 98)):
+        layout = gg.LAYOUTS[C]
+        tail, ends = gg.make_states(layout, tails=True), gg.make_states(layout, tails=True, intron_ends=True)
+        assert len(ends) == n == len({s.name for s in ends})
+        extra = [s for s in ends if s.part]
+        assert len(extra) == n - len(tail) and {(s.kind, s.tail) for s in extra} == {("intron", True)}
+        assert tail == tuple(s for s in ends if not s.part)  # the other states, in the same order
+        m_tail, m_ends = gg.grammar_mask(tail, layout), gg.grammar_mask(ends, layout)
+        keep = [i for i, s in enumerate(ends) if not s.part]
+        index = {s: i for i, s in enumerate(ends)}
+        for i, s in enumerate(ends):
+            for j, t in enumerate(ends):
+                ok = np.isfinite(m_ends[i, j])
+                if s.is_exon and t.kind == "intron" and t.tail:
+                    assert ok == (t.part == "first" and np.isfinite(m_tail[tail.index(s), tail.index(
+                        gg.GeneState(t.kind, t.strand, t.phase, t.residue, t.cls, t.synthetic_names, True))])), (s, t)
+                elif t.is_exon and s.kind == "intron" and s.tail:
+                    assert ok == (s.part == "last" and np.isfinite(m_tail[tail.index(
+                        gg.GeneState(s.kind, s.strand, s.phase, s.residue, s.cls, s.synthetic_names, True)),
+                        tail.index(t)])), (s, t)
+                elif s.kind == "intron" and s.tail and t.kind == "intron" and t.tail:
+                    same_chain = np.isfinite(m_tail[tail.index(gg.GeneState(
+                        "intron", s.strand, s.phase, s.residue, s.cls, s.synthetic_names, True)), tail.index(
+                        gg.GeneState("intron", t.strand, t.phase, t.residue, t.cls, t.synthetic_names, True))])
+                    assert ok == (same_chain and s.part in ("first", "") and t.part in ("", "last")), (s, t)
+                elif not s.part and not t.part:
+                    assert ok == np.isfinite(m_tail[tail.index(s), tail.index(t)]), (s, t)
+        assert keep == [index[s] for s in tail]
+        init, fin = gg.initial_mask(ends), gg.final_mask(ends)
+        assert all(np.isneginf(init[i]) and np.isneginf(fin[i]) for i, s in enumerate(ends) if s.part)
     g = gm.GeneGrammar(5, "cpu", 5, tails=True)
     assert g.durations.shape == (5, 5) and g.class_durations().shape == (5, 5)
 
 
-@pytest.mark.parametrize("seed,L,K,splice,exon_tails", [(0, 6, 3, False, False), (1, 6, 2, False, False),
-                                                        (2, 5, 5, False, False), (3, 6, 3, True, False),
-                                                        (4, 7, 4, True, False), (5, 6, 3, False, True),
-                                                        (6, 6, 2, True, True), (7, 7, 3, True, True)])
-def test_tail_states_match_enumeration(seed, L, K, splice, exon_tails):
+def gold_tail_bits(pieces, L, tailed, intron_ends=False, intron_classes=(gm.INTRON,)):
+    """The state choice of each gold piece: False (plain) for a whole run, True (tail) for a piece of a run
+    of several of a tailed class; with intron_ends an intron run's first piece "first" unless it opens the
+    sequence, its last "last" unless it ends it."""
+    cls = [c for _, _, c in pieces]
+    n = len(cls)
+    out = []
+    for j, (s, e, c) in enumerate(pieces):
+        prev_same, next_same = j > 0 and cls[j - 1] == c, j + 1 < n and cls[j + 1] == c
+        bit = c in tailed and (prev_same or next_same)
+        if bit and intron_ends and c in intron_classes:
+            bit = "first" if not prev_same and s > 0 else "last" if not next_same and e < L else True
+        out.append(bit)
+    return tuple(out)
+
+
+@pytest.mark.parametrize("seed,L,K,splice,exon_tails,ends", [
+    (0, 6, 3, False, False, False), (1, 6, 2, False, False, False), (2, 5, 5, False, False, False),
+    (3, 6, 3, True, False, False), (4, 7, 4, True, False, False), (5, 6, 3, False, True, False),
+    (6, 6, 2, True, True, False), (7, 7, 3, True, True, False),
+    (8, 7, 2, True, False, True), (9, 7, 3, True, False, True), (10, 6, 2, False, False, True)])
+def test_tail_states_match_enumeration(seed, L, K, splice, exon_tails, ends):
     # Z, every class labelling's likelihood, and every gold segmentation's likelihood with tail states
-    # (and the splice penalties of whole introns) against the enumeration of (segmentation, initial
-    # frame, plain / tail choice of each intergenic and intron segment) scored by the class-level tables.
+    # (and the splice penalties of whole introns; with intron ends, of a long intron's first and last
+    # pieces) against the enumeration of (segmentation, initial frame, plain / tail (/ first / last)
+    # choice of each intergenic and intron segment) scored by the class-level tables.
     grammar, codes, em, codon, start, end = random_problem(seed, L, K, tails=True, splice=splice,
-                                                           exon_tails=exon_tails)
+                                                           exon_tails=exon_tails, intron_ends=ends)
     args = numpy_args(grammar, codes, em, codon, start, end)
     pens = tuple(grammar.splice_penalties().tolist()) if splice else None
     exon_pens = tuple(grammar.exon_splice_penalties().tolist()) if splice and exon_tails else None
     by_labels, by_gold, every = {}, {}, []
-    for path, a0, tails in enumerate_tail_paths(L, K, exon_tails):
-        sc = path_score(path, a0, *args, tails=tails, splice=pens, exon_tails=exon_tails, exon_splice=exon_pens)
+    for path, a0, tails in enumerate_tail_paths(L, K, exon_tails, ends):
+        sc = path_score(path, a0, *args, tails=tails, splice=pens, exon_tails=exon_tails, exon_splice=exon_pens,
+                        intron_ends=ends)
         if sc == NEG:
             continue
         every.append(sc)
@@ -346,7 +417,7 @@ def test_tail_states_match_enumeration(seed, L, K, splice, exon_tails):
     with torch.no_grad():
         ll = grammar.log_likelihood(*scores, ys, lengths).numpy()
         path_ll = grammar.path_log_likelihood(*scores, ys, lengths).numpy()
-    starts, ends, classes, counts = run_pieces(ys.numpy(), lengths.numpy(), K)
+    starts, piece_ends, classes, counts = run_pieces(ys.numpy(), lengths.numpy(), K)
     feasible = 0
     for i, y in enumerate(ys.tolist()):
         truth = by_labels.get(tuple(y))
@@ -356,17 +427,17 @@ def test_tail_states_match_enumeration(seed, L, K, splice, exon_tails):
             assert ll[i] == pytest.approx(logsumexp(truth) - log_z, abs=1e-9), y
         # The gold pieces: a run of more than one piece is tail pieces, a whole run a plain one.
         n = counts[i]
-        pieces = tuple(zip(starts[i, :n].tolist(), ends[i, :n].tolist(), classes[i, :n].tolist()))
-        cls = [c for _, _, c in pieces]
-        tails = tuple((c != gm.EXON or exon_tails) and ((j > 0 and cls[j - 1] == c) or (j + 1 < n and cls[j + 1] == c))
-                      for j, c in enumerate(cls))
-        gold = by_gold.get((pieces, tails))
+        pieces = tuple(zip(starts[i, :n].tolist(), piece_ends[i, :n].tolist(), classes[i, :n].tolist()))
+        tailed = {gm.INTERGENIC, gm.INTRON} | ({gm.EXON} if exon_tails else set())
+        gold = by_gold.get((pieces, gold_tail_bits(pieces, L, tailed, ends)))
         if gold is None:
             assert path_ll[i] == NEG, y
         else:
             feasible += 1
             assert path_ll[i] == pytest.approx(logsumexp(gold) - log_z, abs=1e-9), y
     assert feasible > 1 and any(len(p) > 1 and any(t) for (p, t) in by_gold)
+    if ends:  # long introns entered from and left for an exon were among the paths
+        assert any("first" in t and "last" in t for (_, t) in by_gold)
     assert torch.logsumexp(torch.from_numpy(ll), 0).item() == pytest.approx(0.0, abs=1e-9)
     # Viterbi's best path over the states against the best enumerated one.
     with torch.no_grad():
@@ -681,7 +752,7 @@ SPLICE = {"+": ((G, T), (A, G)), "-": ((C, T), (A, C))}  # an intron's first and
 
 
 def enumerate_genes(codes, em, codon, start, end, trans, dur, init, final, tails=False, exon_tails=False,
-                    splice=None, exon_splice=None, with_tails=False):
+                    splice=None, exon_splice=None, with_tails=False, intron_ends=False):
     """Yield (class path [(s, e, c)], score) for every valid gene structure, pruning as soon as a
     rule fails. codon: (L, 6) codon-position scores, + strand's 3 then - strand's 3.
 
@@ -692,7 +763,10 @@ def enumerate_genes(codes, em, codon, start, end, trans, dur, init, final, tails
     penalties of a plain intron whose first / last two bases are not its strand's (a base outside the
     sequence matches). exon_splice: the same for a plain exon with exon_tails, on the two bases after
     it when an intron follows, and before it when an intron precedes it or it opens the sequence.
-    with_tails: yield (path, score, the tail bit of each segment) instead."""
+    with_tails: yield (path, score, the tail bit of each segment) instead. intron_ends: an intron tail
+    piece is also "first" (after an exon: only its first two bases checked) or "last" (before an exon:
+    only its last two); True is then a middle piece (after a first or middle piece or opening the
+    sequence, before a middle or last piece or ending it)."""
     L, K = len(codes), dur.shape[0]
     tailed = {0, NP_, NM} | ({XP, XM} if exon_tails else set()) if tails else set()
 
@@ -715,17 +789,29 @@ def enumerate_genes(codes, em, codon, start, end, trans, dur, init, final, tails
     def walk(s, path, phase, score, bits=()):
         if s == L:
             c = path[-1][2]
+            if bits and bits[-1] in ("first", "last"):
+                return  # a long intron's first or last piece never ends a sequence
             yield (list(path), score + final[c]) + ((bits,) if with_tails else ())
             return
         prev_tail = bool(bits) and bits[-1]
         prev = path[-1][2] if path else None
-        for d, tail in itertools.product(range(1, min(K, L - s) + 1), (False, True)):
+        choices = (False, True, "first", "last") if intron_ends else (False, True)
+        for d, tail in itertools.product(range(1, min(K, L - s) + 1), choices):
             e = s + d
             for c in (range(5) if prev is None else NEXT[prev]):
                 if tail and c not in tailed:
                     continue
                 if c == prev and c in tailed and not (tail and prev_tail):
                     continue  # only a tail piece continues a run
+                if isinstance(tail, str) and c not in (NP_, NM):
+                    continue
+                if intron_ends and c in (NP_, NM):
+                    after = "exon" if prev in (XP, XM) else "run" if prev == c else "start"
+                    may = {"exon": (False, "first"), "run": (True, "last"), "start": (False, True)}[after]
+                    if tail not in may or (after == "run" and prev_tail not in ("first", True)):
+                        continue
+                if intron_ends and c in (XP, XM) and prev in (NP_, NM) and prev_tail not in (False, "last"):
+                    continue
                 strand = STRAND_OF.get(c)
                 col = ({0: 3, NP_: 4, NM: 4, XP: 5, XM: 5}[c] if tail else KIND[c])
                 sc = score + (init[c] if prev is None else trans[prev, c]) + dur[d - 1, col]
@@ -734,9 +820,10 @@ def enumerate_genes(codes, em, codon, start, end, trans, dur, init, final, tails
                     continue
                 if prev in (XP, XM) and c == 0 and prev_tail and len(path) > 1 and path[-2][2] == 0:
                     continue  # one tail exon piece between intergenic: a one-exon gene has no tail copy
-                if c in (NP_, NM) and not tail and splice is not None:
+                if c in (NP_, NM) and tail in (False, "first", "last") and splice is not None:
                     first, last = SPLICE[strand]
-                    sc -= splice[0] * (not canonical(s, first)) + splice[1] * (not canonical(e - 2, last))
+                    sc -= (splice[0] * (not canonical(s, first)) * (tail != "last")
+                           + splice[1] * (not canonical(e - 2, last)) * (tail != "first"))
                 if exon_splice is not None:
                     if c in (NP_, NM) and prev in (XP, XM) and not prev_tail:  # a whole exon before an intron
                         sc -= exon_splice[0] * (not canonical(s, SPLICE[strand][0]))
@@ -862,23 +949,25 @@ def test_two_strand_likelihoods_match_enumeration(seed, L, K, design):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed,L,K,design,exon_tails", [(30, 8, 3, 0, False), (31, 8, 4, 1, False),
-                                                        (32, 8, 3, 2, True), (33, 8, 4, 3, True),
-                                                        (34, 7, 3, None, True)])
-def test_two_strand_tail_states_and_splice_sites_match_enumeration(seed, L, K, design, exon_tails):
+@pytest.mark.parametrize("seed,L,K,design,exon_tails,ends", [
+    (30, 8, 3, 0, False, False), (31, 8, 4, 1, False, False), (32, 8, 3, 2, True, False),
+    (33, 8, 4, 3, True, False), (34, 7, 3, None, True, False), (35, 8, 2, 0, False, True),
+    (36, 8, 2, 1, False, True), (37, 7, 3, None, False, True)])
+def test_two_strand_tail_states_and_splice_sites_match_enumeration(seed, L, K, design, exon_tails, ends):
     # The 62 (80) states with the splice checks on both strands: every class labelling's likelihood,
     # every gold segmentation's (the training objective) and Viterbi's best path, against the enumeration
     # of every gene structure with every plain / tail choice, scored with the class-level tables and the
     # splice rules as the module docstring writes them (intron side; with exon tails, exon side too).
     codes = None if design is None else torch.tensor(["ACGT".index(b) for b in SPLICED[design]])[None]
     grammar, codes, em, codon, start, end = random_problem5(seed, L, K, codes=codes, tails=True, splice_sites=True,
-                                                            exon_tails=exon_tails)
-    assert grammar.num_states == (80 if exon_tails else 62)
+                                                            exon_tails=exon_tails, intron_ends=ends)
+    assert grammar.num_states == (80 if exon_tails else 98 if ends else 62)
     pens = tuple(grammar.splice_penalties().tolist())
     exon_pens = tuple(grammar.exon_splice_penalties().tolist()) if exon_tails else None
     assert exon_tails == (exon_pens is not None and min(exon_pens) > 0.01)
     found = list(enumerate_genes(*numpy_args5(grammar, codes, em, codon, start, end), tails=True,
-                                 exon_tails=exon_tails, splice=pens, exon_splice=exon_pens, with_tails=True))
+                                 exon_tails=exon_tails, splice=pens, exon_splice=exon_pens, with_tails=True,
+                                 intron_ends=ends))
     log_z, label_ll, (best_score, _) = by_labelling(((p, sc) for p, sc, _ in found), L)
     by_gold = {}
     for path, sc, bits in found:
@@ -887,7 +976,7 @@ def test_two_strand_tail_states_and_splice_sites_match_enumeration(seed, L, K, d
     with torch.no_grad():
         ll = grammar.log_likelihood(*scores, ys, lengths).numpy()
         path_ll = grammar.path_log_likelihood(*scores, ys, lengths).numpy()
-    starts, ends, classes, counts = run_pieces(ys.numpy(), lengths.numpy(), K)
+    starts, piece_ends, classes, counts = run_pieces(ys.numpy(), lengths.numpy(), K)
     tailed = {0, NP_, NM} | ({XP, XM} if exon_tails else set())
     whole_gold = 0
     for i, y in enumerate(ys.tolist()):
@@ -897,17 +986,16 @@ def test_two_strand_tail_states_and_splice_sites_match_enumeration(seed, L, K, d
         else:
             assert ll[i] == pytest.approx(truth, abs=1e-9), y
         m = counts[i]
-        pieces = tuple(zip(starts[i, :m].tolist(), ends[i, :m].tolist(), classes[i, :m].tolist()))
-        cls = [c for _, _, c in pieces]
-        bits = tuple(c in tailed and ((j > 0 and cls[j - 1] == c) or (j + 1 < m and cls[j + 1] == c))
-                     for j, c in enumerate(cls))
-        gold = by_gold.get((pieces, bits))
+        pieces = tuple(zip(starts[i, :m].tolist(), piece_ends[i, :m].tolist(), classes[i, :m].tolist()))
+        gold = by_gold.get((pieces, gold_tail_bits(pieces, L, tailed, ends, (NP_, NM))))
         if gold is None:
             assert path_ll[i] < IMPOSSIBLE, y
         else:
             whole_gold += 1
             assert path_ll[i] == pytest.approx(logsumexp(gold) - log_z, abs=1e-9), y
     assert whole_gold > 1 and len(label_ll) > 1
+    if ends:  # long introns between exons were among the gene structures
+        assert any("first" in b and "last" in b for (_, b) in by_gold)
     assert torch.logsumexp(torch.from_numpy(ll), 0).item() == pytest.approx(0.0, abs=1e-9)
     with torch.no_grad():
         e, s, t = grammar.state_scores(em, codon, codes, torch.tensor([L]), start, end)
@@ -1105,7 +1193,7 @@ def test_a_broken_fly_gene_is_rejected(fly):
     assert scores[0] == 0.0 and np.all(scores[1:] < IMPOSSIBLE), scores
 
 
-@pytest.mark.parametrize("long_runs,states", [("tail", 62), ("tail-exons", 80)])
+@pytest.mark.parametrize("long_runs,states", [("tail", 62), ("tail-exons", 80), ("tail-ends", 98)])
 def test_the_model_trains_on_a_fly_locus(fly, long_runs, states):
     meta, train, _ = fly
     i = next(k for k, y in enumerate(train.labels) if len(y) < 3000 and (y == XM).any() and (y == NM).any())

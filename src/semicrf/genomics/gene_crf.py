@@ -27,9 +27,9 @@ SPLICE_PENALTY_INIT = 5.0
 
 
 def long_run_states(mode: str) -> dict:
-    """:class:`GeneGrammar`'s ``tails`` and ``exon_tails`` for a ``--gene-long-runs`` mode (``"pieces"``,
-    ``"tail"`` or ``"tail-exons"``)."""
-    return {"tails": mode != "pieces", "exon_tails": mode == "tail-exons"}
+    """:class:`GeneGrammar`'s ``tails``, ``exon_tails`` and ``intron_ends`` for a ``--gene-long-runs`` mode
+    (``"pieces"``, ``"tail"``, ``"tail-ends"`` or ``"tail-exons"``)."""
+    return {"tails": mode != "pieces", "exon_tails": mode == "tail-exons", "intron_ends": mode == "tail-ends"}
 
 
 class GeneGrammar(nn.Module):
@@ -37,7 +37,8 @@ class GeneGrammar(nn.Module):
 
     num_classes: 3 (synthetic layout, 16 states) or 5 (real layout, 43 states). tails: add the tail
     states of long runs (26 and 62 states; :func:`.gene_grammar.make_states`, and "Long runs" in the
-    module docstring).
+    module docstring). intron_ends (needs tails): the first and last pieces of a long intron as states of
+    their own (44 and 98 states), so that with ``splice_sites`` its donor and acceptor are checked too.
     Parameters: ``transitions`` (C, C), ``durations`` (K, 3) -- by kind, intergenic / exon / intron,
     shared by the two strands; with tails (K, 5), the tail pieces' intergenic and intron laws after
     them -- ``initial`` and ``final`` (C,); with ``splice_sites`` (needs tails) ``splice_penalty`` (2,),
@@ -47,7 +48,8 @@ class GeneGrammar(nn.Module):
     """
 
     def __init__(self, max_duration: int, backend: str = "auto", num_classes: int = NUM_CLASSES,
-                 tails: bool = False, splice_sites: bool = False, exon_tails: bool = False):
+                 tails: bool = False, splice_sites: bool = False, exon_tails: bool = False,
+                 intron_ends: bool = False):
         super().__init__()
         if isinstance(max_duration, bool) or not isinstance(max_duration, int) or max_duration < 1:
             raise ValueError(f"max_duration must be a positive integer, got {max_duration!r}")
@@ -59,9 +61,9 @@ class GeneGrammar(nn.Module):
             raise ValueError(f"the gene grammar has 3 classes (synthetic: intergenic, exon, intron) or 5 (real: "
                              f"{', '.join(STRANDED_CLASSES)}), got {num_classes!r}")
         self.max_duration, self.backend, self.num_classes = max_duration, backend, num_classes
-        self.tails, self.exon_tails = bool(tails), bool(exon_tails)
+        self.tails, self.exon_tails, self.intron_ends = bool(tails), bool(exon_tails), bool(intron_ends)
         self.layout = LAYOUTS[num_classes]
-        self.states = make_states(self.layout, self.tails, self.exon_tails)
+        self.states = make_states(self.layout, self.tails, self.exon_tails, self.intron_ends)
         C = num_classes
         self.transitions = nn.Parameter(torch.zeros(C, C))
         self.durations = nn.Parameter(torch.zeros(max_duration, 3 + 2 * self.tails + self.exon_tails))
@@ -79,6 +81,11 @@ class GeneGrammar(nn.Module):
         # The states whose class has a tail copy: a gold piece picks the plain or the tail one.
         tailed = {s.cls for s in self.states if s.tail}
         self.register_buffer("has_tail", torch.tensor([s.cls in tailed for s in self.states]), persistent=False)
+        # With intron_ends, which piece of a long intron a tail state is: 1 first, 2 middle, 3 last; 0 for
+        # every state that has no such place (a gold piece may take it whatever its place).
+        place = {"first": 1, "": 2, "last": 3}
+        self.register_buffer("tail_place", torch.tensor([place[s.part] if self.intron_ends and s.tail and
+                                                         s.kind == "intron" else 0 for s in st]), persistent=False)
         self.register_buffer("state_class", torch.tensor([s.cls for s in st]), persistent=False)
         self.register_buffer("grammar_mask", torch.from_numpy(grammar_mask(st, self.layout)), persistent=False)
         self.register_buffer("initial_mask", torch.from_numpy(initial_mask(st)), persistent=False)
@@ -93,12 +100,15 @@ class GeneGrammar(nn.Module):
         self.register_buffer("opens", torch.tensor([k in ("open", "single") for k in kinds]), persistent=False)
         self.register_buffer("closes", torch.tensor([k in ("close", "single") for k in kinds]), persistent=False)
         # Splice sites: a whole intron (a plain intron piece; with tails every intron of at most K bases)
-        # loses softplus(splice_penalty) at each end that is not canonical (see "Splice sites").
+        # loses softplus(splice_penalty) at each end that is not canonical (see "Splice sites"); with
+        # intron_ends so do a long intron's first piece at its start and its last piece at its end.
         self.splice_sites = bool(splice_sites)
         if self.splice_sites:
             self.splice_penalty = nn.Parameter(torch.full((2,), SPLICE_PENALTY_INIT))
-        self.register_buffer("whole_intron", torch.tensor([s.kind == "intron" and not s.tail for s in st]),
-                             persistent=False)
+        intron_start = [s.kind == "intron" and (not s.tail or s.part == "first") for s in st]
+        intron_end = [s.kind == "intron" and (not s.tail or s.part == "last") for s in st]
+        self.register_buffer("intron_start", torch.tensor(intron_start), persistent=False)
+        self.register_buffer("intron_end", torch.tensor(intron_end), persistent=False)
         # With exon tails as well, a plain exon piece is a whole exon, and its kind tells which of its
         # sides an intron is on (see "Splice sites"): its end is a donor (open, inner; real layout only,
         # since without codons they may precede intergenic too), its start an acceptor (inner, close).
@@ -127,7 +137,7 @@ class GeneGrammar(nn.Module):
     def extra_repr(self) -> str:
         return (f"classes={self.num_classes}, states={self.num_states}, max_duration={self.max_duration}, "
                 f"backend={self.backend!r}, tails={self.tails}, exon_tails={self.exon_tails}, "
-                f"splice_sites={self.splice_sites}")
+                f"splice_sites={self.splice_sites}, intron_ends={self.intron_ends}")
 
     def class_durations(self) -> Tensor:
         """(K, C) the duration table per class (the strands' columns are the same parameters); with
@@ -250,8 +260,8 @@ class GeneGrammar(nn.Module):
                                 for strand in self.layout.strands], -1)[:, :, col]
 
         pen = self.splice_penalties().to(start.dtype)
-        start = start - pen[0] * (off_site(0, 0) & self.whole_intron).to(start.dtype)  # an intron starting at t
-        end = end - pen[1] * (off_site(1, -1) & self.whole_intron).to(end.dtype)  # an intron ending at t
+        start = start - pen[0] * (off_site(0, 0) & self.intron_start).to(start.dtype)  # an intron starting at t
+        end = end - pen[1] * (off_site(1, -1) & self.intron_end).to(end.dtype)  # an intron ending at t
         if self.exon_tails:
             exon_pen = self.exon_splice_penalties().to(start.dtype)
             start = start - exon_pen[1] * (off_site(1, -2) & self.exon_acceptor).to(start.dtype)  # before it
@@ -316,6 +326,11 @@ class GeneGrammar(nn.Module):
             same_next = torch.cat([seg_c[:, :-1] == seg_c[:, 1:], torch.zeros_like(seg_c[:, :1], dtype=torch.bool)], 1)
             long_run = (same_prev & (j < nseg[:, None])) | (same_next & (j + 1 < nseg[:, None]))  # (B, J)
             allowed = allowed & (~self.has_tail | (self.is_tail == long_run[:, :, None]))
+            if self.intron_ends:  # and its place in the run: first, last (next to an exon), or middle
+                first = long_run & ~same_prev & (seg_s > 0)
+                last = long_run & ~same_next & (seg_e < lengths[:, None])
+                place = torch.where(first, 1, torch.where(last, 3, 2))
+                allowed = allowed & ((self.tail_place == 0) | (self.tail_place == place[:, :, None]))
         score = torch.where(allowed, score, NEG_INF)
         trans = tables["transitions"].to(f64)
         t_max = trans.max()  # finite: every class pair of the grammar has an allowed state pair

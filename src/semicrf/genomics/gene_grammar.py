@@ -80,7 +80,10 @@ class GeneState:
     inner keep their first names, first_exon / exon. strand: ``+`` or ``-`` (None for intergenic).
     phase: the absolute frame ``a`` (+ exons: codon position of t is ``(t - a) mod 3``; - exons:
     ``(a - t) mod 3``; introns: the frame they were entered with); residue: an intron piece's length
-    mod 3. ``cls`` is set by the layout.
+    mod 3. ``cls`` is set by the layout. part: with the ends of long introns told apart
+    (:func:`make_states`' ``intron_ends``), an intron tail piece's place in its run: ``first`` (entered
+    from an exon: its start is the intron's 5' splice site on +), ``last`` (followed by an exon) or ``""``
+    (a middle piece, or a piece of a run cut by the sequence's end); ``""`` for every other state.
     """
 
     kind: str
@@ -90,6 +93,7 @@ class GeneState:
     cls: int = INTERGENIC
     synthetic_names: bool = False
     tail: bool = False  # a piece of a run longer than K (see make_states)
+    part: str = ""  # first / last piece of a long intron (intron_ends), else ""
 
     @property
     def is_exon(self) -> bool:
@@ -97,7 +101,7 @@ class GeneState:
 
     @property
     def name(self) -> str:
-        return self._base_name + ("/tail" if self.tail else "")
+        return self._base_name + ("/tail" if self.tail else "") + (f"-{self.part}" if self.part else "")
 
     @property
     def _base_name(self) -> str:
@@ -111,7 +115,8 @@ class GeneState:
         return f"{self.kind}{self.strand}/a{self.phase}"
 
 
-def make_states(layout: Layout, tails: bool = False, exon_tails: bool = False) -> tuple[GeneState, ...]:
+def make_states(layout: Layout, tails: bool = False, exon_tails: bool = False,
+                intron_ends: bool = False) -> tuple[GeneState, ...]:
     """The states in engine order: intergenic, then per strand its exon kinds (phase minor) and its
     introns (phase major). For the synthetic layout: intergenic, first_exon(0..2), exon(0..2),
     intron(a, r), exactly the first version's 16 states.
@@ -123,9 +128,13 @@ def make_states(layout: Layout, tails: bool = False, exon_tails: bool = False) -
     pieces of long runs no longer shape the law of the short ones. exon_tails (needs tails): also a
     tail copy of the exon kinds a long exon run is made of (open, inner and, with codons, close; a
     one-exon gene longer than K is open .. close pieces), after the strand's exon kinds: 32 and 80
-    states (see :mod:`.gene_model`, "Long runs")."""
+    states (see :mod:`.gene_model`, "Long runs"). intron_ends (needs tails): two more copies of each
+    intron tail piece, the ``first`` and the ``last`` of a long intron, so that its two splice sites are
+    told from the cuts between its pieces: 26 + 18 = 44 and 62 + 36 = 98 states."""
     if exon_tails and not tails:
         raise ValueError("exon_tails extends the tail states: give tails=True as well")
+    if intron_ends and not tails:
+        raise ValueError("intron_ends splits the introns' tail states: give tails=True as well")
     syn = not layout.codons
     states = [GeneState("intergenic")] + ([GeneState("intergenic", tail=True)] if tails else [])
     kinds = ("open", "inner", "close", "single") if layout.codons else ("open", "inner")
@@ -138,6 +147,9 @@ def make_states(layout: Layout, tails: bool = False, exon_tails: bool = False) -
         states += [GeneState("intron", strand, a, r, ic, syn) for a in range(3) for r in range(3)]
         if tails:
             states += [GeneState("intron", strand, a, r, ic, syn, True) for a in range(3) for r in range(3)]
+        if intron_ends:
+            states += [GeneState("intron", strand, a, r, ic, syn, True, part) for part in ("first", "last")
+                       for a in range(3) for r in range(3)]
     return tuple(states)
 
 
@@ -152,16 +164,27 @@ def grammar_mask(states=STATES, layout: Layout = SYNTHETIC) -> np.ndarray:
 
     With tail states (:func:`make_states`) a run continues into another piece only from a tail piece
     to a tail piece; whatever may follow or precede a plain piece may follow or precede its tail copy.
-    Exon pieces without tail copies continue plain to plain, as in the first version."""
+    Exon pieces without tail copies continue plain to plain, as in the first version. With the ends of
+    long introns told apart, an exon enters an intron's plain or first piece, leaves its plain or last
+    piece, and a long intron runs first, middle pieces, last (first -> last when it is two pieces)."""
     index = {s: i for i, s in enumerate(states)}
     mask = np.full((len(states), len(states)), NEG_INF)
-    by = {(s.kind, s.strand, s.phase, s.residue, s.tail): s for s in states}
+    by = {(s.kind, s.strand, s.phase, s.residue, s.tail, s.part): s for s in states}
     tailed = {s.kind for s in states if s.tail}  # the kinds that have a tail copy
     tails = bool(tailed)
     exon_tails = "inner" in tailed
+    ends = any(s.part for s in states)
 
     def allow(src, dst) -> None:
-        mask[index[by[src]], index[by[dst]]] = 0.0
+        """src -> dst, each (kind, strand, phase, residue, tail[, part])."""
+        mask[index[by[tuple(src) + ("",) * (6 - len(src))]], index[by[tuple(dst) + ("",) * (6 - len(dst))]]] = 0.0
+
+    def intron_copies(strand, a, r, side: str) -> list[tuple]:
+        """The copies of intron(a, r) an exon may enter (side "in") or leave (side "out")."""
+        plain = ("intron", strand, a, r, False, "")
+        if not tails:
+            return [plain]
+        return [plain, ("intron", strand, a, r, True, ({"in": "first", "out": "last"}[side] if ends else ""))]
 
     def allow_copies(src, dst) -> None:
         """src -> dst for every copy (plain, tail) of either end."""
@@ -189,28 +212,37 @@ def grammar_mask(states=STATES, layout: Layout = SYNTHETIC) -> np.ndarray:
                 else:
                     allow_copies(src, ig)
                 for r in range(3):
-                    allow_copies(src, ("intron", strand, a, r))
+                    for dst in intron_copies(strand, a, r, "in"):
+                        for e in (False, True) if kind in tailed else (False,):
+                            allow((*src, e), dst)
             for r in range(3):
-                src, b = ("intron", strand, a, r), (a + r) % 3
-                allow_copies(src, ("inner", strand, b, None))
-                if layout.codons:
-                    allow_copies(src, ("close", strand, b, None))
+                b = (a + r) % 3
+                for src in intron_copies(strand, a, r, "out"):
+                    for kind in ("inner", "close") if layout.codons else ("inner",):
+                        for e in (False, True) if kind in tailed else (False,):
+                            allow(src, (kind, strand, b, None, e))
                 for r2 in range(3):
-                    allow((*src, tails), ("intron", strand, b, r2, tails))
+                    if not ends:
+                        allow(("intron", strand, a, r, tails), ("intron", strand, b, r2, tails))
+                        continue
+                    for p, q in (("first", ""), ("first", "last"), ("", ""), ("", "last")):
+                        allow(("intron", strand, a, r, True, p), ("intron", strand, b, r2, True, q))
     return mask
 
 
 def initial_mask(states=STATES) -> np.ndarray:
     """(S,) 0 for the states that may open a sequence, else -inf: not open / single, whose start
     rules need the intergenic before them (a sequence opening inside a gene starts with an inner
-    exon piece of a free frame, or an intron, or a close piece)."""
-    return np.array([NEG_INF if s.kind in ("open", "single") else 0.0 for s in states])
+    exon piece of a free frame, or an intron, or a close piece), nor the first or last piece of a long
+    intron (a run the sequence's start cuts begins with middle pieces: its splice site is not there)."""
+    return np.array([NEG_INF if s.kind in ("open", "single") or s.part else 0.0 for s in states])
 
 
 def final_mask(states=STATES) -> np.ndarray:
     """(S,) 0 for the states that may end a sequence: not close / single (a sequence ending inside an
-    exon ends with an open or inner piece, its stop codon and frame unchecked: it is cut)."""
-    return np.array([NEG_INF if s.kind in ("close", "single") else 0.0 for s in states])
+    exon ends with an open or inner piece, its stop codon and frame unchecked: it is cut), nor the first
+    or last piece of a long intron (likewise cut: its last pieces are middle ones)."""
+    return np.array([NEG_INF if s.kind in ("close", "single") or s.part else 0.0 for s in states])
 
 
 def residue_mask(K: int, states=STATES) -> np.ndarray:

@@ -93,6 +93,20 @@ the tail's piece lengths learned too. The gold segmentation marks the pieces of
 a run longer than K as tail pieces (:meth:`GeneGrammar.path_log_likelihood`).
 Exons keep one copy with ``tail``: their pieces still share the exon law, and
 34 % of the fly's exon runs are longer than 300, so that law peaks near K.
+``--gene-long-runs tail-ends`` tells a long intron's first and last pieces
+from its middle ones: each intron tail state gets two more copies, ``first``
+(entered from an exon) and ``last`` (followed by one), 98 and 44 states. A long
+intron is then first, middle pieces, last (first -> last when it is two pieces),
+an exon enters only an intron's plain or first piece and leaves only its plain
+or last piece, and neither end copy opens or ends a sequence (a run the
+sequence cuts is middle pieces there). The gold marks a long run's first piece
+``first`` unless it opens the sequence and its last ``last`` unless it ends it.
+With ``tail`` alone an exon may enter or leave any tail piece, so the junctions
+of an intron longer than K, and any intron the model chooses to build of tail
+pieces, escape the splice checks below: on the fly's test loci the
+counts-started ``tail`` models predicted 30 to 41 introns with non-canonical
+ends in about 450, AUGUSTUS none (``docs/real_genes.md``).
+
 ``--gene-long-runs tail-exons`` gives the exon kinds a long run is made of
 (open, inner, close) tail copies too, with a third tail law (duration column 5):
 80 and 32 states. ``--gene-long-runs pieces`` is the first version (16 and 43
@@ -134,8 +148,10 @@ when its last two are not the acceptor: GT .. AG on +, CT .. AC as read on +
 for a - intron (:data:`.gene_grammar.SPLICE_ENDS`), through the start and end
 scores of the plain intron states. Soft, so that the rare non-canonical intron
 stays possible; it starts at about 5 nats (:data:`SPLICE_PENALTY_INIT`) and is
-learned with the other tables. The splice sites of tail-piece introns are left
-to the encoder's start and end scores.
+learned with the other tables. With ``tail-ends`` a long intron's first piece
+pays the donor's penalty at its start and its last piece the acceptor's at its
+end, the same two parameters; with ``tail`` the splice sites of tail-piece
+introns are left to the encoder's start and end scores.
 
 With ``--gene-long-runs tail-exons`` a plain exon piece is a whole exon as
 well (a longer one is tail pieces), and its kind says which side an intron is
@@ -327,6 +343,8 @@ class GeneSemiCRFTagger(SequenceLabeler):
         self.crf = GeneGrammar(config.max_duration, config.backend, C, splice_sites=config.gene_splice_sites,
                                **long_run_states(config.gene_long_runs))
         tails = (", tail states for runs longer than K" if self.crf.exon_tails else
+                 ", tail states for intergenic and intron runs longer than K, a long intron's first and last "
+                 "pieces apart" if self.crf.intron_ends else
                  ", tail states for intergenic and intron runs longer than K" if self.crf.tails else "")
         if layout.codons:
             self.description = (f"gene-structure semi-CRF: {self.crf.num_states} states (both strands, frame-carrying "

@@ -57,7 +57,7 @@ DEFAULT_MODELS = MODEL_NAMES + ("oracle",)
 #: What the semi-CRF models may be trained to make probable (``ModelConfig.objective``, ``run --objective``).
 OBJECTIVES = ("labelling", "segmentation")
 #: How semicrf_gene scores the runs longer than K (``ModelConfig.gene_long_runs``, ``run --gene-long-runs``).
-GENE_LONG_RUNS = ("tail", "pieces", "tail-exons")
+GENE_LONG_RUNS = ("tail", "pieces", "tail-exons", "tail-ends")
 #: Where semicrf_gene's content, site, length and transition tables start (``ModelConfig.gene_start``,
 #: ``run --gene-start``).
 GENE_STARTS = ("counts", "zeros")
@@ -77,11 +77,12 @@ class ModelConfig:
     under bfloat16 autocast on CUDA (the output layers stay in float32).
     gene_long_runs: how semicrf_gene scores an intergenic or intron run
     longer than K, ``"tail"`` (tail states with their own length law),
-    ``"tail-exons"`` (exon runs too) or ``"pieces"`` (its pieces scored by the
-    class's law; the first version).
+    ``"tail-ends"`` (tail states, with the first and last pieces of a long
+    intron told apart), ``"tail-exons"`` (exon runs too) or ``"pieces"`` (its
+    pieces scored by the class's law; the first version).
     gene_splice_sites: semicrf_gene scores a whole intron's ends against the
-    canonical GT .. AG (needs ``gene_long_runs="tail"`` or ``"tail-exons"``;
-    with ``"tail-exons"`` a whole exon's intron sides too).
+    canonical GT .. AG (needs a tail mode; with ``"tail-ends"`` a long
+    intron's two ends too, with ``"tail-exons"`` a whole exon's intron sides).
     gene_start: where semicrf_gene's content, site, length and transition tables
     start before training: ``"counts"`` (the training split's counting estimates, a gene
     finder's generative model: :mod:`.gene_priors`) or ``"zeros"``.
