@@ -139,10 +139,10 @@ def main(argv=None) -> int:
     p.add_argument("--objective", default="path", choices=("path", "labelling"),
                    help="path: the training objective (GeneGrammar.path_log_likelihood, training stop penalty); "
                         "labelling: GeneGrammar.log_likelihood at the hard penalty, as measured before 2026-11-30")
-    p.add_argument("--gene-long-runs", default="tail", choices=GENE_LONG_RUNS,
-                   help="tail: the model's default states (26, tail copies of intergenic and introns); "
-                        "tail-ends: 44 (a long intron's ends apart); tail-exons: 32 (exons too); pieces: the first "
-                        "version's 16 states")
+    p.add_argument("--gene-long-runs", default="tail-ends", choices=GENE_LONG_RUNS,
+                   help="tail-ends: the model's default states (44: tail copies of intergenic and introns, a long "
+                        "intron's first and last pieces apart); tail: 26 (the tail copies alone); tail-exons: 32 "
+                        "(exons too); pieces: the first version's 16 states")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():

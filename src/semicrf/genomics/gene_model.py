@@ -51,7 +51,7 @@ Real layout: 1 + 2 x (4 x 3 + 9) = 43 states. Synthetic layout: intergenic,
 ``open`` and ``inner`` of the + strand (named first_exon(a) and exon(a), as in
 the first version) and its 9 introns: 16 states; without codons at gene ends
 any exon piece may precede intergenic. With the tail states of long runs (see
-"Long runs") 62 and 26.
+"Long runs") 62 and 26, and with a long intron's two ends told apart (the default) 98 and 44.
 
 Grammar (every other transition is -inf), per strand::
 
@@ -81,7 +81,7 @@ fly's training split (437 loci) at K = 300, 19 to 23 % of the introns are longer
 and their 1 590 (+) and 2 329 (-) pieces outnumber the 692 and 573 introns of at
 most K; a model so trained predicted introns of median 299 and 300 bases
 against 66 and 70.5 true (``docs/real_genes.md``, "semicrf_gene on the CPU").
-With ``tails`` (``run --gene-long-runs tail``, the run's default) intergenic and every
+With ``tails`` (``run --gene-long-runs tail``, and ``tail-ends``, the run's default) intergenic and every
 ``intron(a, r)`` get a *tail* copy with a length law of its own (duration
 columns 3 and 4): a run of at most K bases is one segment of the plain state,
 scored by its class's law, and a longer one a chain of tail pieces (only a tail

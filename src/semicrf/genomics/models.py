@@ -57,7 +57,7 @@ DEFAULT_MODELS = MODEL_NAMES + ("oracle",)
 #: What the semi-CRF models may be trained to make probable (``ModelConfig.objective``, ``run --objective``).
 OBJECTIVES = ("labelling", "segmentation")
 #: How semicrf_gene scores the runs longer than K (``ModelConfig.gene_long_runs``, ``run --gene-long-runs``).
-GENE_LONG_RUNS = ("tail", "pieces", "tail-exons", "tail-ends")
+GENE_LONG_RUNS = ("tail-ends", "tail", "pieces", "tail-exons")
 #: Where semicrf_gene's content, site, length and transition tables start (``ModelConfig.gene_start``,
 #: ``run --gene-start``).
 GENE_STARTS = ("counts", "zeros")
@@ -76,9 +76,9 @@ class ModelConfig:
     backend: the semi-CRF engine backend. mixed_precision: run the encoder
     under bfloat16 autocast on CUDA (the output layers stay in float32).
     gene_long_runs: how semicrf_gene scores an intergenic or intron run
-    longer than K, ``"tail"`` (tail states with their own length law),
-    ``"tail-ends"`` (tail states, with the first and last pieces of a long
-    intron told apart), ``"tail-exons"`` (exon runs too) or ``"pieces"`` (its
+    longer than K, ``"tail-ends"`` (tail states with their own length law, the
+    first and last pieces of a long intron told apart; the default), ``"tail"``
+    (tail states alone), ``"tail-exons"`` (exon runs too) or ``"pieces"`` (its
     pieces scored by the class's law; the first version).
     gene_splice_sites: semicrf_gene scores a whole intron's ends against the
     canonical GT .. AG (needs a tail mode; with ``"tail-ends"`` a long
@@ -99,7 +99,7 @@ class ModelConfig:
     stem: str = "linear"
     recompute: bool = True
     objective: str = "labelling"
-    gene_long_runs: str = "tail"
+    gene_long_runs: str = "tail-ends"
     gene_splice_sites: bool = True
     gene_start: str = "counts"
 

@@ -58,14 +58,15 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
                         "likelihood) or segmentation (the one path whose segments are the gold runs, a run longer "
                         "than K cut into equal pieces of at most K: the path Viterbi returns). linear is the same either way; "
                         "semicrf_gene always trains by segmentation")
-    p.add_argument("--gene-long-runs", default="tail", choices=GENE_LONG_RUNS,
-                   help="how semicrf_gene scores an intergenic or intron run longer than --max-duration: tail "
-                        "(a run of at most K bases is one segment scored by its class's length law; a longer one "
-                        "is a chain of tail pieces with a length law of their own, like a gene finder's explicit "
-                        "lengths with a geometric tail) or pieces (every piece scored by the class's law, so the "
-                        "pieces of long runs shape it; the first version), tail-ends (tail states, with the "
-                        "first and last pieces of a long intron as states of their own, so that its splice sites "
-                        "are checked as a whole intron's are: 98 states on real genes against 62), or tail-exons "
+    p.add_argument("--gene-long-runs", default="tail-ends", choices=GENE_LONG_RUNS,
+                   help="how semicrf_gene scores an intergenic or intron run longer than --max-duration: "
+                        "tail-ends (the default: a run of at most K bases is one segment scored by its class's "
+                        "length law, a longer one a chain of tail pieces with a length law of their own, like a "
+                        "gene finder's explicit lengths with a geometric tail, and a long intron's first and last "
+                        "pieces are states of their own, so that its splice sites are checked as a whole "
+                        "intron's are: 98 states on real genes, 44 on synthetic), tail (the same tail pieces "
+                        "without the ends told apart: 62 and 26 states), pieces (every piece scored by the "
+                        "class's law, so the pieces of long runs shape it; the first version), or tail-exons "
                         "(tail states for exon runs as well)")
     p.add_argument("--gene-splice-sites", default="on", choices=("on", "off"),
                    help="semicrf_gene: a whole intron (at most K bases) whose first or last two bases are not "
@@ -260,7 +261,7 @@ class RunConfig:
     models: tuple[str, ...]
     stem: str = "linear"
     objective: str = "labelling"
-    gene_long_runs: str = "tail"
+    gene_long_runs: str = "tail-ends"
     gene_splice_sites: bool = True
     gene_start: str = "counts"
     recompute: bool = True
