@@ -29,10 +29,11 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from semicrf.genomics.dataset import load_split
-from semicrf.genomics.gene_structures import Gene, labels_to_genes, read_genes_gff3
+from semicrf.genomics.gene_structures import Gene
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from score_models import ScoreError, read_predictions, truth_genes  # noqa: E402
 
 #: An intron's first and last two bases as read on the + strand, per gene strand.
 CANONICAL = {"+": ("GT", "AG"), "-": ("CT", "AC")}
@@ -100,17 +101,17 @@ def intron_splice_counts(pred: dict, sequences: dict, max_duration: int) -> dict
 
 def report(data_dir, systems: list[tuple[str, str]], max_duration: int) -> list[dict]:
     """One row per (label, GFF3) against the test split of ``data_dir``."""
+    truth = truth_genes(data_dir)
     test = load_split(data_dir, "test")
-    truth = {n: labels_to_genes(y) for n, y in zip(test.names, test.labels)}
     sequences = dict(zip(test.names, test.sequences))
     rows = []
     for label, path in systems:
         if not Path(path).is_file():
             raise SystemExit(f"exon_errors: --gff3 {label}={path} does not exist")
-        pred, _ = read_genes_gff3(path, coding_types=("CDS",))
-        extra = sorted(set(pred) - set(truth))
-        if extra:
-            raise SystemExit(f"exon_errors: {path} has predictions on sequences the test split lacks: {extra[:3]}")
+        try:
+            pred = read_predictions(truth, path)
+        except ScoreError as e:
+            raise SystemExit(f"exon_errors: {e}") from None
         rows.append({"system": label, "gff3": str(path), "exons": exon_outcomes(truth, pred),
                      "introns": intron_splice_counts(pred, sequences, max_duration)})
     return rows

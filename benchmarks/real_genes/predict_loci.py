@@ -31,6 +31,7 @@ from semicrf.genomics.models import GENE_LONG_RUNS, build_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from decode_chromosome import DecodeError, load_model  # noqa: E402
+from score_models import truth_genes  # noqa: E402
 
 
 def predict_loci(checkpoint, data_dir, gene_long_runs: str | None = None) -> tuple[dict, list, str]:
@@ -75,8 +76,7 @@ def main(argv=None) -> int:
     except DecodeError as e:
         print(f"predict_loci: {e}", file=sys.stderr)
         return 2
-    test = load_split(args.data_dir, "test")
-    truth = {n: labels_to_genes(y) for n, y in zip(test.names, test.labels)}
+    truth = truth_genes(args.data_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_genes_gff3(out, [(n, length, pred[n]) for n, length in lengths])  # written atomically
     acc = gene_metrics.gene_accuracy(truth, pred)

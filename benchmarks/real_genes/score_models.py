@@ -58,13 +58,18 @@ def truth_genes(data_dir) -> dict:
     return {n: labels_to_genes(l) for n, l in zip(test.names, test.labels)}
 
 
-def score_predictions(truth: dict, gff3) -> dict:
-    """gene_metrics.gene_accuracy of a predictions GFF3 against ``truth`` (sequences outside the truth refused)."""
-    pred, lengths = read_genes_gff3(gff3, coding_types=("CDS",))
+def read_predictions(truth: dict, gff3) -> dict:
+    """{name: [Gene]} of a predictions GFF3's coding exons (sequences outside ``truth`` refused)."""
+    pred, _ = read_genes_gff3(gff3, coding_types=("CDS",))
     extra = sorted(set(pred) - set(truth))
     if extra:
         raise ScoreError(f"{gff3}: predictions on sequences the test split does not have: {extra[:3]}")
-    return gene_metrics.gene_accuracy(truth, pred)
+    return pred
+
+
+def score_predictions(truth: dict, gff3) -> dict:
+    """gene_metrics.gene_accuracy of a predictions GFF3 against ``truth`` (sequences outside the truth refused)."""
+    return gene_metrics.gene_accuracy(truth, read_predictions(truth, gff3))
 
 
 def collect(results_dir, gene_finders_json, data_dir=None) -> list[dict]:

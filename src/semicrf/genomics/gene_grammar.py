@@ -186,11 +186,15 @@ def grammar_mask(states=STATES, layout: Layout = SYNTHETIC) -> np.ndarray:
             return [plain]
         return [plain, ("intron", strand, a, r, True, ({"in": "first", "out": "last"}[side] if ends else ""))]
 
+    def copies(state) -> list[tuple]:
+        """The plain and (if its kind has one) tail copy of (kind, strand, phase, residue)."""
+        return [(*state, t) for t in ((False, True) if state[0] in tailed else (False,))]
+
     def allow_copies(src, dst) -> None:
         """src -> dst for every copy (plain, tail) of either end."""
-        for a in (False, True) if src[0] in tailed else (False,):
-            for b in (False, True) if dst[0] in tailed else (False,):
-                allow((*src, a), (*dst, b))
+        for a in copies(src):
+            for b in copies(dst):
+                allow(a, b)
 
     ig = ("intergenic", None, None, None)
     allow((*ig, tails), (*ig, tails))  # a run continues: plain to plain, or tail to tail
@@ -213,14 +217,14 @@ def grammar_mask(states=STATES, layout: Layout = SYNTHETIC) -> np.ndarray:
                     allow_copies(src, ig)
                 for r in range(3):
                     for dst in intron_copies(strand, a, r, "in"):
-                        for e in (False, True) if kind in tailed else (False,):
-                            allow((*src, e), dst)
+                        for exon in copies(src):
+                            allow(exon, dst)
             for r in range(3):
                 b = (a + r) % 3
                 for src in intron_copies(strand, a, r, "out"):
                     for kind in ("inner", "close") if layout.codons else ("inner",):
-                        for e in (False, True) if kind in tailed else (False,):
-                            allow(src, (kind, strand, b, None, e))
+                        for exon in copies((kind, strand, b, None)):
+                            allow(src, exon)
                 for r2 in range(3):
                     if not ends:
                         allow(("intron", strand, a, r, tails), ("intron", strand, b, r2, tails))
