@@ -30,10 +30,10 @@ import sys
 from pathlib import Path
 
 from semicrf.genomics.dataset import load_split
-from semicrf.genomics.gene_structures import Gene
+from semicrf.genomics.gene_structures import Gene, genes_by_sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from score_models import ScoreError, read_predictions, truth_genes  # noqa: E402
+from score_models import ScoreError, read_predictions  # noqa: E402
 
 #: An intron's first and last two bases as read on the + strand, per gene strand.
 CANONICAL = {"+": ("GT", "AG"), "-": ("CT", "AC")}
@@ -101,8 +101,8 @@ def intron_splice_counts(pred: dict, sequences: dict, max_duration: int) -> dict
 
 def report(data_dir, systems: list[tuple[str, str]], max_duration: int) -> list[dict]:
     """One row per (label, GFF3) against the test split of ``data_dir``."""
-    truth = truth_genes(data_dir)
     test = load_split(data_dir, "test")
+    truth = genes_by_sequence(test.names, test.labels)
     sequences = dict(zip(test.names, test.sequences))
     rows = []
     for label, path in systems:

@@ -4,7 +4,8 @@
     python3 benchmarks/real_genes/gene_step_gpu.py [--data-dir data/fly] [--batch 8] [--hidden-dim 128] \
         [--num-layers 2] [--max-duration 300] [--repeat 2] [--device cuda] [--json OUT]
 
-The run's model (bilstm encoder, conv stem, the real layout's 62 states, started from the training
+The run's model (bilstm encoder, conv stem, the real layout's default states, 98 with
+``--gene-long-runs tail-ends`` (62 with ``tail`` when this was first run), started from the training
 split's counts) on three batches of training loci: two drawn at random and one holding the longest locus
 (118 333 bases), padded as the run pads them. For each batch, ``--repeat`` times: the encoder, the state
 scores, the engine's ``log_partition`` forward, the gold pieces' forward, and one backward through all,
@@ -17,6 +18,7 @@ against 0.58 s for one of 31 030 (``docs/engine_gpu.md``, "fourteenth round").
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -83,15 +85,11 @@ def measure(args) -> list[dict]:
             sync()
             t["state_scores_s"] = time.perf_counter() - t0
             t0 = time.perf_counter()
-            if device.type == "cuda":
-                with count_exact_rows() as counts:
-                    log_z = log_partition(em, lengths=lengths, start_scores=start, end_scores=end,
-                                          backend=model.crf.backend, **tables)
-                    sync()
-            else:
+            counting = count_exact_rows() if device.type == "cuda" else contextlib.nullcontext([None, None])
+            with counting as counts:
                 log_z = log_partition(em, lengths=lengths, start_scores=start, end_scores=end,
                                       backend=model.crf.backend, **tables)
-                counts = [None, None]
+                sync()
             t["log_partition_s"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             gold = model.crf._pieces_log_score(em, start, end, labels, lengths, tables)

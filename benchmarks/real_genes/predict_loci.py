@@ -26,16 +26,15 @@ import torch
 from semicrf.genomics import features, gene_metrics
 from semicrf.genomics.dataset import load_split
 from semicrf.genomics.gene_model import GeneSemiCRFTagger
-from semicrf.genomics.gene_structures import labels_to_genes, write_genes_gff3
+from semicrf.genomics.gene_structures import genes_by_sequence, labels_to_genes, write_genes_gff3
 from semicrf.genomics.models import GENE_LONG_RUNS, build_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from decode_chromosome import DecodeError, load_model  # noqa: E402
-from score_models import truth_genes  # noqa: E402
 
 
-def predict_loci(checkpoint, data_dir, gene_long_runs: str | None = None) -> tuple[dict, list, str]:
-    """({name: [Gene]} predicted on the test split, [(name, length)], the mode decoded with)."""
+def predict_loci(checkpoint, data_dir, gene_long_runs: str | None = None) -> tuple[dict, object, str]:
+    """({name: [Gene]} predicted on the test split, the test split, the mode decoded with)."""
     model, name, _ = load_model(checkpoint)
     if not isinstance(model, GeneSemiCRFTagger):
         raise DecodeError(f"{checkpoint}: model {name!r} is not semicrf_gene; predict_loci.py decodes the gene "
@@ -55,7 +54,7 @@ def predict_loci(checkpoint, data_dir, gene_long_runs: str | None = None) -> tup
         for seq, codes in zip(test.names, test.sequences):
             x = torch.from_numpy(features.encode(codes, "onehot"))[None]
             pred[seq] = labels_to_genes(model.predict(x, torch.tensor([len(codes)]))[0])
-    return pred, [(n, len(c)) for n, c in zip(test.names, test.sequences)], mode
+    return pred, test, mode
 
 
 def main(argv=None) -> int:
@@ -72,14 +71,13 @@ def main(argv=None) -> int:
         ap.error(f"--output-gff3 {out} exists; pass --overwrite to replace it")
     torch.set_num_threads(1)
     try:
-        pred, lengths, mode = predict_loci(args.checkpoint, args.data_dir, args.gene_long_runs)
+        pred, test, mode = predict_loci(args.checkpoint, args.data_dir, args.gene_long_runs)
     except DecodeError as e:
         print(f"predict_loci: {e}", file=sys.stderr)
         return 2
-    truth = truth_genes(args.data_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_genes_gff3(out, [(n, length, pred[n]) for n, length in lengths])  # written atomically
-    acc = gene_metrics.gene_accuracy(truth, pred)
+    write_genes_gff3(out, [(n, len(c), pred[n]) for n, c in zip(test.names, test.sequences)])  # atomically
+    acc = gene_metrics.gene_accuracy(genes_by_sequence(test.names, test.labels), pred)
     print(f"{args.checkpoint} decoded with {mode}: " + ", ".join(
         f"{lv} {acc[lv]['sensitivity']:.3f} / {acc[lv]['specificity']:.3f}" for lv in gene_metrics.LEVELS)
         + f"; wrote {out}")

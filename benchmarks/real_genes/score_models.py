@@ -28,7 +28,7 @@ from pathlib import Path
 
 from semicrf.genomics import gene_metrics
 from semicrf.genomics.dataset import load_split
-from semicrf.genomics.gene_structures import labels_to_genes, read_genes_gff3
+from semicrf.genomics.gene_structures import genes_by_sequence, read_genes_gff3
 
 GENE_FINDER_LABELS = {
     "augustus_trained": "AUGUSTUS, trained here",
@@ -55,7 +55,7 @@ def _read_json(path, what: str) -> dict:
 def truth_genes(data_dir) -> dict:
     """{name: [Gene]} of the test split of an imported data set."""
     test = load_split(data_dir, "test")
-    return {n: labels_to_genes(l) for n, l in zip(test.names, test.labels)}
+    return genes_by_sequence(test.names, test.labels)
 
 
 def read_predictions(truth: dict, gff3) -> dict:
