@@ -13,8 +13,13 @@ the objective, forward and backward: ``path`` (default), what training runs,
 at the training stop penalty; ``labelling``, ``GeneGrammar.log_likelihood`` (one engine call with
 ``label_classes``) at the hard penalty, the objective measured before 2026-11-30. The decode is
 ``GeneGrammar.decode``. Median of ``--repeat`` after a warm-up, and on a GPU the peak memory beyond
-the inputs, and how many rows of the Triton sweeps of one more step were sent to the exact kernel. The
-issue's target on an H200: 60 ms and 1 GiB for the step. Runs on the CPU as well
+the inputs, and how many rows of the Triton sweeps of one more step were sent to the exact kernel. Beside
+them: the warm-up step's time (on a fresh GPU machine, the kernels' compilation for this state count) and
+the ``path`` step split into its parts, each synchronised on its own (median of ``--repeat``): the state
+scores, the engine's ``log_partition`` forward, the forward over the gold pieces, and the backward of both;
+so a slow step says where it is slow. The issue's target on an H200: 60 ms and 1 GiB for the step. Time
+it with nothing else on the GPU: processes sharing one GPU take turns on it, and each runs several times
+slower (measured in round 16, docs/results.md). Runs on the CPU as well
 (``--device cpu``: the CPU backend), for a smoke test at a small size.
 """
 
@@ -59,20 +64,55 @@ def gene_batch(batch: int, length: int, device: torch.device, seed: int = 0):
             torch.from_numpy(lengths).to(device))
 
 
-def _timed(fn, repeat: int, device: torch.device) -> float:
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
+
+def _timed(fn, repeat: int, device: torch.device) -> tuple[float, float]:
+    """(median of ``repeat`` timed calls after one warm-up, the warm-up's own time) in seconds."""
+    t0 = time.perf_counter()
     fn()
-    sync()
+    _sync(device)
+    warm = time.perf_counter() - t0
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
         fn()
-        sync()
+        _sync(device)
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return statistics.median(times), warm
+
+
+def path_step_parts(grammar: GeneGrammar, class_scores, codon_scores, codes, labels, lengths, repeat: int,
+                    device: torch.device) -> dict:
+    """The ``path`` objective's step in parts, each timed to its end (median of ``repeat``, after the
+    timed step has warmed every kernel): seconds of ``state_scores``, of the engine's ``log_partition``
+    forward, of the forward over the gold pieces, and of the backward through both."""
+    from semicrf import log_partition
+
+    parts = {"state_scores_s": [], "log_partition_fwd_s": [], "gold_pieces_fwd_s": [], "backward_s": []}
+    for _ in range(repeat):
+        marks = [time.perf_counter()]
+
+        def mark():
+            _sync(device)
+            marks.append(time.perf_counter())
+
+        em, start, end = grammar.state_scores(class_scores, codon_scores, codes, lengths,
+                                              stop_penalty=TRAIN_STOP_PENALTY)
+        mark()
+        tables = grammar.state_tables()
+        log_z = log_partition(em, lengths=lengths, start_scores=start, end_scores=end, backend=grammar.backend,
+                              **tables)
+        mark()
+        gold = grammar._pieces_log_score(em, start, end, labels, lengths, tables)
+        mark()
+        (log_z.sum() - gold.sum()).backward()
+        mark()
+        for key, a, b in zip(parts, marks, marks[1:]):
+            parts[key].append(b - a)
+    return {key: statistics.median(v) for key, v in parts.items()}
 
 
 def measure(batch: int, length: int, max_duration: int, repeat: int, device: torch.device,
@@ -110,9 +150,11 @@ def measure(batch: int, length: int, max_duration: int, repeat: int, device: tor
         torch.cuda.synchronize(device)
         base = torch.cuda.memory_allocated(device)
         torch.cuda.reset_peak_memory_stats(device)
-    step_s = _timed(step, repeat, device)
+    step_s, warm_s = _timed(step, repeat, device)
     peak = (torch.cuda.max_memory_allocated(device) - base) / 2**30 if device.type == "cuda" else None
-    decode_s = _timed(decode, repeat, device)
+    decode_s, decode_warm_s = _timed(decode, repeat, device)
+    parts = path_step_parts(grammar, class_scores, codon_scores, codes, labels, lengths, repeat, device) \
+        if objective == "path" else {}
     exact_rows = rows = None
     if device.type == "cuda":
         with count_exact_rows() as counts:
@@ -121,7 +163,8 @@ def measure(batch: int, length: int, max_duration: int, repeat: int, device: tor
     ll = values[-1].double().cpu()
     return {"B": batch, "T": T, "K": max_duration, "states": grammar.num_states, "device": str(device),
             "card": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-            "split_far": split_far, "objective": objective, "ll_fwd_bwd_s": step_s,
+            "split_far": split_far, "objective": objective, "ll_fwd_bwd_s": step_s, "warm_up_step_s": warm_s,
+            "warm_up_viterbi_s": decode_warm_s, **parts,
             "rows_to_exact_kernel": exact_rows, "sweep_rows": rows, "peak_extra_gib": peak, "viterbi_s": decode_s,
             "log_likelihood_per_position": float(ll.sum()) / int(lengths.sum()),
             "all_finite": bool(torch.isfinite(ll).all()) and all(math.isfinite(x.grad.abs().sum().item())
@@ -156,6 +199,11 @@ def main(argv=None) -> int:
     print("|---|---|---:|---:|---:|---:|---|")
     print(f"| {row['B']}, {row['T']}, {row['K']}, {row['states']} | {row['objective']} | {row['ll_fwd_bwd_s'] * 1e3:.1f} ms | {peak} | "
           f"{row['viterbi_s'] * 1e3:.1f} ms | {exact} | {row['card']} |")
+    if "log_partition_fwd_s" in row:
+        print("\nparts of the step: " + ", ".join(
+            f"{key[:-2].replace('_', ' ')} {row[key] * 1e3:.1f} ms"
+            for key in ("state_scores_s", "log_partition_fwd_s", "gold_pieces_fwd_s", "backward_s"))
+              + f"; warm-up step {row['warm_up_step_s']:.1f} s, warm-up Viterbi {row['warm_up_viterbi_s']:.1f} s")
     if args.json:
         Path(args.json).write_text(json.dumps(row, indent=1) + "\n")
     return 0 if row["all_finite"] else 1

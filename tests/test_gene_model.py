@@ -1261,3 +1261,5 @@ def test_the_gene_model_benchmark_runs_on_the_cpu():
         row = gm.measure(2, 3000, 200, 1, torch.device("cpu"), long_runs=long_runs)
         assert row["states"] == states and row["all_finite"]
         assert row["log_likelihood_per_position"] < 0
+        parts = [row[k] for k in ("state_scores_s", "log_partition_fwd_s", "gold_pieces_fwd_s", "backward_s")]
+        assert all(t > 0 for t in parts) and row["warm_up_step_s"] > 0
