@@ -24,6 +24,9 @@ from .gene_grammar import (
 #: The splice penalties' starting value (nats, after softplus about 5.0: a non-canonical end weighs
 #: e^-5 of a canonical one before training; the fly's training loci have 2 in 1 751 introns).
 SPLICE_PENALTY_INIT = 5.0
+#: With ``intron_ends``, the code of a long intron's tail piece by its place in the run (``GeneState.part``):
+#: its first piece (after the donor), a middle one, its last (before the acceptor); 0 is no place.
+PIECE_PLACE = {"first": 1, "": 2, "last": 3}
 
 
 def long_run_states(mode: str) -> dict:
@@ -81,10 +84,9 @@ class GeneGrammar(nn.Module):
         # The states whose class has a tail copy: a gold piece picks the plain or the tail one.
         tailed = {s.cls for s in self.states if s.tail}
         self.register_buffer("has_tail", torch.tensor([s.cls in tailed for s in self.states]), persistent=False)
-        # With intron_ends, which piece of a long intron a tail state is: 1 first, 2 middle, 3 last; 0 for
+        # With intron_ends, which piece of a long intron a tail state is (PIECE_PLACE); 0 for
         # every state that has no such place (a gold piece may take it whatever its place).
-        place = {"first": 1, "": 2, "last": 3}
-        self.register_buffer("tail_place", torch.tensor([place[s.part] if self.intron_ends and s.tail and
+        self.register_buffer("tail_place", torch.tensor([PIECE_PLACE[s.part] if self.intron_ends and s.tail and
                                                          s.kind == "intron" else 0 for s in st]), persistent=False)
         self.register_buffer("state_class", torch.tensor([s.cls for s in st]), persistent=False)
         self.register_buffer("grammar_mask", torch.from_numpy(grammar_mask(st, self.layout)), persistent=False)
@@ -329,7 +331,8 @@ class GeneGrammar(nn.Module):
             if self.intron_ends:  # and its place in the run: first, last (next to an exon), or middle
                 first = long_run & ~same_prev & (seg_s > 0)
                 last = long_run & ~same_next & (seg_e < lengths[:, None])
-                place = torch.where(first, 1, torch.where(last, 3, 2))
+                place = torch.where(first, PIECE_PLACE["first"], torch.where(last, PIECE_PLACE["last"],
+                                                                            PIECE_PLACE[""]))
                 allowed = allowed & ((self.tail_place == 0) | (self.tail_place == place[:, :, None]))
         score = torch.where(allowed, score, NEG_INF)
         trans = tables["transitions"].to(f64)
