@@ -42,6 +42,12 @@ def test_exon_outcomes_are_the_hand_counted_ones():
     got = ee.exon_outcomes({"s": TRUE}, {"s": PRED})
     assert {k: got[k] for k in ee.OUTCOMES} == {"exact": 1, "one end": 3, "overlap": 1, "missed": 1}
     assert got["one end by kind"] == {"start": 0, "stop": 1, "donor": 1, "acceptor": 1}
+    assert "one end beside a long intron" not in got
+    # The wrong donor (exon 30..40, predicted to 45) and acceptor (exon 50..60, from 52) are each beside a
+    # true intron of 10 bases: long at K = 9, not at K = 10; the wrong stop side is no splice end.
+    for K, n in ((9, 1), (10, 0)):
+        assert ee.exon_outcomes({"s": TRUE}, {"s": PRED}, K)["one end beside a long intron"] == {"donor": n,
+                                                                                                  "acceptor": n}
     # Every true exon is counted once, whatever the predictions.
     assert sum(got[k] for k in ee.OUTCOMES) == 6
     assert ee.exon_outcomes({"s": TRUE}, {})["missed"] == 6
@@ -76,7 +82,7 @@ def test_the_command_reports_each_system(tmp_path, capsys):
     assert ee.main(["--data-dir", str(data), "--gff3", f"mine={pred}", "--gff3", f"truth={gff}",
                     "--max-duration", "8", "--json", str(out)]) == 0
     table = capsys.readouterr().out
-    assert "| mine | 1 | 3 | 1 | 1 | 0 | 1 | 1 | 1 | 1 of 1 | 0 of 2 |" in table
+    assert "| mine | 1 | 3 | 1 | 1 | 0 | 1 | 1 | 1 | 1 | 1 | 1 of 1 | 0 of 2 |" in table
     rows = json.loads(out.read_text())
     assert rows[1]["exons"]["exact"] == 6 and rows[1]["system"] == "truth"
     with pytest.raises(SystemExit, match="does not exist"):

@@ -12,7 +12,8 @@ what the others are. Each true coding exon (the test split's labels, as ``score_
 - ``one end``: a predicted exon of its strand overlaps it with exactly one end in common; the other end
   is named by what it is in the true gene: the ``start`` codon's or the ``stop`` codon's side of the
   coding sequence, or a splice site, ``donor`` (exon | intron) or ``acceptor`` (intron | exon), read
-  on the gene's strand;
+  on the gene's strand; a wrong ``donor`` or ``acceptor`` is counted again when the true intron beside
+  it is longer than ``--max-duration`` (a semi-CRF at that K cuts that intron into several segments);
 - ``overlap``: predicted exons of its strand overlap it, none with an end in common;
 - ``missed``: none overlaps it.
 
@@ -52,11 +53,14 @@ def end_kinds(gene: Gene, i: int) -> tuple[str, str]:
     return ("stop" if i == 0 else "donor"), ("start" if i == n - 1 else "acceptor")
 
 
-def exon_outcomes(true: dict, pred: dict) -> dict:
+def exon_outcomes(true: dict, pred: dict, max_duration: int | None = None) -> dict:
     """{"exact", "one end", "overlap", "missed": count, "one end by kind": {kind: count}} over the distinct
-    true exons of every sequence and strand (as the exon level counts them)."""
+    true exons of every sequence and strand (as the exon level counts them); with ``max_duration``, also
+    "one end beside a long intron": {"donor", "acceptor": count}, the wrong splice ends whose true intron
+    (on the wrong end's side of the exon) is longer than ``max_duration`` bases."""
     out = {k: 0 for k in OUTCOMES}
     by_kind = {k: 0 for k in END_KINDS}
+    beside_long = {"donor": 0, "acceptor": 0}
     for seq, genes in true.items():
         for strand in ("+", "-"):
             predicted = {x for g in pred.get(seq, []) if g.strand == strand for x in g.exons}
@@ -73,13 +77,20 @@ def exon_outcomes(true: dict, pred: dict) -> dict:
                         continue
                     hits = [(ps, pe) for ps, pe in predicted if ps < e and pe > s]
                     left, right = end_kinds(g, i)
-                    wrong = [right if ps == s else left for ps, pe in hits if (ps == s) != (pe == e)]
+                    # The wrong end of each hit with one end in common: "right" when the left one is shared.
+                    wrong = ["right" if ps == s else "left" for ps, pe in hits if (ps == s) != (pe == e)]
                     if wrong:
+                        kind = right if wrong[0] == "right" else left
                         out["one end"] += 1
-                        by_kind[wrong[0]] += 1
+                        by_kind[kind] += 1
+                        if kind in beside_long and max_duration is not None:
+                            intron = g.exons[i + 1][0] - e if wrong[0] == "right" else s - g.exons[i - 1][1]
+                            beside_long[kind] += intron > max_duration
                     else:
                         out["overlap" if hits else "missed"] += 1
     out["one end by kind"] = by_kind
+    if max_duration is not None:
+        out["one end beside a long intron"] = beside_long
     return out
 
 
@@ -112,18 +123,20 @@ def report(data_dir, systems: list[tuple[str, str]], max_duration: int) -> list[
             pred = read_predictions(truth, path)
         except ScoreError as e:
             raise SystemExit(f"exon_errors: {e}") from None
-        rows.append({"system": label, "gff3": str(path), "exons": exon_outcomes(truth, pred),
+        rows.append({"system": label, "gff3": str(path), "exons": exon_outcomes(truth, pred, max_duration),
                      "introns": intron_splice_counts(pred, sequences, max_duration)})
     return rows
 
 
 def format_table(rows: list[dict], max_duration: int) -> str:
     head = (["system"] + list(OUTCOMES) + [f"one end: {k}" for k in END_KINDS]
+            + [f"one end: {k}, true intron > {max_duration}" for k in ("donor", "acceptor")]
             + [f"introns <= {max_duration}: non-canonical", f"introns > {max_duration}: non-canonical"])
     lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
     for r in rows:
         e, i = r["exons"], r["introns"]
         cells = [r["system"]] + [str(e[k]) for k in OUTCOMES] + [str(e["one end by kind"][k]) for k in END_KINDS]
+        cells += [str(e["one end beside a long intron"][k]) for k in ("donor", "acceptor")]
         for size in ("short", "long"):
             n = i[size]["canonical"] + i[size]["non-canonical"]
             cells.append(f"{i[size]['non-canonical']} of {n}")
