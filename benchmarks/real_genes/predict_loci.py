@@ -35,7 +35,7 @@ from decode_chromosome import DecodeError, load_model  # noqa: E402
 
 def predict_loci(checkpoint, data_dir, gene_long_runs: str | None = None) -> tuple[dict, object, str]:
     """({name: [Gene]} predicted on the test split, the test split, the mode decoded with)."""
-    model, name, _ = load_model(checkpoint)
+    model, name, kind = load_model(checkpoint)
     if not isinstance(model, GeneSemiCRFTagger):
         raise DecodeError(f"{checkpoint}: model {name!r} is not semicrf_gene; predict_loci.py decodes the gene "
                           "model's states (the run's own predictions/ hold the other models')")
@@ -52,7 +52,7 @@ def predict_loci(checkpoint, data_dir, gene_long_runs: str | None = None) -> tup
     pred = {}
     with torch.no_grad():
         for seq, codes in zip(test.names, test.sequences):
-            x = torch.from_numpy(features.encode(codes, "onehot"))[None]
+            x = torch.from_numpy(features.encode(codes, kind))[None]
             pred[seq] = labels_to_genes(model.predict(x, torch.tensor([len(codes)]))[0])
     return pred, test, mode
 
