@@ -1,6 +1,6 @@
 """Precision of the engine at length, against closed forms (no reference run needed).
 
-    python3 benchmarks/engine_precision.py --lengths 20000,100000,1000000 --backend cpu
+    python3 benchmarks/engine_precision.py --lengths 20000,100000,1000000 --backend cpu [--windows whole|auto|N]
 
 The model: C labels with equal scores, a constant emission e and durations lam * d. Then
 log Z = e T + log(weighted compositions of T) (:func:`log_weighted_compositions`, an O(T)
@@ -10,6 +10,9 @@ of the marginals (largest |m - 1/C|) and of the Viterbi score (relative), and th
 The constant model repeats the same roundings at every step; the last column checks the marginals
 on random scores (normal emissions, transitions and duration scores, seed 0), where the truth is
 not known but every position's occupancies must still sum to 1: the largest |sum_c m - 1|.
+``--windows``: how log_partition and marginals treat the long rows: ``whole`` (default; one chain),
+``auto`` (the engine's default, :data:`semicrf.windows.DEFAULT_WINDOWS`: windows from 2^20 positions
+on) or a number N (windows of N positions at every length, :mod:`semicrf.windows`).
 """
 
 from __future__ import annotations
@@ -66,9 +69,19 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--max-duration", type=int, default=300)
     p.add_argument("--classes", type=int, default=3)
+    p.add_argument("--windows", default="whole", help="whole, auto or a chunk length N")
     args = p.parse_args(argv)
+    from semicrf.windows import DEFAULT_WINDOWS, WindowConfig
+
+    if args.windows in ("whole", "auto"):
+        windows = None if args.windows == "whole" else DEFAULT_WINDOWS
+    elif args.windows.isdigit() and int(args.windows) > 0:
+        windows = WindowConfig(min_length=1, chunk=int(args.windows))
+    else:
+        p.error(f"--windows: whole, auto or a positive chunk length, got {args.windows!r}")
     K, C, e, lam = args.max_duration, args.classes, 0.3, -0.01
-    print(f"backend {args.backend}, device {args.device}, K = {K}, C = {C}, emission {e}, durations {lam} d")
+    print(f"backend {args.backend}, device {args.device}, K = {K}, C = {C}, emission {e}, durations {lam} d, "
+          f"windows {args.windows}")
     print("| T | log Z rel. error | max abs(marginal - 1/C) | Viterbi score rel. error | log Z (s) | marginals (s) "
           "| viterbi (s) | random scores: max abs(sum of marginals - 1) |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -76,15 +89,15 @@ def main(argv=None) -> int:
         em, tr, du = problem(T, K, C, e, lam, args.device)
         log_z = e * T + log_weighted_compositions(T, K, C, lam)
         t0 = time.perf_counter()
-        got = semicrf.log_partition(em, tr, du, backend=args.backend).item()
+        got = semicrf.log_partition(em, tr, du, backend=args.backend, windows=windows).item()
         t1 = time.perf_counter()
-        m = semicrf.marginals(em, tr, du, backend=args.backend)
+        m = semicrf.marginals(em, tr, du, backend=args.backend, windows=windows)
         dev = (m - 1 / C).abs().max().item()
         t2 = time.perf_counter()
         v = semicrf.viterbi(em, tr, du, backend=args.backend).score.item()
         t3 = time.perf_counter()
         best = (e + lam) * T
-        rm = semicrf.marginals(*random_problem(T, K, C, args.device), backend=args.backend)
+        rm = semicrf.marginals(*random_problem(T, K, C, args.device), backend=args.backend, windows=windows)
         off = (rm.sum(-1) - 1).abs().max().item()
         print(f"| {T} | {abs(got - log_z) / abs(log_z):.1e} | {dev:.1e} | {abs(v - best) / best:.1e} | "
               f"{t1 - t0:.2f} | {t2 - t1:.2f} | {t3 - t2:.2f} | {off:.1e} |")

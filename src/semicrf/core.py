@@ -17,6 +17,9 @@ from torch import Tensor
 from . import backends, paths
 from .problem import make_problem
 from .types import Marginals, ViterbiResult
+from .windows import DEFAULT_WINDOWS, WindowConfig
+from .windows import log_partition as windows_log_partition
+from .windows import marginals as windows_marginals
 
 __all__ = ["log_partition", "log_likelihood", "segmentation_log_likelihood", "viterbi", "viterbi_blocks", "marginals"]
 
@@ -78,7 +81,7 @@ def _inputs(emissions, transitions, durations, initial, final, start_scores, end
 def log_partition(emissions: Tensor, transitions: Tensor, durations: Tensor, lengths: Tensor | None = None,
                   initial: Tensor | None = None, final: Tensor | None = None,
                   start_scores: Tensor | None = None, end_scores: Tensor | None = None,
-                  backend: str = "auto") -> Tensor:
+                  backend: str = "auto", windows: WindowConfig | None = DEFAULT_WINDOWS) -> Tensor:
     """log Z: the log-sum of the scores of all segmentations of each sequence.
 
     Args:
@@ -92,12 +95,22 @@ def log_partition(emissions: Tensor, transitions: Tensor, durations: Tensor, len
             last position is t (default: none).
         backend: "auto", "reference", "cpu" or "triton" ("streaming" is "auto"); what each is and what
             "auto" picks: :mod:`semicrf.backends`.
+        windows: how a long sequence is cut into overlapping windows that run side by side when no
+            input needs a gradient (:class:`semicrf.windows.WindowConfig`: rows of 2^20 positions and
+            more, by default; the result is checked to be the whole row's, see :mod:`semicrf.windows`).
+            None: every row in one piece.
 
     Returns:
         (B,) float64 log Z. Differentiable with respect to every floating input; the gradient of
         log Z is the vector of marginals.
     """
     p = make_problem(emissions, transitions, durations, lengths, initial, final, start_scores, end_scores)
+    inputs = _inputs(emissions, transitions, durations, initial, final, start_scores, end_scores)
+    graded = torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in inputs)
+    if not graded and windows is not None:
+        mod = backends.get(backend, p)
+        if hasattr(mod, "forward_alpha") and windows.wanted(p):
+            return windows_log_partition(mod, p, windows).to(emissions.device)
     return _ScoreFunction.apply(backend, p, False,
                                 *_inputs(emissions, transitions, durations, initial, final, start_scores, end_scores))
 
@@ -166,13 +179,17 @@ def segmentation_log_likelihood(emissions: Tensor, labels: Tensor, transitions: 
 def marginals(emissions: Tensor, transitions: Tensor, durations: Tensor, lengths: Tensor | None = None,
               initial: Tensor | None = None, final: Tensor | None = None,
               start_scores: Tensor | None = None, end_scores: Tensor | None = None,
-              backend: str = "auto") -> Tensor:
+              backend: str = "auto", windows: WindowConfig | None = DEFAULT_WINDOWS) -> Tensor:
     """(B, T, C) float64: P(label at position t is c), zero past each length.
 
-    Arguments as :func:`log_partition`. Not differentiable (differentiate :func:`log_partition`).
+    Arguments as :func:`log_partition` (long rows in windows as there). Not differentiable
+    (differentiate :func:`log_partition`).
     """
     p = make_problem(emissions, transitions, durations, lengths, initial, final, start_scores, end_scores)
-    return backends.get(backend, p).forward_backward(p, constrained=False, need_marginals=True) \
+    mod = backends.get(backend, p)
+    if windows is not None and hasattr(mod, "forward_alpha") and windows.wanted(p):
+        return windows_marginals(mod, p, windows).to(emissions.device)
+    return mod.forward_backward(p, constrained=False, need_marginals=True) \
         .marginals.emissions.to(emissions.device)
 
 

@@ -492,15 +492,15 @@ def _labels_np(p: Problem, B: int, T: int) -> np.ndarray:
     return np.ascontiguousarray(p.labels.cpu().numpy().astype(np.int64))
 
 
-def forward_backward(p: Problem, constrained: bool = False, need_marginals: bool = True) -> ForwardBackward:
-    """log Z (or the constrained log Z of ``p.labels``) and, optionally, all marginals."""
+def _sweeps(p: Problem, problems: list, constrained: bool) -> dict:
+    """The forward sweeps of ``problems`` (``p`` and perhaps its reversal), the rows stacked
+    direction after direction: alpha (n, T+1, C) and the arrays the marginals read."""
     B, T, C = p.emissions.shape
     K = p.max_duration
     dur = _np(p.durations)
     linear, w_rev, dmax = _duration_tables(dur)
     span = duration_span(dur)
     lengths = p.lengths.cpu().numpy().astype(np.int64)
-    problems = [p, reverse_problem(p)] if need_marginals else [p]
     n = len(problems) * B
     cum = np.concatenate([_prefix(q.emissions) for q in problems])
     start = np.concatenate([_seq_or_zeros(q.start_scores, (B, T, C)) for q in problems])
@@ -529,6 +529,28 @@ def forward_backward(p: Problem, constrained: bool = False, need_marginals: bool
 
     work = int(lengths.sum()) * K * C
     _parallel(sweep, n, work)
+    return dict(dur=dur, linear=linear, dmax=dmax, span=span, lengths=lengths, cum=cum, start=start, lim=lim,
+                alpha=alpha, u=u, gl=gl, blk=blk, bstart=bstart, bref=bref, nblk=nblk, work=work)
+
+
+def forward_alpha(p: Problem) -> torch.Tensor:
+    """(B, T+1, C) float64 ``alpha`` of the unconstrained forward sweep: ``alpha[b, e, c]`` is the
+    log-sum of every path over ``[0, e)`` whose last segment has label c; -inf past each length."""
+    alpha = _sweeps(p, [p], False)["alpha"]
+    for b, L in enumerate(p.lengths.tolist()):
+        alpha[b, L + 1:] = NEG_INF
+    return torch.from_numpy(alpha).to(p.emissions.device)
+
+
+def forward_backward(p: Problem, constrained: bool = False, need_marginals: bool = True) -> ForwardBackward:
+    """log Z (or the constrained log Z of ``p.labels``) and, optionally, all marginals."""
+    B, T, C = p.emissions.shape
+    K = p.max_duration
+    problems = [p, reverse_problem(p)] if need_marginals else [p]
+    sw = _sweeps(p, problems, constrained)
+    dur, linear, dmax, span, lengths, cum, start, lim, work = (
+        sw[k] for k in ("dur", "linear", "dmax", "span", "lengths", "cum", "start", "lim", "work"))
+    alpha, u, gl, blk, bstart, bref, nblk = (sw[k] for k in ("alpha", "u", "gl", "blk", "bstart", "bref", "nblk"))
     final = _np(p.final)
     at_len = alpha[np.arange(B), lengths] + final[None, :]
     m = at_len.max(axis=1, keepdims=True)

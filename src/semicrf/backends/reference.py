@@ -116,6 +116,14 @@ def _log_z(p: Problem, alpha: Tensor) -> Tensor:
     return torch.logsumexp(_at_lengths(alpha, p.lengths) + p.final[None], dim=1)
 
 
+def forward_alpha(p: Problem) -> Tensor:
+    """(B, T+1, C) float64 ``alpha`` of the unconstrained forward sweep (see the module docstring);
+    -inf past each length."""
+    alpha = _forward(p, duration_limits(p, False))[0]
+    past = torch.arange(alpha.shape[1], device=alpha.device)[None, :] > p.lengths[:, None]
+    return alpha.masked_fill(past[:, :, None], NEG_INF)
+
+
 def forward_backward(p: Problem, constrained: bool = False, need_marginals: bool = True) -> ForwardBackward:
     """log Z (or the constrained log Z of ``p.labels``) and, optionally, all marginals."""
     limits = duration_limits(p, constrained)

@@ -406,6 +406,12 @@ def _split_exp(x: torch.Tensor):
     return m, k
 
 
+def forward_alpha(p: Problem, config: TritonConfig = DEFAULT_CONFIG) -> torch.Tensor:
+    """(B, T+1, C) float64 ``alpha`` of the unconstrained forward sweep (the log-sum of every path
+    over ``[0, e)`` whose last segment has label c); -inf past each length."""
+    return Sweep(p, config=config).alpha
+
+
 def forward_backward(p: Problem, constrained: bool = False, need_marginals: bool = True,
                      config: TritonConfig = DEFAULT_CONFIG) -> ForwardBackward:
     """log Z (or the constrained log Z of ``p.labels``) and, optionally, all marginals (float64)."""
@@ -579,6 +585,9 @@ class Configured:
     # Module functions looked up at call time, so that a test's stand-in for one is used here too.
     def check_problem(self, p: Problem) -> None:
         check_problem(p)
+
+    def forward_alpha(self, p: Problem) -> torch.Tensor:
+        return forward_alpha(p, config=self.config)
 
     def forward_backward(self, p: Problem, constrained: bool = False, need_marginals: bool = True) -> ForwardBackward:
         return forward_backward(p, constrained, need_marginals, config=self.config)
