@@ -9,13 +9,18 @@
 #          without the long introns' ends, with the rows the sweeps sent to the exact kernel counted and
 #          the step split into its parts, then the engine's speed table, then a fresh semicrf's steps
 #          with the rows sent to the exact kernel counted at each (is its slower start those rows?
-#          docs/results.md, "Step time").
+#          docs/results.md, "Step time");
+#   lanes  the chunked log sweep at 44 and 98 labels for several chunk lengths and warp counts, with the
+#          registers and spills of each (benchmarks/sweep_lanes.py: is the many-label step slow because
+#          its tiles spill?);
+#   long   one 21 Mbp sequence's log_partition and marginals whole and in windows (semicrf.windows;
+#          benchmarks/long_sequence.py), on the GPU and on the host's 16 CPU threads at 1 Mbp.
 # Run nothing else on the GPU meanwhile: processes sharing one GPU take turns on it, and every time
 # measured beside another process is several times too long (round 16, docs/results.md). Everything it
 # prints also goes to $OUT (or ./gpu_checks when OUT is unset).
 #
-#   bash benchmarks/gpu_checks.sh [tests | speed | all]   # default all (two calls' worth: run the parts
-#                                                          # in separate calls); needs torch, triton and a
+#   bash benchmarks/gpu_checks.sh [tests | speed | lanes | long | all]   # default all (four calls' worth:
+#                                                          # run the parts in separate calls); needs torch, triton and a
 #                                                          # CUDA GPU; pytest for the tests
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -23,8 +28,21 @@ OUT=${OUT:-gpu_checks}; mkdir -p "$OUT"
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 python3 -c "import torch; assert torch.cuda.is_available(), 'no CUDA GPU'; print(torch.cuda.get_device_name())" || exit 1
 PART=${1:-all}
-case "$PART" in tests|speed|all) ;; *) echo "usage: $0 [tests | speed | all]" >&2; exit 2 ;; esac
+case "$PART" in tests|speed|lanes|long|all) ;; *) echo "usage: $0 [tests | speed | lanes | long | all]" >&2; exit 2 ;; esac
 t0=$SECONDS
+if [ "$PART" = lanes ] || [ "$PART" = all ]; then
+    timeout 560 python3 benchmarks/sweep_lanes.py --scan --jsonl "$OUT/sweep_lanes.jsonl" > "$OUT/sweep_lanes.txt" 2>&1
+    echo "sweep_lanes.py --scan: rc=$?, $((SECONDS - t0)) s"; grep "^|" "$OUT/sweep_lanes.txt"
+    [ "$PART" = lanes ] && exit 0
+fi
+if [ "$PART" = long ] || [ "$PART" = all ]; then
+    timeout 300 python3 benchmarks/long_sequence.py --device cuda --json "$OUT/long_cuda.json" > "$OUT/long_cuda.txt" 2>&1
+    echo "long_sequence.py (21 Mbp, GPU): rc=$?, $((SECONDS - t0)) s"; grep -v -i warn "$OUT/long_cuda.txt" | tail -7
+    timeout 240 python3 benchmarks/long_sequence.py --device cpu --threads 16 --length 1000000 --repeat 0 \
+        --json "$OUT/long_cpu.json" > "$OUT/long_cpu.txt" 2>&1
+    echo "long_sequence.py (1 Mbp, 16 CPU threads): rc=$?, $((SECONDS - t0)) s"; tail -7 "$OUT/long_cpu.txt"
+    [ "$PART" = long ] && exit 0
+fi
 if [ "$PART" != speed ]; then
 timeout 300 python3 -m pytest -q -p no:warnings tests/test_triton.py tests/test_decode_chromosome.py \
     > "$OUT/test_triton_gpu.txt" 2>&1

@@ -6,8 +6,10 @@ CUDA tensors. Tests marked ``gpu`` need CUDA and are skipped elsewhere.
 """
 
 import importlib
+import importlib.util
 import os
 import sys
+import warnings
 
 import numpy as np
 import torch
@@ -508,6 +510,42 @@ def test_gpu_long_sequence_log_z_and_invariants():
     v = semicrf.viterbi(**kw, backend="triton")
     assert v.segments[0][0][0] == 0 and v.segments[0][-1][1] == T
     assert (v.labels >= 0).all()
+
+
+def test_windows_on_triton_are_the_whole_rows():
+    """Long rows in windows (semicrf.windows) through the Triton sweep: log Z and the marginals equal
+    the reference's on the whole rows; on a GPU at a length where windows matter."""
+    from semicrf.windows import WindowConfig
+
+    if DEV == "cuda":
+        B, T, C, K, cfg = 2, 200_000, 3, 200, WindowConfig(min_length=1, chunk=16_384)
+    else:  # the interpreter: small
+        B, T, C, K, cfg = 2, 300, 3, 5, WindowConfig(min_length=1, chunk=60, warm_up=30)
+    kw = inputs(B, T, C, K, seed=41)
+    kw["transitions"], kw["durations"] = 0.3 * kw["transitions"], 0.3 * kw["durations"]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="semicrf windows")  # no row may fall back to the whole sweep
+        lz = semicrf.log_partition(**kw, backend="triton", windows=cfg)
+        marg = semicrf.marginals(**kw, backend="triton", windows=cfg)
+    full = reference.forward_backward(make_problem(**kw))
+    assert_close(lz, full.log_z, tol=1e-12, what="log Z")
+    assert (marg - full.marginals.emissions).abs().max().item() < (1e-6 if DEV == "cuda" else 1e-9)
+
+
+def test_sweep_lanes_benchmark_one_config(capsys):
+    """benchmarks/sweep_lanes.py --one: a JSON row with the time and how the rows were swept (under the
+    interpreter without a GPU, where the times mean nothing)."""
+    import json
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "sweep_lanes", Path(__file__).resolve().parents[1] / "benchmarks" / "sweep_lanes.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(["--one", "2x40x5x3", "--chunk", "16", "--warps", "4", "--repeat", "1"]) == 0
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (row["size"], row["chunk"], row["warps"], row["method"]) == ("2x40x5x3", 16, 4, "chunked")
+    assert row["median_ms"] > 0
 
 
 # ----------------------------------------------------------------------------------------- gradient check
