@@ -43,6 +43,7 @@ except ImportError:
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from exact_rows import count_exact_rows  # noqa: E402
+from step_parts import PARTS, path_step_parts  # noqa: E402
 
 from semicrf.genomics.gene_crf import long_run_states  # noqa: E402
 from semicrf.genomics.gene_model import TRAIN_STOP_PENALTY, GeneGrammar  # noqa: E402
@@ -84,35 +85,14 @@ def _timed(fn, repeat: int, device: torch.device) -> tuple[float, float]:
     return statistics.median(times), warm
 
 
-def path_step_parts(grammar: GeneGrammar, class_scores, codon_scores, codes, labels, lengths, repeat: int,
-                    device: torch.device) -> dict:
-    """The ``path`` objective's step in parts, each timed to its end (median of ``repeat``, after the
-    timed step has warmed every kernel): seconds of ``state_scores``, of the engine's ``log_partition``
-    forward, of the forward over the gold pieces, and of the backward through both."""
-    from semicrf import log_partition
-
-    parts = {"state_scores_s": [], "log_partition_fwd_s": [], "gold_pieces_fwd_s": [], "backward_s": []}
-    for _ in range(repeat):
-        marks = [time.perf_counter()]
-
-        def mark():
-            _sync(device)
-            marks.append(time.perf_counter())
-
-        em, start, end = grammar.state_scores(class_scores, codon_scores, codes, lengths,
-                                              stop_penalty=TRAIN_STOP_PENALTY)
-        mark()
-        tables = grammar.state_tables()
-        log_z = log_partition(em, lengths=lengths, start_scores=start, end_scores=end, backend=grammar.backend,
-                              **tables)
-        mark()
-        gold = grammar._pieces_log_score(em, start, end, labels, lengths, tables)
-        mark()
-        (log_z.sum() - gold.sum()).backward()
-        mark()
-        for key, a, b in zip(parts, marks, marks[1:]):
-            parts[key].append(b - a)
-    return {key: statistics.median(v) for key, v in parts.items()}
+def step_parts(grammar: GeneGrammar, class_scores, codon_scores, codes, labels, lengths, repeat: int,
+               device: torch.device) -> dict:
+    """The ``path`` objective's step in parts (``step_parts.path_step_parts``), median of ``repeat``, after
+    the timed step has warmed every kernel."""
+    runs = [path_step_parts(lambda: grammar.state_scores(class_scores, codon_scores, codes, lengths,
+                                                         stop_penalty=TRAIN_STOP_PENALTY),
+                            grammar, labels, lengths, lambda: _sync(device))[0] for _ in range(repeat)]
+    return {part: statistics.median(r[part] for r in runs) for part in PARTS}
 
 
 def measure(batch: int, length: int, max_duration: int, repeat: int, device: torch.device,
@@ -153,7 +133,7 @@ def measure(batch: int, length: int, max_duration: int, repeat: int, device: tor
     step_s, warm_s = _timed(step, repeat, device)
     peak = (torch.cuda.max_memory_allocated(device) - base) / 2**30 if device.type == "cuda" else None
     decode_s, decode_warm_s = _timed(decode, repeat, device)
-    parts = path_step_parts(grammar, class_scores, codon_scores, codes, labels, lengths, repeat, device) \
+    parts = step_parts(grammar, class_scores, codon_scores, codes, labels, lengths, repeat, device) \
         if objective == "path" else {}
     exact_rows = rows = None
     if device.type == "cuda":

@@ -1263,3 +1263,44 @@ def test_the_gene_model_benchmark_runs_on_the_cpu():
         assert row["log_likelihood_per_position"] < 0
         parts = [row[k] for k in ("state_scores_s", "log_partition_fwd_s", "gold_pieces_fwd_s", "backward_s")]
         assert all(t > 0 for t in parts) and row["warm_up_step_s"] > 0
+
+
+def test_the_fly_step_benchmark_runs_on_the_cpu(tmp_path):
+    """benchmarks/real_genes/gene_step_gpu.py on a made-up imported GenBank data set, on the CPU: every part
+    of the step timed for each batch (the encoder, then benchmarks/step_parts.py's four), and the JSON
+    written."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    from semicrf.genomics.importer import import_dataset
+
+    def genbank(path, records):
+        out = []
+        for name, seq, loc in records:
+            out += [f"LOCUS       {name}   {len(seq)} bp  DNA\n", "FEATURES             Location/Qualifiers\n",
+                    f"     source          1..{len(seq)}\n", f"     CDS             {loc}\n", "ORIGIN\n"]
+            out += [f"{i + 1:>9} {seq[i:i + 60]}\n" for i in range(0, len(seq), 60)] + ["//\n"]
+        path.write_text("".join(out))
+        return str(path)
+
+    seq = "ACGTTGCAAGCTTACGGATC" * 8  # 160 bases
+    train = [(f"tr{i}", seq[:120 + 10 * i], "join(11..40,61..90)" if i % 2 else "complement(21..50)")
+             for i in range(4)]
+    data = tmp_path / "data"
+    import_dataset(data, train=[genbank(tmp_path / "tr.gb", train)],
+                   val=[genbank(tmp_path / "va.gb", [("va1", seq[:100], "21..50")])],
+                   test=[genbank(tmp_path / "te.gb", [("te1", seq[:100], "complement(6..35)")])])
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "real_genes" / "gene_step_gpu.py"
+    spec = importlib.util.spec_from_file_location("gene_step_gpu", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "step.json"
+    assert mod.main(["--data-dir", str(data), "--batch", "1", "--hidden-dim", "8", "--num-layers", "1",
+                     "--max-duration", "20", "--repeat", "1", "--device", "cpu", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["batch"] for r in rows] == [0, 1, 2]
+    for r in rows:
+        assert all(r[k] >= 0 for k in ("encoder_s", "state_scores_s", "log_partition_fwd_s", "gold_pieces_fwd_s",
+                                        "backward_s"))
+        assert r["exact_rows"] is None  # counted on a GPU only

@@ -18,7 +18,6 @@ against 0.58 s for one of 31 030 (``docs/engine_gpu.md``, "fourteenth round").
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
 import time
@@ -29,8 +28,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from exact_rows import count_exact_rows  # noqa: E402
+from step_parts import path_step_parts  # noqa: E402
 
-from semicrf import log_partition  # noqa: E402
 from semicrf.genomics import dataset  # noqa: E402
 from semicrf.genomics.gene_model import TRAIN_STOP_PENALTY  # noqa: E402
 from semicrf.genomics.models import ModelConfig, build_model  # noqa: E402
@@ -79,26 +78,10 @@ def measure(args) -> list[dict]:
             hidden = model.encode(x, lengths)
             sync()
             t["encoder_s"] = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            em, start, end = model.states_from_heads(*model.heads(hidden), codes, lengths, TRAIN_STOP_PENALTY)
-            tables = model.crf.state_tables()
-            sync()
-            t["state_scores_s"] = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            counting = count_exact_rows() if device.type == "cuda" else contextlib.nullcontext([None, None])
-            with counting as counts:
-                log_z = log_partition(em, lengths=lengths, start_scores=start, end_scores=end,
-                                      backend=model.crf.backend, **tables)
-                sync()
-            t["log_partition_s"] = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            gold = model.crf._pieces_log_score(em, start, end, labels, lengths, tables)
-            sync()
-            t["gold_pieces_s"] = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            (log_z - gold).sum().backward()
-            sync()
-            t["backward_s"] = time.perf_counter() - t0
+            parts, counts = path_step_parts(
+                lambda: model.states_from_heads(*model.heads(hidden), codes, lengths, TRAIN_STOP_PENALTY),
+                model.crf, labels, lengths, sync, count_exact_rows if device.type == "cuda" else None)
+            t.update(parts)
             model.zero_grad(set_to_none=True)
             row = {"batch": b, "B": len(index), "T": int(codes.shape[1]), "repeat": rep, **t,
                    "exact_rows": counts[0], "sweep_rows": counts[1]}
