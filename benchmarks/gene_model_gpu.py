@@ -3,7 +3,8 @@
 its Viterbi decode over the grammar's states.
 
     python3 benchmarks/gene_model_gpu.py [--batch 16 --length 20000 --max-duration 1000] [--repeat 5] \
-        [--device cuda] [--split-far auto|off] [--objective path|labelling] [--json out.json]
+        [--device cuda] [--split-far auto|off] [--chunk Q --warps W] [--no-decode] [--objective path|labelling] \
+        [--json out.json]
 
 Synthetic realistic sequences (C = 3: 16 states) from the generator, seed 0; random class and codon
 scores in place of the heads' (float32, needing gradients); the grammar's codon rules from the bases;
@@ -96,12 +97,13 @@ def step_parts(grammar: GeneGrammar, class_scores, codon_scores, codes, labels, 
 
 
 def measure(batch: int, length: int, max_duration: int, repeat: int, device: torch.device,
-            split_far: str = "auto", objective: str = "path", long_runs: str = "tail") -> dict:
+            split_far: str = "auto", objective: str = "path", long_runs: str = "tail", chunk: int | None = None,
+            warps: int | None = None, decode_too: bool = True) -> dict:
     backend = "cpu" if device.type == "cpu" else "triton"
-    if split_far != "auto":
+    if split_far != "auto" or chunk or warps:
         from semicrf.backends.triton import Configured, TritonConfig
 
-        backend = Configured(TritonConfig(split_far=split_far))
+        backend = Configured(TritonConfig(split_far=split_far, chunk=chunk, chunk_warps=warps))
     grammar = GeneGrammar(max_duration, backend=backend, num_classes=3, **long_run_states(long_runs)).to(device)
     codes, labels, lengths = gene_batch(batch, length, device)
     g = torch.Generator(device=device).manual_seed(0)
@@ -132,7 +134,7 @@ def measure(batch: int, length: int, max_duration: int, repeat: int, device: tor
         torch.cuda.reset_peak_memory_stats(device)
     step_s, warm_s = _timed(step, repeat, device)
     peak = (torch.cuda.max_memory_allocated(device) - base) / 2**30 if device.type == "cuda" else None
-    decode_s, decode_warm_s = _timed(decode, repeat, device)
+    decode_s, decode_warm_s = _timed(decode, repeat, device) if decode_too else (None, None)
     parts = step_parts(grammar, class_scores, codon_scores, codes, labels, lengths, repeat, device) \
         if objective == "path" else {}
     exact_rows = rows = None
@@ -143,7 +145,7 @@ def measure(batch: int, length: int, max_duration: int, repeat: int, device: tor
     ll = values[-1].double().cpu()
     return {"B": batch, "T": T, "K": max_duration, "states": grammar.num_states, "device": str(device),
             "card": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-            "split_far": split_far, "objective": objective, "ll_fwd_bwd_s": step_s, "warm_up_step_s": warm_s,
+            "split_far": split_far, "chunk": chunk, "warps": warps, "objective": objective, "ll_fwd_bwd_s": step_s, "warm_up_step_s": warm_s,
             "warm_up_viterbi_s": decode_warm_s, **parts,
             "rows_to_exact_kernel": exact_rows, "sweep_rows": rows, "peak_extra_gib": peak, "viterbi_s": decode_s,
             "log_likelihood_per_position": float(ll.sum()) / int(lengths.sum()),
@@ -159,6 +161,11 @@ def main(argv=None) -> int:
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
     p.add_argument("--split-far", default="auto", choices=("auto", "off"))
+    p.add_argument("--chunk", type=int, default=None, help="positions per chunk of the chunked sweep (default: "
+                   "chunk_config's, by K)")
+    p.add_argument("--warps", type=int, default=None, help="warps per program of the chunked sweep (default: by K)")
+    p.add_argument("--no-decode", action="store_true", help="time the step only, not the Viterbi decode (whose "
+                   "first call compiles for a minute or more on a fresh machine)")
     p.add_argument("--objective", default="path", choices=("path", "labelling"),
                    help="path: the training objective (GeneGrammar.path_log_likelihood, training stop penalty); "
                         "labelling: GeneGrammar.log_likelihood at the hard penalty, as measured before 2026-11-30")
@@ -171,19 +178,21 @@ def main(argv=None) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda: no CUDA GPU here; use --device cpu for a small smoke run")
     row = measure(args.batch, args.length, args.max_duration, args.repeat, torch.device(args.device), args.split_far,
-                  args.objective, args.gene_long_runs)
+                  args.objective, args.gene_long_runs, args.chunk, args.warps, not args.no_decode)
     print(json.dumps(row))
     peak = "-" if row["peak_extra_gib"] is None else f"{row['peak_extra_gib']:.2f} GiB"
     exact = "-" if row["sweep_rows"] is None else f"{row['rows_to_exact_kernel']} of {row['sweep_rows']}"
+    viterbi = "-" if row["viterbi_s"] is None else f"{row['viterbi_s'] * 1e3:.1f} ms"
     print("\n| B, T, K, states | objective | fwd + bwd | peak beyond inputs | viterbi | rows to the exact kernel | card |")
     print("|---|---|---:|---:|---:|---:|---|")
     print(f"| {row['B']}, {row['T']}, {row['K']}, {row['states']} | {row['objective']} | {row['ll_fwd_bwd_s'] * 1e3:.1f} ms | {peak} | "
-          f"{row['viterbi_s'] * 1e3:.1f} ms | {exact} | {row['card']} |")
+          f"{viterbi} | {exact} | {row['card']} |")
     if "log_partition_fwd_s" in row:
         print("\nparts of the step: " + ", ".join(
             f"{key[:-2].replace('_', ' ')} {row[key] * 1e3:.1f} ms"
             for key in ("state_scores_s", "log_partition_fwd_s", "gold_pieces_fwd_s", "backward_s"))
-              + f"; warm-up step {row['warm_up_step_s']:.1f} s, warm-up Viterbi {row['warm_up_viterbi_s']:.1f} s")
+              + f"; warm-up step {row['warm_up_step_s']:.1f} s"
+              + ("" if row["warm_up_viterbi_s"] is None else f", warm-up Viterbi {row['warm_up_viterbi_s']:.1f} s"))
     if args.json:
         Path(args.json).write_text(json.dumps(row, indent=1) + "\n")
     return 0 if row["all_finite"] else 1

@@ -17,7 +17,8 @@ suspect; this measures it.
 (compilation) and prints a JSON line with the median, the first call's time, whether any row went to
 the exact kernel, and the registers and spills of the compiled kernels. ``--scan`` runs ``--one`` in
 a process per (size, config): first all at once (they compile on the CPU side by side), then one
-after the other for the times (nothing else on the GPU), each under ``--timeout`` seconds.
+after the other for the times (nothing else on the GPU), each under ``--timeout`` seconds. A
+candidate then goes through the whole step: ``gene_model_gpu.py --chunk Q --warps W --no-decode``.
 """
 
 from __future__ import annotations
