@@ -182,12 +182,14 @@ def marginals(emissions: Tensor, transitions: Tensor, durations: Tensor, lengths
               backend: str = "auto", windows: WindowConfig | None = DEFAULT_WINDOWS) -> Tensor:
     """(B, T, C) float64: P(label at position t is c), zero past each length.
 
-    Arguments as :func:`log_partition` (long rows in windows as there). Not differentiable
+    Arguments as :func:`log_partition`. With ``windows``, a batch with a row of at least its
+    ``min_length`` goes through :func:`semicrf.windows.marginals` (long rows cut as there, and the
+    marginals assembled so that their roundings do not add up along the row). Not differentiable
     (differentiate :func:`log_partition`).
     """
     p = make_problem(emissions, transitions, durations, lengths, initial, final, start_scores, end_scores)
     mod = backends.get(backend, p)
-    if windows is not None and hasattr(mod, "forward_alpha") and windows.wanted(p):
+    if windows is not None and hasattr(mod, "forward_alpha") and windows.reaches(p):
         return windows_marginals(mod, p, windows).to(emissions.device)
     return mod.forward_backward(p, constrained=False, need_marginals=True) \
         .marginals.emissions.to(emissions.device)

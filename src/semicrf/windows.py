@@ -82,11 +82,14 @@ class WindowConfig:
                                  f"give at least {K}")
         return self.chunk, warm
 
+    def reaches(self, p: Problem) -> bool:
+        """Whether a row of ``p`` is at least ``min_length`` long."""
+        return int(p.lengths.max()) >= self.min_length
+
     def wanted(self, p: Problem) -> bool:
         """Whether this cuts ``p``'s rows: one is at least ``min_length`` long and longer than a window."""
         chunk, warm = self.sizes(p.max_duration)
-        longest = int(p.lengths.max())
-        return longest >= self.min_length and longest > chunk + warm
+        return self.reaches(p) and int(p.lengths.max()) > chunk + warm
 
 
 #: What the engine's functions use unless told otherwise.
@@ -237,6 +240,12 @@ def _through(x: Tensor, trans: Tensor, budget: int = 1 << 24) -> Tensor:
                       for i in range(0, N, step)], dim=1)
 
 
+def _finite_max(x: Tensor) -> Tensor:
+    """max over the last dimension of the finite entries, 0 where there is none."""
+    m = x.masked_fill(~torch.isfinite(x), NEG_INF).max(dim=-1).values
+    return torch.where(torch.isfinite(m), m, 0.0)
+
+
 def marginals(backend, p: Problem, config: WindowConfig = DEFAULT_WINDOWS) -> Tensor:
     """(B, T, C) float64 P(label at t is c), zero past each length, from the windowed forward sweeps
     of ``p`` and of its reversal."""
@@ -253,15 +262,25 @@ def marginals(backend, p: Problem, config: WindowConfig = DEFAULT_WINDOWS) -> Te
     # beta[s, c]: every path over [s, L) whose first segment has label c and starts at s.
     beta = torch.gather(alpha_r, 1, (L[:, None] - t[None, :]).clamp(min=0)[:, :, None].expand(-1, -1, C))
     beta = beta.masked_fill(~inside[:, :, None], NEG_INF)
-    # u[s, c]: everything before a segment of label c that starts at s, its transition included.
-    u = _through(alpha, trans)
-    u[:, 0] = initial[None]
-    # v[e, c]: everything after a segment of label c that ends at e (final at e = L).
-    v = _through(beta, trans.t())
-    v = torch.where((t[None, :] == L[:, None])[:, :, None], final[None, None].expand(B, T + 1, C), v)
-    lz = log_z[:, None, None]
-    start_mass = torch.exp(u[:, :T] + beta[:, :T] - lz).nan_to_num(0.0)
-    end_mass = torch.exp(alpha[:, 1:] + v[:, 1:] - lz).nan_to_num(0.0)
+    # At each boundary s the forward side (alpha, u) and the backward side (beta, v) are taken
+    # relative to their largest entries A[s] and V[s], and the one large number A + V - log Z is
+    # rounded once and shared by the segments that start at s and those that end there: their
+    # masses then carry the same rounding, which the occupancy's running difference cancels
+    # instead of summing over the row (docs/engine.md, "Long rows in windows").
+    is_s0 = (t == 0)[None, :, None]
+    fwd = torch.where(is_s0, initial[None, None].expand(B, T + 1, C), alpha)  # u[0] is the initial scores
+    A = _finite_max(fwd)
+    at_end = (t[None, :] == L[:, None])[:, :, None]
+    V = _finite_max(torch.where(at_end, final[None, None].expand(B, T + 1, C), beta))
+    a_loc = alpha - A[:, :, None]
+    # u[s, c] - A[s]: everything before a segment of label c that starts at s, its transition included.
+    u_loc = torch.where(is_s0, fwd - A[:, :, None], _through(a_loc, trans))
+    b_loc = beta - V[:, :, None]
+    # v[e, c] - V[e]: everything after a segment of label c that ends at e (final at e = L).
+    v_loc = torch.where(at_end, final[None, None] - V[:, :, None], _through(b_loc, trans.t()))
+    shared = (A + V - log_z[:, None])[:, :, None]
+    start_mass = torch.exp(u_loc[:, :T] + b_loc[:, :T] + shared[:, :T]).nan_to_num(0.0)
+    end_mass = torch.exp(a_loc[:, 1:] + v_loc[:, 1:] + shared[:, 1:]).nan_to_num(0.0)
     end_mass = end_mass.masked_fill(~inside[:, :T, None], 0.0)
     # The running count of open segments: one difference per position, summed.
     step = start_mass.clone()
