@@ -197,7 +197,8 @@ def plot_duration_comparison(
 
     colors = _model_colors(models)
     ncols, nrows = 1 + len(models), len(names)
-    fig = Figure(figsize=(2.9 * ncols + 0.6, 2.3 * nrows + 1.3), layout="constrained")
+    # At least 8.6 inches wide: the title and the legend below need it even with one model's column.
+    fig = Figure(figsize=(max(2.9 * ncols + 0.6, 8.6), 2.3 * nrows + 1.3), layout="constrained")
     axes = fig.subplots(nrows, ncols, sharex="row", sharey="row", squeeze=False)
     k_line_drawn = False
     for r, c_name in enumerate(names):
@@ -325,7 +326,7 @@ def _duration_legend(fig, has_priors: bool, k_line_drawn: bool, max_duration: in
         )
     if k_line_drawn:
         handles.append(Line2D([], [], color="0.3", linestyle=":", label=f"K = {max_duration} (longest single segment)"))
-    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 3), fontsize=9, frameon=False)
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 2), fontsize=9, frameon=False)
 
 
 # ----------------------------------------------------------------------------
