@@ -97,6 +97,10 @@ def test_settings_are_checked():
     with pytest.raises(ValueError, match=r"WindowConfig.warm_up = 3 is shorter"):
         WindowConfig(warm_up=3).sizes(7)
     assert WindowConfig(chunk=1000).sizes(10) == (1000, 250)  # warm-up: max(4 K, chunk / 4)
+    kw = inputs()
+    for call in (semicrf.log_partition, semicrf.marginals):
+        with pytest.raises(ValueError, match="`windows`: a semicrf.windows.WindowConfig, or None"):
+            call(**kw, windows=True)
     assert WindowConfig(chunk=100).sizes(50) == (100, 200)
 
 

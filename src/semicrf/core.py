@@ -78,6 +78,12 @@ def _inputs(emissions, transitions, durations, initial, final, start_scores, end
     return (emissions, transitions, durations, initial, final, start_scores, end_scores)
 
 
+def _check_windows(windows) -> None:
+    if windows is not None and not isinstance(windows, WindowConfig):
+        raise ValueError(f"`windows`: a semicrf.windows.WindowConfig, or None for every row in one piece; "
+                         f"got {windows!r}")
+
+
 def log_partition(emissions: Tensor, transitions: Tensor, durations: Tensor, lengths: Tensor | None = None,
                   initial: Tensor | None = None, final: Tensor | None = None,
                   start_scores: Tensor | None = None, end_scores: Tensor | None = None,
@@ -105,14 +111,14 @@ def log_partition(emissions: Tensor, transitions: Tensor, durations: Tensor, len
         log Z is the vector of marginals.
     """
     p = make_problem(emissions, transitions, durations, lengths, initial, final, start_scores, end_scores)
+    _check_windows(windows)
     inputs = _inputs(emissions, transitions, durations, initial, final, start_scores, end_scores)
     graded = torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in inputs)
     if not graded and windows is not None:
         mod = backends.get(backend, p)
         if hasattr(mod, "forward_alpha") and windows.wanted(p):
             return windows_log_partition(mod, p, windows).to(emissions.device)
-    return _ScoreFunction.apply(backend, p, False,
-                                *_inputs(emissions, transitions, durations, initial, final, start_scores, end_scores))
+    return _ScoreFunction.apply(backend, p, False, *inputs)
 
 
 def log_likelihood(emissions: Tensor, labels: Tensor, transitions: Tensor, durations: Tensor,
@@ -188,6 +194,7 @@ def marginals(emissions: Tensor, transitions: Tensor, durations: Tensor, lengths
     (differentiate :func:`log_partition`).
     """
     p = make_problem(emissions, transitions, durations, lengths, initial, final, start_scores, end_scores)
+    _check_windows(windows)
     mod = backends.get(backend, p)
     if windows is not None and hasattr(mod, "forward_alpha") and windows.reaches(p):
         return windows_marginals(mod, p, windows).to(emissions.device)
