@@ -21,14 +21,16 @@ with -inf where one is -inf required of the other. A positive linear map never i
 distance, so when every boundary is within ``tolerance`` (relative to the frontier's magnitude, the
 size of the roundings each window's own chain makes) the stitched alphas (window i's plus the
 summed log-differences) are the row's with a log-error no larger than the sum of the boundary
-distances and the windows' own roundings (docs/engine.md, "Long rows in windows", measures both
-against closed forms: log Z closer to the truth than one chain's, the marginals as close). A row with a boundary outside it (a model that remembers its start for longer than
-``warm_up``, such as one whose labels never change) is computed whole instead, with a
-``RuntimeWarning`` saying so: the result is always the row's.
+distances and the windows' own roundings. A row with a boundary outside it (a model that
+remembers its start for longer than ``warm_up``, such as one whose labels never change) is computed
+whole instead, with a ``RuntimeWarning`` saying so: the result is always the row's.
 
 The backward messages are the same on the reversed problem; the marginals come from both
 (``start_mass[s, c] = exp(u[s, c] + beta[s, c] - log Z)``, ``end_mass`` likewise, the occupancy
-their running difference, as in :mod:`semicrf.backends.reference`).
+their running difference), assembled so that the segments starting and ending at a boundary share
+the rounding of its one large number, which the running difference then cancels (:func:`marginals`).
+docs/engine.md, "Long rows in windows", measures both against closed forms: log Z and the marginals
+closer to the truth than the backends' on one chain.
 """
 
 from __future__ import annotations
