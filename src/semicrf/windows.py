@@ -204,6 +204,7 @@ def forward_alpha(backend, p: Problem, config: WindowConfig = DEFAULT_WINDOWS) -
     alpha_w = backend.forward_alpha(_window_problem(p, plan))
     shift, dist = _boundaries(alpha_w, plan, K)
     dev = alpha_w.device
+    ws = plan.ws.to(dev)
     alpha = torch.full((B, T + 1, C), NEG_INF, dtype=torch.float64, device=dev)
     worst = []
     for b, (first, count) in enumerate(zip(plan.firsts(), plan.per_row)):
@@ -220,9 +221,8 @@ def forward_alpha(backend, p: Problem, config: WindowConfig = DEFAULT_WINDOWS) -
             continue
         offset = torch.cumsum(shift[sl], 0)
         t = torch.arange(L + 1, device=dev)
-        i = (t // chunk).clamp(max=count - 1) if count > 1 else torch.zeros_like(t)
-        w = first + i
-        alpha[b, :L + 1] = alpha_w[w, t - plan.ws.to(dev)[w]] + offset[i][:, None]
+        i = (t // chunk).clamp(max=count - 1)  # the window of each position (0 for a row in one window)
+        alpha[b, :L + 1] = alpha_w[first + i, t - ws[first + i]] + offset[i][:, None]
     return alpha, worst
 
 
