@@ -9,14 +9,15 @@
 #
 # `make fly-data` imports the AUGUSTUS tutorial's fly genes (needs the Debian packages augustus-doc etc.,
 # and the package installed: `make install`); `make gene-finders` runs AUGUSTUS and SNAP on them
-# (benchmarks/real_genes/gene_finders.py).
+# (benchmarks/real_genes/gene_finders.py); `make fly-chains` joins the training and validation loci into
+# chains with intergenic filler between them (semicrf-bench chain), for whole-chromosome use.
 PY ?= python3
 TORCH ?= torch==2.13.0
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 DEMO_DATA ?= data/demo
 DEMO_RESULTS ?= results/demo
 
-.PHONY: install install-torch demo test test-fast bench fly-data gene-finders
+.PHONY: install install-torch demo test test-fast bench fly-data fly-chains gene-finders
 
 install-torch:
 	@if $(PY) -c "import torch" 2>/dev/null; then :; \
@@ -60,6 +61,10 @@ fly-data:
 		echo "fly-data: $(FLY_SRC)/genes.gb.train and genes.gb.test (AUGUSTUS tutorial) are missing; install them with: $(FLY_INSTALL)" >&2; exit 1; fi; \
 	$(PY) -m semicrf.genomics.cli import --train "$$train" --test "$$test" --val-fraction 0.1 --seed 42 \
 		--output-dir $(FLY_DATA) --overwrite
+
+fly-chains:
+	@test -f $(FLY_DATA)/metadata.json || { echo "fly-chains: $(FLY_DATA) is missing; run make fly-data first" >&2; exit 1; }
+	$(PY) -m semicrf.genomics.cli chain --data-dir $(FLY_DATA) --output-dir $(FLY_DATA)_chains --overwrite
 
 gene-finders:
 	$(PY) benchmarks/real_genes/gene_finders.py --output-dir results/gene_finders --overwrite

@@ -22,6 +22,7 @@ import os
 import sys
 import time
 
+from .chains import add_chain_parser
 from .compare import add_compare_parser
 from .importer import add_import_parser
 from .synthetic import CONTENT_KINDS, GeneratorConfig
@@ -100,7 +101,7 @@ def run_generate(args) -> int:
 
 
 # A new subcommand: write its add_<name>_parser and list it here.
-SUBCOMMANDS = (add_generate_parser, add_run_parser, add_compare_parser, add_import_parser)
+SUBCOMMANDS = (add_generate_parser, add_run_parser, add_compare_parser, add_import_parser, add_chain_parser)
 
 
 def build_parser() -> argparse.ArgumentParser:

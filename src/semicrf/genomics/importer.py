@@ -362,6 +362,31 @@ def import_dataset(output_dir, train, test, val=None, val_fraction=None, seed: i
     labels = {split: [label_of[id(r)] for r in read[split]] for split in dataset.SPLITS}
 
     # Everything is validated: from here on files are written.
+    splits = {split: dataset.Split([r.codes for r in read[split]], labels[split], [r.name for r in read[split]])
+              for split in dataset.SPLITS}
+    config = {
+        "source": SOURCE,
+        "generator": None,
+        "inputs": inputs,
+        "validation": "files" if val else {"fraction": fraction, "seed": int(seed), "drawn_from": "train"},
+        "genes": {s: sum(len(r.genes) for r in read[s]) for s in dataset.SPLITS},
+    }
+    return write_dataset(output_dir, splits, config, seed)
+
+
+#: What each of the five stranded classes covers, in every imported data set's metadata.
+CLASS_MEANING = {
+    "intergenic": "outside coding sequence (UTRs and flanks included)",
+    "exon+": "coding exon, gene on the + strand", "intron+": "intron between coding exons, + strand",
+    "exon-": "coding exon, gene on the - strand", "intron-": "intron between coding exons, - strand",
+}
+
+
+def write_dataset(output_dir, splits: dict[str, dataset.Split], config: dict, seed: int) -> dict:
+    """Write the splits (labelled with the five stranded classes) and their metadata into ``output_dir``,
+    the metadata last; ``config`` is recorded as the metadata's ``config`` with the split counts added.
+    Returns the metadata. The caller has validated everything and checked ``output_dir``."""
+    output_dir = Path(output_dir)
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -369,7 +394,7 @@ def import_dataset(output_dir, train, test, val=None, val_fraction=None, seed: i
             from None
     (output_dir / dataset.METADATA_FILE).unlink(missing_ok=True)
     names = list(STRANDED_CLASSES)
-    counts, lengths, stats = _write_splits(output_dir, read, labels, names)
+    counts, lengths, stats = _write_splits(output_dir, splits, names)
     meta = {
         "format": dataset.FORMAT,
         "format_version": dataset.FORMAT_VERSION,
@@ -377,20 +402,9 @@ def import_dataset(output_dir, train, test, val=None, val_fraction=None, seed: i
         "seed": int(seed),
         "num_classes": len(names),
         "class_names": names,
-        "class_meaning": {
-            "intergenic": "outside coding sequence (UTRs and flanks included)",
-            "exon+": "coding exon, gene on the + strand", "intron+": "intron between coding exons, + strand",
-            "exon-": "coding exon, gene on the - strand", "intron-": "intron between coding exons, - strand",
-        },
+        "class_meaning": dict(CLASS_MEANING),
         "splits": counts,
-        "config": {
-            "source": SOURCE,
-            "generator": None,
-            "inputs": inputs,
-            "validation": "files" if val else {"fraction": fraction, "seed": int(seed), "drawn_from": "train"},
-            "genes": {s: sum(len(r.genes) for r in read[s]) for s in dataset.SPLITS},
-            "num_train": counts["train"], "num_val": counts["val"], "num_test": counts["test"],
-        },
+        "config": {**config, "num_train": counts["train"], "num_val": counts["val"], "num_test": counts["test"]},
         "sequence_lengths": lengths,
         "duration_stats": stats,
         "duration_stats_scope": "maximal label runs, excluding each sequence's last (cut) segment",
@@ -453,14 +467,13 @@ def _check_unique_names(read: dict[str, list[Record]]) -> None:
             seen[r.name] = r.where
 
 
-def _write_splits(output_dir, read, labels, names) -> tuple[dict, dict, dict]:
+def _write_splits(output_dir, splits: dict[str, dataset.Split], names) -> tuple[dict, dict, dict]:
     """Each split's arrays, FASTA, GFF3 and BED files; returns (split -> sequence count, split -> its
     sequence lengths' total, min, max, mean, split -> its duration statistics)."""
     counts, lengths, stats = {}, {}, {}
     for split in dataset.SPLITS:
-        recs = read[split]
-        data = dataset.Split([r.codes for r in recs], labels[split], [r.name for r in recs])
-        counts[split] = len(recs)
+        data = splits[split]
+        counts[split] = len(data)
         dataset.save_split(output_dir, split, data)
         formats.write_fasta(output_dir / f"{split}.fa", data.names, data.sequences)
         formats.write_gff3(output_dir / f"{split}.gff3", data.names, data.labels, names)
