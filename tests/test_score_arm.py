@@ -82,3 +82,18 @@ def test_a_locus_not_in_the_arm_or_an_unplaceable_repeat_is_refused(tmp_path):
     data = _loci(other, arm, [("repeat", 1500, 300, [Gene("+", ((10, 40),))])])
     with pytest.raises(sa.ArmError, match="2 places"):
         sa.score_arm(gff3, fasta, data)
+
+
+def test_layout_of_the_genes_on_a_chromosome():
+    genes = [Gene("+", ((100, 200), (6300, 6400))),       # span 6 300, one intron of 6 100
+             Gene("-", ((7000, 7100),)),                    # gap 600 after the first
+             Gene("+", ((7050, 7060), (30000, 30010))),    # overlaps the second: no gap; intron 22 940
+             Gene("-", ((40000, 40300),))]                  # gap 9 990 after the third
+    lay = sa.layout(list(reversed(genes)), 50_000)
+    assert lay["genes"] == 4 and lay["genes_per_mbp"] == pytest.approx(80.0)
+    assert lay["span_median"] == pytest.approx((300 + 6300) / 2)  # spans 100, 300, 6300, 22960
+    assert lay["gap_median"] == pytest.approx((600 + 9990) / 2)
+    assert (lay["introns"], lay["introns_over_5kbp"], lay["introns_over_20kbp"]) == (2, 2, 1)
+    assert lay["coding_fraction"] == pytest.approx((100 + 100 + 100 + 10 + 10 + 300 - 10) / 50_000)  # 7050..7060 twice
+    assert sa.layout([], 10)["genes"] == 0
+    assert "4 genes (80 per Mbp)" in sa.format_layout("x", lay)

@@ -14,6 +14,8 @@ measures and the truth of ``score_models.py`` (the same 100 test loci, 472 exons
 predicted gene that reaches past the locus keeps only the parts of its exons inside it and counts as
 incomplete (never right at the gene level), as a gene cut by a sequence's end is in a per-locus decode.
 So the row says how the one-pass decode of the arm does on the genes a per-locus decode is scored on.
+A second line (and ``layout`` in the JSON) says how all the predicted genes lie on the arm
+(:func:`layout`: genes per Mbp, spans, gaps, long introns), which shows a decode that merges neighbours.
 """
 
 from __future__ import annotations
@@ -89,6 +91,41 @@ def genes_in_window(genes, lo: int, hi: int) -> list[Gene]:
     return out
 
 
+def layout(genes: list[Gene], length: int) -> dict:
+    """How the genes of one chromosome lie: their count and the genes per Mbp, their spans (first coding
+    base to last) and the gaps between neighbours (median and 90th percentile; neighbours that overlap,
+    on the two strands, give no gap), the coding fraction, and the introns longer than 5 and 20 kbp.
+    What tells a decode that merges neighbouring genes (long spans and introns, few genes) from one that
+    does not, where no annotation of the whole chromosome is at hand."""
+    genes = sorted(genes, key=lambda g: (g.start, g.end))
+    spans = np.array([g.end - g.start for g in genes], dtype=np.int64)
+    gaps = np.array([b.start - a.end for a, b in zip(genes, genes[1:]) if b.start > a.end], dtype=np.int64)
+    introns = np.array([b[0] - a[1] for g in genes for a, b in zip(g.exons, g.exons[1:])], dtype=np.int64)
+    coding = np.zeros(length, dtype=bool)
+    for g in genes:
+        for a, b in g.exons:
+            coding[a:b] = True
+
+    def q(x, f):
+        return float(np.quantile(x, f)) if x.size else None
+
+    return {"genes": len(genes), "genes_per_mbp": len(genes) / length * 1e6 if length else None,
+            "span_median": q(spans, 0.5), "span_p90": q(spans, 0.9), "gap_median": q(gaps, 0.5),
+            "gap_p90": q(gaps, 0.9), "coding_fraction": float(coding.mean()) if length else None,
+            "introns": int(introns.size), "introns_over_5kbp": int((introns > 5000).sum()),
+            "introns_over_20kbp": int((introns > 20000).sum())}
+
+
+def format_layout(name: str, lay: dict) -> str:
+    def kb(x):
+        return "-" if x is None else f"{x / 1000:.1f}"
+
+    return (f"{name}: {lay['genes']} genes ({lay['genes_per_mbp']:.0f} per Mbp), span median {kb(lay['span_median'])} "
+            f"kbp (p90 {kb(lay['span_p90'])}), gap median {kb(lay['gap_median'])} kbp (p90 {kb(lay['gap_p90'])}), "
+            f"coding {lay['coding_fraction']:.3f}, introns over 5 / 20 kbp {lay['introns_over_5kbp']} / "
+            f"{lay['introns_over_20kbp']} of {lay['introns']}")
+
+
 def score_arm(gff3, fasta, data_dir, split: str = "test") -> dict:
     records = read_fasta_records(fasta)
     pred, _ = read_genes_gff3(gff3, coding_types=("CDS",))
@@ -106,7 +143,7 @@ def score_arm(gff3, fasta, data_dir, split: str = "test") -> dict:
         truth[name] = labels_to_genes(labels)
         projected[name] = genes_in_window(pred.get(seqid, []), at, at + len(codes))
     return {"accuracy": gene_metrics.gene_accuracy(truth, projected), "loci": len(truth), "seqid": seqid,
-            "offsets": offsets, "repeated": sorted(n for n, p in places.items() if len(p) > 1)}
+            "layout": layout(pred.get(seqid, []), len(arm)), "offsets": offsets, "repeated": sorted(n for n, p in places.items() if len(p) > 1)}
 
 
 def main(argv=None) -> int:
@@ -125,6 +162,7 @@ def main(argv=None) -> int:
     acc = result["accuracy"]
     print(f"{result['loci']} {args.split} loci located in {args.fasta}")
     print(gene_metrics.format_accuracy_row(Path(args.gff3).name, acc))
+    print(format_layout(f"the whole {result['seqid']}", result["layout"]))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     return 0
