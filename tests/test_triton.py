@@ -550,6 +550,40 @@ def test_sweep_lanes_benchmark_one_config(capsys):
     assert row["median_ms"] > 0
 
 
+def test_sweep_lanes_offline_compiles_the_recorded_launch():
+    """benchmarks/sweep_lanes.py --offline: the chunked kernel's launch recorded under the interpreter
+    (argument types, constants, warps) compiles for sm_90 without a GPU, and the cubin's registers,
+    stack and shared memory are read back. Skipped where Triton has no ptxas."""
+    import json
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "sweep_lanes.py"
+    spec = importlib.util.spec_from_file_location("sweep_lanes", script)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    if not (Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas").exists():
+        pytest.skip("this Triton has no ptxas to compile for a GPU with")
+    if DEV == "cpu":  # under the interpreter here: the recorder puts the kernel back afterwards
+        kernel = getattr(tb._k, mod.KERNEL)
+        launch = mod.launch_spec("2x40x5x3", 16, 4)
+        assert launch["num_warps"] == 4 and launch["signature"]["cum_ptr"] == "*fp64"
+        assert launch["signature"]["T"] == "i32" and launch["signature"]["Q"] == "constexpr"
+        assert (launch["constexprs"]["Q"], launch["constexprs"]["BLOCK_C"]) == (16, 4)
+        assert getattr(tb._k, mod.KERNEL) is kernel
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    out = subprocess.run([sys.executable, str(script), "--offline", "--sizes", "1x40x5x3", "--configs", "16x4"],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    assert [r["helper"] for r in rows] == [False, True]
+    for r in rows:
+        assert (r["chunk"], r["warps"], r["arch"]) == (16, 4, "sm_90")
+        assert 0 < r["reg"] <= 255 and r["stack"] >= 0 and r["shared"] >= 0
+        assert r["spill_stores"] >= 0 and r["spill_loads"] >= 0  # read from ptxas -v
+    assert "| 1x40x5x3 | 16 | 4 |" in out.stdout
+
+
 # ----------------------------------------------------------------------------------------- gradient check
 def test_gradient_check_report_passes(capsys):
     from semicrf import gradcheck
