@@ -12,7 +12,7 @@
 #          docs/results.md, "Step time");
 #   lanes  the chunked log sweep at 44 and 98 labels for several chunk lengths and warp counts, with the
 #          registers and spills of each (benchmarks/sweep_lanes.py: is the many-label step slow because
-#          its tiles spill?);
+#          its tiles spill? The offline counts, docs/engine_gpu.md "Registers without a GPU", chose the configs);
 #   long   one 21 Mbp sequence's log_partition and marginals whole and in windows (semicrf.windows;
 #          benchmarks/long_sequence.py), on the GPU and on the host's 16 CPU threads at 1 Mbp.
 # Run nothing else on the GPU meanwhile: processes sharing one GPU take turns on it, and every time
@@ -31,7 +31,7 @@ PART=${1:-all}
 case "$PART" in tests|speed|lanes|long|all) ;; *) echo "usage: $0 [tests | speed | lanes | long | all]" >&2; exit 2 ;; esac
 t0=$SECONDS
 if [ "$PART" = lanes ] || [ "$PART" = all ]; then
-    timeout 560 python3 benchmarks/sweep_lanes.py --scan --jsonl "$OUT/sweep_lanes.jsonl" > "$OUT/sweep_lanes.txt" 2>&1
+    timeout 560 python3 benchmarks/sweep_lanes.py --scan --configs 16x8,8x4,32x16,64x16 --jsonl "$OUT/sweep_lanes.jsonl" > "$OUT/sweep_lanes.txt" 2>&1
     echo "sweep_lanes.py --scan: rc=$?, $((SECONDS - t0)) s"; grep "^|" "$OUT/sweep_lanes.txt"
     [ "$PART" = lanes ] && exit 0
 fi
