@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -47,8 +48,6 @@ ROOT = Path(__file__).resolve().parents[1]
 def one(size: str, chunk: int, warps: int, repeat: int) -> dict:
     """One (size, chunk, warps): the row of the module docstring. Without a GPU, under Triton's
     interpreter on CPU tensors (a smoke test: times mean nothing there)."""
-    import os
-
     import torch
 
     if not torch.cuda.is_available():
@@ -145,7 +144,6 @@ def launch_spec(size: str, chunk: int, warps: int) -> dict:
 
 def resources(spec: dict, arch: int, helped: bool) -> dict:
     """Registers, stack and shared memory per thread of the kernel of ``spec`` compiled for sm_<arch>."""
-    import os
     import re
     import tempfile
 
@@ -183,11 +181,19 @@ def resources(spec: dict, arch: int, helped: bool) -> dict:
     return out
 
 
+def _record(row: dict, jsonl: Path | None) -> None:
+    """Print one result row as a JSON line, and append it to ``jsonl`` when given."""
+    print(json.dumps(row), flush=True)
+    if jsonl:
+        with jsonl.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
 def offline(sizes: list, configs: list, arch: int, jsonl: Path | None) -> None:
     rows = []
+    env = dict(os.environ, TRITON_INTERPRET="1")  # the launch is recorded under the interpreter
     for size in sizes:
         for q, w in configs:
-            env = dict(__import__("os").environ, TRITON_INTERPRET="1")
             out = subprocess.run([sys.executable, __file__, "--spec", size, "--chunk", str(q), "--warps", str(w)],
                                  capture_output=True, text=True, env=env)
             if out.returncode != 0:
@@ -197,10 +203,7 @@ def offline(sizes: list, configs: list, arch: int, jsonl: Path | None) -> None:
                 row = {"size": size, "chunk": q, "warps": w, "QS": spec["constexprs"]["QS"], "helper": helped,
                        "arch": f"sm_{arch}", **resources(spec, arch, helped)}
                 rows.append(row)
-                print(json.dumps(row), flush=True)
-                if jsonl:
-                    with jsonl.open("a") as f:
-                        f.write(json.dumps(row) + "\n")
+                _record(row, jsonl)
     import triton
 
     print(f"\nTriton {triton.__version__}, compiled for sm_{arch} without a GPU (registers per thread, "
@@ -237,10 +240,7 @@ def scan(sizes: list, configs: list, repeat: int, timeout: int, jsonl: Path | No
         except subprocess.TimeoutExpired:
             row = {"size": size, "chunk": q, "warps": w, "error": f"past {timeout} s"}
         rows.append(row)
-        print(json.dumps(row), flush=True)
-        if jsonl:
-            with jsonl.open("a") as f:
-                f.write(json.dumps(row) + "\n")
+        _record(row, jsonl)
     print("\n| B x T x K x C | chunk | warps | log sweep | first call | regs / spills (chunked kernel) | card |")
     print("|---|---:|---:|---:|---:|---|---|")
     for r in rows:

@@ -143,7 +143,8 @@ def score_arm(gff3, fasta, data_dir, split: str = "test") -> dict:
         truth[name] = labels_to_genes(labels)
         projected[name] = genes_in_window(pred.get(seqid, []), at, at + len(codes))
     return {"accuracy": gene_metrics.gene_accuracy(truth, projected), "loci": len(truth), "seqid": seqid,
-            "layout": layout(pred.get(seqid, []), len(arm)), "offsets": offsets, "repeated": sorted(n for n, p in places.items() if len(p) > 1)}
+            "layout": layout(pred.get(seqid, []), len(arm)), "offsets": offsets,
+            "repeated": sorted(n for n, p in places.items() if len(p) > 1)}
 
 
 def main(argv=None) -> int:
