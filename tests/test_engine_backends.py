@@ -4,6 +4,7 @@ import importlib.util
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -115,6 +116,63 @@ def test_duration_span_of_one_or_no_finite_length():
     dur[3, 0] = 0.0
     dur[[1, 5], 1] = 0.0
     assert cpu_backend.duration_span(dur.numpy()).tolist() == [[4, 4, 1], [2, 6, 4], [1, 0, 1]]
+
+
+@pytest.mark.parametrize("step", [1, 2, 3])
+def test_best_start_is_the_ascending_loop_ties_and_chunk_ends_included(step):
+    # best_start takes the look-back's maximum in chunks and then walks back to its start; the ascending
+    # loop with `>=` (ties to the larger start) is the truth. Small integers make ties common, -inf
+    # runs fill whole chunks, and the counts straddle the chunk length.
+    rng = np.random.default_rng(step)
+    q = cpu_backend.LOOK_CHUNK
+    scratch = np.empty(64)
+    for n in [1, 2, 7, 8, 9, q - 1, q, q + 1, 2 * q, 2 * q + 5, 700]:
+        for trial in range(6):
+            size = 3 * n * step + 40
+            w = rng.integers(-3, 3, size).astype(np.float64)
+            g = rng.integers(-3, 3, size).astype(np.float64)
+            if trial % 2:
+                w[rng.random(size) < 0.4] = -np.inf
+            if trial == 5:
+                g[:] = -np.inf
+            wo, go, a = int(rng.integers(0, 10)), int(rng.integers(0, 10)), int(rng.integers(0, 10))
+            best, bs = -np.inf, None
+            for s in range(a, a + n * step, step):
+                x = w[wo + s] + g[go + s]
+                if x >= best:
+                    best, bs = x, s
+            assert cpu_backend.best_start(w, g, wo, go, a, n, step, scratch) == (best, bs), (n, trial)
+
+
+def test_entry_lists_hold_each_targets_finite_sources_in_order():
+    trans = np.full((5, 5), -np.inf)
+    trans[[0, 3, 4], 1] = [0.5, -1.0, 2.0]
+    trans[2, 0] = 1.5
+    trans[4, 4] = 0.0
+    sources, scores, ptr = cpu_backend.entry_lists(trans)
+    assert ptr.tolist() == [0, 1, 4, 4, 4, 5]
+    assert sources.tolist() == [2, 0, 3, 4, 4]
+    assert scores.tolist() == [1.5, 0.5, -1.0, 2.0, 0.0]
+
+
+def test_viterbi_ties_go_to_the_first_label_and_the_shorter_segment():
+    # Integer scores tie many paths; the CPU sweep (sparse entries, chunked look-back) and the streamed
+    # one must keep the reference's rules and return the same segments.
+    g = torch.Generator().manual_seed(3)
+    B, T, C, K = 2, 150, 5, 40
+    kw = dict(emissions=torch.randint(-1, 2, (B, T, C), generator=g).double(),
+              transitions=torch.randint(-1, 1, (C, C), generator=g).double(),
+              durations=torch.randint(-2, 1, (K, C), generator=g).double())
+    kw["transitions"][torch.rand(C, C, generator=g) < 0.5] = -math.inf
+    kw["transitions"][torch.arange(C), (torch.arange(C) + 1) % C] = 0.0
+    ref = semicrf.viterbi(**kw, backend="reference")
+    got = semicrf.viterbi(**kw, backend="cpu")
+    assert got.segments == ref.segments
+    assert torch.equal(got.score, ref.score)
+    for b in range(B):
+        blocks = semicrf.viterbi_blocks([(kw["emissions"][b, a:a + 37], None, None) for a in range(0, T, 37)], T,
+                                        kw["transitions"], kw["durations"])
+        assert blocks.segments[0] == ref.segments[b]
 
 
 def test_float32_inputs_give_float64_exact_results():

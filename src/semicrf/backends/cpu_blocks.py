@@ -1,8 +1,9 @@
 """The CPU Viterbi over scores that arrive in blocks of positions: one sequence of any length whose
 (T, C) score tables never exist at once.
 
-The max-plus sweep is the CPU backend's (:func:`semicrf.backends.cpu._viterbi_one`), term for term and
-in the same order, so both return the same path and score bit for bit; only its storage differs:
+The max-plus sweep is the CPU backend's (:func:`semicrf.backends.cpu._viterbi_one`): the same sums, the
+same maxima (:func:`semicrf.backends.cpu.best_start`) and the same tie rules, so both return the same path
+and score bit for bit; only its storage differs:
 
 - the prefix sums of the emissions are one running float64 row (the same additions as ``np.cumsum``);
 - the look-back values ``g[s, c] = u[s, c] - cum[s, c] + start[s, c]`` of the last K starts sit in a
@@ -26,18 +27,19 @@ import threading
 import numba as nb
 import numpy as np
 
-from .cpu import NEG_INF, _best_entry, _jit, duration_span, first_start
+from .cpu import LOOK_CHUNK, NEG_INF, _best_entry, _jit, best_start, duration_span, entry_lists, first_start
 
 
 #: Positions per step of the parallel far part (see :func:`_advance`).
 SUB_BLOCK = 32
 
 
-def _far_body(t0, Q, K, span, dur_rev, ring, end, q0, far_best, far_start):
+def _far_body(t0, Q, K, span, dur_rev, ring, end, q0, far_best, far_start, chunk_max):
     """For the ends t0 + 1 .. t0 + Q and every label, the best look-back over the starts before t0
-    (all in the ring when t0's step begins), labels spread over the threads: the same terms, in the same
-    order, as the CPU backend's loop over those starts, ties to the larger start. Ends whose end score
-    (row q0 + i of the block's ``end``) is -inf are skipped, as the sweep skips them."""
+    (all in the ring when t0's step begins), labels spread over the threads: the same best and start
+    as the CPU backend's loop over those starts (:func:`semicrf.backends.cpu.best_start`, ties to the
+    larger start). Ends whose end score (row q0 + i of the block's ``end``) is -inf are skipped, as the
+    sweep skips them. ``chunk_max``: (C, K // LOOK_CHUNK + 2) scratch, a row per label."""
     C = ring.shape[0]
     for c in nb.prange(C):
         for i in range(Q):
@@ -45,19 +47,16 @@ def _far_body(t0, Q, K, span, dur_rev, ring, end, q0, far_best, far_start):
                 continue
             e = t0 + i + 1
             n = min(span[c, 1], e)
-            best = NEG_INF
-            bs = e - 1
             s0 = e - n
-            j0 = s0 % K
-            base = K - e
             # starts s0 .. min(t0 - 1, e - span[c, 0]), those of a finite duration's residue (span[c, 2])
-            for s in range(first_start(s0, e, span[c, 0], span[c, 2]), min(t0 - 1, e - span[c, 0]) + 1, span[c, 2]):
-                x = dur_rev[c, base + s] + ring[c, j0 + s - s0]
-                if x >= best:
-                    best = x
-                    bs = s
-            far_best[i, c] = best
-            far_start[i, c] = bs
+            a = first_start(s0, e, span[c, 0], span[c, 2])
+            b = min(t0 - 1, e - span[c, 0])
+            if a > b:
+                far_best[i, c] = NEG_INF
+                far_start[i, c] = e - 1
+                continue
+            far_best[i, c], far_start[i, c] = best_start(dur_rev[c], ring[c], K - e, s0 % K - s0, a,
+                                                         (b - a) // span[c, 2] + 1, span[c, 2], chunk_max[c])
 
 
 # Compiled twice: serial (one thread: no parallel runtime, safe from any Python thread) and parallel.
@@ -68,7 +67,7 @@ _PARALLEL_LOCK = threading.Lock()
 
 
 @nb.njit(**_jit)
-def _advance(t0, K, C, em, start, end, trans, init, dur_rev, span, alpha, cum, ring, best_d, best_prev, parallel):
+def _advance(t0, K, C, em, start, end, entries, init, dur_rev, span, alpha, cum, ring, best_d, best_prev, parallel):
     """The sweep over positions t0 .. t0 + W - 1 of one block (em, start, end: (W, C) float64).
     State carried from block to block: alpha (C,) at position t0, cum (C,) the prefix sums at t0,
     ring (C, 2K) the look-back values. Writes best_d[t0 + 1 .. t0 + W] and best_prev[t0 .. t0 + W - 1].
@@ -80,6 +79,8 @@ def _advance(t0, K, C, em, start, end, trans, init, dur_rev, span, alpha, cum, r
     candidate is the same sum as in the one-pass loop, and the loop's tie rule (the larger start) is
     kept across the split, so the result is the same bit for bit with any number of threads."""
     W = em.shape[0]
+    sources, source_scores, source_ptr = entries
+    chunk_max = np.empty((C, K // LOOK_CHUNK + 2))
     nxt = np.empty(C)
     far_best = np.empty((SUB_BLOCK, C))
     far_start = np.empty((SUB_BLOCK, C), dtype=np.int64)
@@ -87,14 +88,14 @@ def _advance(t0, K, C, em, start, end, trans, init, dur_rev, span, alpha, cum, r
         tq = t0 + q0
         Q = min(SUB_BLOCK, W - q0)
         if parallel:
-            _far_parallel(tq, Q, K, span, dur_rev, ring, end, q0, far_best, far_start)
+            _far_parallel(tq, Q, K, span, dur_rev, ring, end, q0, far_best, far_start, chunk_max)
         else:
-            _far_serial(tq, Q, K, span, dur_rev, ring, end, q0, far_best, far_start)
+            _far_serial(tq, Q, K, span, dur_rev, ring, end, q0, far_best, far_start, chunk_max)
         for i in range(q0, q0 + Q):
             t = t0 + i
             r = t % K
             for c in range(C):
-                uv, arg = _best_entry(t, c, C, alpha, trans, init)
+                uv, arg = _best_entry(t, c, alpha, init, sources, source_scores, source_ptr)
                 best_prev[t, c] = arg
                 gv = uv - cum[c] + start[i, c]
                 ring[c, r] = gv
@@ -168,7 +169,7 @@ class BlockViterbi:
         K, C = durations.shape
         self.length, self.K, self.C = length, K, C
         self.threads = max(1, min(int(threads), nb.config.NUMBA_NUM_THREADS))
-        self.trans, self.init, self.final = transitions, initial, final
+        self.entries, self.init, self.final = entry_lists(transitions), initial, final
         self.dur_rev = np.ascontiguousarray(durations[::-1].T)
         self.span = duration_span(durations)
         self.alpha = np.full(C, NEG_INF)
@@ -180,7 +181,7 @@ class BlockViterbi:
 
     def add(self, emissions: np.ndarray, start: np.ndarray, end: np.ndarray) -> None:
         """The next block's scores, each (W, C) float64 C-contiguous."""
-        args = (self.done, self.K, self.C, emissions, start, end, self.trans, self.init, self.dur_rev, self.span,
+        args = (self.done, self.K, self.C, emissions, start, end, self.entries, self.init, self.dur_rev, self.span,
                 self.alpha, self.cum, self.ring, self.best_d, self.best_prev)
         if self.threads == 1:
             _advance(*args, False)
