@@ -70,29 +70,31 @@ def _lse_update(mx, acc, term):
 
 
 @nb.njit(**_jit)
-def _sweep(L, K, C, linear, cum, start, end, lim, trans, init, dur, w_rev, dur_max, span,
+def _sweep(L, K, C, linear, cum, start, end, lim, entries, init, dur, w_rev, dur_max, span,
            alpha, u, gl, blk, bstart, bref, nblk):
     """Forward sweep of one sequence of length L.
 
     In: cum (L+1, C) prefix sums; start, end (L, C); lim (L, C) longest allowed segment ending at t;
-    trans (C, C); init (C,); dur (K, C) log scores; w_rev (C, K) with w_rev[c, K - d] =
+    entries: :func:`entry_lists` of the transitions; init (C,); dur (K, C) log scores; w_rev (C, K) with w_rev[c, K - d] =
     exp(dur[d - 1, c] - dur_max[c]); span (C, 2) shortest and longest finite duration of each label.
     Out: alpha (L+1, C); u (L, C) incoming log-scores; gl (C, L) block-scaled exp(g); blk (C, L) block
     of each position; bstart (C, L+1), bref (C, L) block starts and references; nblk (C,).
     """
+    sources, source_scores, source_ptr = entries
     for c in range(C):
         nblk[c] = 0
         alpha[0, c] = NEG_INF
     for t in range(L):
-        # Incoming score of a segment that starts at t.
+        # Incoming score of a segment that starts at t (a -inf transition adds nothing, so only the
+        # finite ones are visited, in the same ascending order).
         for c in range(C):
             if t == 0:
                 u[t, c] = init[c]
             else:
                 mx = NEG_INF
                 acc = 0.0
-                for cp in range(C):
-                    mx, acc = _lse_update(mx, acc, alpha[t, cp] + trans[cp, c])
+                for k in range(source_ptr[c], source_ptr[c + 1]):
+                    mx, acc = _lse_update(mx, acc, alpha[t, sources[k]] + source_scores[k])
                 u[t, c] = mx + math.log(acc) if acc > 0.0 else NEG_INF
             gv = u[t, c] - cum[t, c] + start[t, c]
             if linear:
@@ -593,7 +595,7 @@ def _sweeps(p: Problem, problems: list, constrained: bool) -> dict:
         _limits(_labels_np(q, B, T), lengths, K, C, constrained, lim[i * B:(i + 1) * B])
     if constrained and p.label_classes is not None:  # runs of classes; label c reads its class's column
         lim = np.ascontiguousarray(lim[:, :, p.label_classes.cpu().numpy()])
-    trans = np.concatenate([np.broadcast_to(_np(q.transitions), (B, C, C)) for q in problems])
+    entries = [entry_lists(_np(q.transitions)) for q in problems]
     init = np.concatenate([np.broadcast_to(_np(q.initial), (B, C)) for q in problems])
     all_len = np.tile(lengths, len(problems))
     alpha = np.empty((n, T + 1, C))
@@ -603,12 +605,11 @@ def _sweeps(p: Problem, problems: list, constrained: bool) -> dict:
     bstart = np.zeros((n, C, T + 1), dtype=np.int64)
     bref = np.zeros((n, C, T))
     nblk = np.zeros((n, C), dtype=np.int64)
-    trans = np.ascontiguousarray(trans)
     init = np.ascontiguousarray(init)
 
     def sweep(i):
-        _sweep(all_len[i], K, C, linear, cum[i], start[i], end[i], lim[i], trans[i], init[i], dur, w_rev, dmax, span,
-               alpha[i], u[i], gl[i], blk[i], bstart[i], bref[i], nblk[i])
+        _sweep(all_len[i], K, C, linear, cum[i], start[i], end[i], lim[i], entries[i // B], init[i], dur, w_rev, dmax,
+               span, alpha[i], u[i], gl[i], blk[i], bstart[i], bref[i], nblk[i])
 
     work = int(lengths.sum()) * K * C
     _parallel(sweep, n, work)
