@@ -232,14 +232,14 @@ def main(argv=None):
                 print(f"size {name} ({card}):")
                 breakdown(B, T, K, C, config)
             if args.sweeps_only:
-                q, w = tb.chunk_config(K, config)
+                q, w = tb.chunk_config(K, config, C)
                 print(json.dumps({"size": name, "card": card, "chunk": q, "warps": w,
                                   **sweeps(B, T, K, C, args.repeat, config)}), flush=True)
         return
     rows = []
     for name in args.sizes.split(","):
         B, T, K, C = size_of(name)
-        q, w = tb.chunk_config(K, config)
+        q, w = tb.chunk_config(K, config, C)
         r = {"size": name, "B": B, "T": T, "K": K, "C": C, "card": card, "chunk": q, "warps": w}
         r["ours"] = ours(B, T, K, C, args.repeat, args.check_logz, config)
         r["peer"] = None if args.no_peer or name != "small" else peer(B, T, K, C, args.repeat)

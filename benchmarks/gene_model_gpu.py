@@ -162,8 +162,9 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
     p.add_argument("--split-far", default="auto", choices=("auto", "off"))
     p.add_argument("--chunk", type=int, default=None, help="positions per chunk of the chunked sweep (default: "
-                   "chunk_config's, by K)")
-    p.add_argument("--warps", type=int, default=None, help="warps per program of the chunked sweep (default: by K)")
+                   "chunk_config's, by K and the state count)")
+    p.add_argument("--warps", type=int, default=None,
+                   help="warps per program of the chunked sweep (default: by K and the state count)")
     p.add_argument("--no-decode", action="store_true", help="time the step only, not the Viterbi decode (whose "
                    "first call compiles for a minute or more on a fresh machine)")
     p.add_argument("--objective", default="path", choices=("path", "labelling"),

@@ -61,7 +61,7 @@ def main(argv=None) -> int:
         prob = make_problem(em, tables["transitions"], tables["durations"], lengths, tables["initial"],
                             tables["final"], start, end)
         _, g = reference._forward(prob, reference.duration_limits(prob, False))
-    q = chunk_config(K)[0]
+    q = chunk_config(K, labels=grammar.num_states)[0]
     spread = block_spreads(g[0], q)
     d = prob.durations
     fin = torch.isfinite(d)

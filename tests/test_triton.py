@@ -472,6 +472,12 @@ def test_config_is_frozen_validated_and_keeps_test_modes_out_of_reach():
         tb.testing_helpers(cfg, "auto")
     assert tb.TritonConfig(dgrad_chunk=5).dgrad_positions == 8 and tb.DEFAULT_CONFIG.dgrad_positions == 16
     assert tb.chunk_config(100) == (32, 4) and tb.chunk_config(1000) == (64, 16)
+    # by the label count above K = 256, for the log sweep only (H200: docs/engine_gpu.md, "Chunk and warps by labels")
+    assert tb.chunk_config(1000, labels=3) == (64, 16) and tb.chunk_config(1000, labels=16) == (64, 16)
+    assert tb.chunk_config(1000, labels=26) == (32, 8) and tb.chunk_config(1000, labels=44) == (32, 16)
+    assert tb.chunk_config(1000, labels=98) == (32, 16) and tb.chunk_config(100, labels=44) == (32, 4)
+    assert tb.chunk_config(1000, labels=26, max_plus=True) == (64, 16)
+    assert tb.chunk_config(1000, tb.TritonConfig(chunk=64), labels=26) == (64, 8)
     assert tb.chunk_config(1000, tb.TritonConfig(chunk=128, chunk_warps=8)) == (128, 8)
     p = make_problem(**inputs(1, 4, 2, 2))
     assert backends.get(tb.Configured(cfg), p).config is cfg

@@ -174,11 +174,16 @@ def check_problem(p: Problem) -> None:
             raise ValueError(f"`{name}`: is on {getattr(p, name).device} but emissions are on {dev}")
 
 
-def chunk_config(K: int, config: TritonConfig = DEFAULT_CONFIG) -> tuple[int, int]:
+def chunk_config(K: int, config: TritonConfig = DEFAULT_CONFIG, labels: int | None = None,
+                 max_plus: bool = False) -> tuple[int, int]:
     """(positions per chunk, warps per program) of the chunked sweep: ``config.chunk`` and
     ``config.chunk_warps`` where set, else by measurement on an H200 (docs/engine_gpu.md, "Chunk
-    and warps"): chunks of 32 with 4 warps for K <= 256, of 64 with 16 warps above."""
+    and warps"): chunks of 32 with 4 warps for K <= 256, of 64 with 16 warps above; above K = 256 the
+    log sweep (not ``max_plus``) of 17 to 32 ``labels`` takes chunks of 32 with 8 warps, of more
+    labels chunks of 32 with 16 warps (their tiles of 64 positions spill: "Chunk and warps by labels")."""
     q, w = (32, 4) if K <= 256 else (64, 16)
+    if K > 256 and not max_plus and labels is not None and labels > 16:
+        q, w = (32, 8) if _pow2(labels) == 32 else (32, 16)
     return (config.chunk or q, config.chunk_warps or w)
 
 
@@ -341,7 +346,7 @@ class Sweep:
         dev = p.emissions.device
         f64 = dict(dtype=torch.float64, device=dev)
         BC = _pow2(C)
-        Q, warps = chunk_config(K, config)
+        Q, warps = chunk_config(K, config, C, bool(mx))
         nblk = triton.cdiv(T, Q)
         # Max-plus far part: score rows for every look-back distance (d - 1 < (cdiv(K, Q) + 1) Q).
         w, dp, dmax, gsp, tlin, tmax = _linear_weights(p.durations, args[4], (triton.cdiv(K, Q) + 2) * Q if mx else None)
