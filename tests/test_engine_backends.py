@@ -10,6 +10,7 @@ import torch
 
 import semicrf
 from semicrf.backends import cpu as cpu_backend
+from semicrf.backends import cpu_viterbi
 
 _spec = importlib.util.spec_from_file_location(
     "engine_precision", Path(__file__).resolve().parents[1] / "benchmarks" / "engine_precision.py")
@@ -124,7 +125,7 @@ def test_best_start_is_the_ascending_loop_ties_and_chunk_ends_included(step):
     # loop with `>=` (ties to the larger start) is the truth. Small integers make ties common, -inf
     # runs fill whole chunks, and the counts straddle the chunk length.
     rng = np.random.default_rng(step)
-    q = cpu_backend.LOOK_CHUNK
+    q = cpu_viterbi.LOOK_CHUNK
     scratch = np.empty(64)
     for n in [1, 2, 7, 8, 9, q - 1, q, q + 1, 2 * q, 2 * q + 5, 700]:
         for trial in range(6):
@@ -141,7 +142,7 @@ def test_best_start_is_the_ascending_loop_ties_and_chunk_ends_included(step):
                 x = w[wo + s] + g[go + s]
                 if x >= best:
                     best, bs = x, s
-            assert cpu_backend.best_start(w, g, wo, go, a, n, step, scratch) == (best, bs), (n, trial)
+            assert cpu_viterbi.best_start(w, g, wo, go, a, n, step, scratch) == (best, bs), (n, trial)
 
 
 def test_entry_lists_hold_each_targets_finite_sources_in_order():

@@ -1,8 +1,8 @@
 """The CPU Viterbi over scores that arrive in blocks of positions: one sequence of any length whose
 (T, C) score tables never exist at once.
 
-The max-plus sweep is the CPU backend's (:func:`semicrf.backends.cpu._viterbi_one`): the same sums, the
-same maxima (:func:`semicrf.backends.cpu.best_start`) and the same tie rules, so both return the same path
+The max-plus sweep is the CPU backend's (:func:`semicrf.backends.cpu_viterbi._viterbi_one`): the same sums, the
+same maxima (:func:`semicrf.backends.cpu_viterbi.best_start`) and the same tie rules, so both return the same path
 and score bit for bit; only its storage differs:
 
 - the prefix sums of the emissions are one running float64 row (the same additions as ``np.cumsum``);
@@ -27,7 +27,8 @@ import threading
 import numba as nb
 import numpy as np
 
-from .cpu import LOOK_CHUNK, NEG_INF, _best_entry, _jit, best_start, duration_span, entry_lists, first_start
+from .cpu import NEG_INF, _jit, duration_span, entry_lists, first_start
+from .cpu_viterbi import LOOK_CHUNK, _best_entry, best_start
 
 
 #: Positions per step of the parallel far part (see :func:`_advance`).
@@ -37,7 +38,7 @@ SUB_BLOCK = 32
 def _far_body(t0, Q, K, span, dur_rev, ring, end, q0, far_best, far_start, chunk_max):
     """For the ends t0 + 1 .. t0 + Q and every label, the best look-back over the starts before t0
     (all in the ring when t0's step begins), labels spread over the threads: the same best and start
-    as the CPU backend's loop over those starts (:func:`semicrf.backends.cpu.best_start`, ties to the
+    as the CPU backend's loop over those starts (:func:`semicrf.backends.cpu_viterbi.best_start`, ties to the
     larger start). Ends whose end score (row q0 + i of the block's ``end``) is -inf are skipped, as the
     sweep skips them. ``chunk_max``: (C, K // LOOK_CHUNK + 2) scratch, a row per label."""
     C = ring.shape[0]
