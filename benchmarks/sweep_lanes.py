@@ -8,8 +8,8 @@ count, to choose them by the label count as well as by K.
     python3 benchmarks/sweep_lanes.py --offline [--sizes ...] [--configs ...] [--arch 90]   # no GPU needed
 
 Why: ``chunk_config`` picked (chunk, warps) by K alone, measured at C = 3 (docs/engine_gpu.md, "Chunk
-and warps"; by the label count too since "Chunk and warps by labels"); the chunked sweep keeps (chunk, lanes) tiles of float64 in registers, lanes = C rounded
-up to a power of two. semicrf_gene's 44 states (64 lanes) ran past 150 s for a step that takes
+and warps"; by the label count too since "Chunk and warps by labels"); the chunked sweep keeps
+(chunk, lanes) tiles of float64 in registers, lanes = C rounded up to a power of two. semicrf_gene's 44 states (64 lanes) ran past 150 s for a step that takes
 0.40 s at 26 states (32 lanes), and the fly model's 98 states (128 lanes) took 27 s for the
 ``log_partition`` forward of 8 x 6 643 positions (round 17, an H100). Spilled registers are the
 suspect; this measures it.

@@ -75,8 +75,9 @@ def _sweep(L, K, C, linear, cum, start, end, lim, entries, init, dur, w_rev, dur
     """Forward sweep of one sequence of length L.
 
     In: cum (L+1, C) prefix sums; start, end (L, C); lim (L, C) longest allowed segment ending at t;
-    entries: :func:`entry_lists` of the transitions; init (C,); dur (K, C) log scores; w_rev (C, K) with w_rev[c, K - d] =
-    exp(dur[d - 1, c] - dur_max[c]); span (C, 2) shortest and longest finite duration of each label.
+    entries: :func:`entry_lists` of the transitions; init (C,); dur (K, C) log scores; w_rev (C, K)
+    with w_rev[c, K - d] = exp(dur[d - 1, c] - dur_max[c]); span (C, 2) shortest and longest finite
+    duration of each label.
     Out: alpha (L+1, C); u (L, C) incoming log-scores; gl (C, L) block-scaled exp(g); blk (C, L) block
     of each position; bstart (C, L+1), bref (C, L) block starts and references; nblk (C,).
     """

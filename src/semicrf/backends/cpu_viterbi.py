@@ -165,18 +165,17 @@ def _viterbi_one(L, K, C, cum, start, end, entries, init, final, dur_rev, span, 
 @nb.njit(**_jit)
 def _viterbi_task(b, lengths, K, C, cum, start, end, entries, init, final, dur_rev, span, scores, labels, segs, nseg):
     T = labels.shape[1]
-    if True:
-        L = lengths[b]
-        alpha = np.empty((L + 1, C))
-        gv = np.empty((C, L))
-        best_d = np.zeros((L + 1, C), dtype=np.int64)
-        best_prev = np.zeros((L, C), dtype=np.int64)
-        sc, n = _viterbi_one(L, K, C, cum[b], start[b], end[b], entries, init, final, dur_rev, span, alpha, gv, best_d,
-                             best_prev, labels[b], segs[b])
-        scores[b] = sc
-        nseg[b] = n
-        for q in range(L, T):
-            labels[b, q] = -1
+    L = lengths[b]
+    alpha = np.empty((L + 1, C))
+    gv = np.empty((C, L))
+    best_d = np.zeros((L + 1, C), dtype=np.int64)
+    best_prev = np.zeros((L, C), dtype=np.int64)
+    sc, n = _viterbi_one(L, K, C, cum[b], start[b], end[b], entries, init, final, dur_rev, span, alpha, gv, best_d,
+                         best_prev, labels[b], segs[b])
+    scores[b] = sc
+    nseg[b] = n
+    for q in range(L, T):
+        labels[b, q] = -1
 
 
 def viterbi(p: Problem) -> ViterbiResult:
