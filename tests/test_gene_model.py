@@ -8,6 +8,7 @@ ending inside an exon segment in its frame), scoring with the class-level
 parameters. The model's 16-state expansion must reproduce it.
 """
 
+import dataclasses
 import itertools
 import math
 
@@ -34,7 +35,7 @@ IMPOSSIBLE = -1000.0
 
 # ----------------------------------------------------------------------------- the independent truth
 def path_score(path, a0, codes, em, codon, start, end, trans, dur, init, final, tails=None, splice=None,
-               exon_tails=False, exon_splice=None, intron_ends=False):
+               exon_tails=False, exon_splice=None, intron_ends=False, score_cuts=True):
     """Score of one class segmentation [(s, e, c)] with initial frame a0 (None unless it opens in a gene).
 
     tails: None (no tail states), or a bool per segment, True for an intergenic or intron tail piece:
@@ -47,7 +48,9 @@ def path_score(path, a0, codes, em, codon, start, end, trans, dur, init, final, 
     the two bases before it are not AG (no donor check here: an exon may precede intergenic too).
     intron_ends: an intron tail piece is "first" (after an exon; only its first two bases are checked),
     "last" (before an exon; only its last two), or True (a middle piece: after a first or middle piece,
-    or opening the sequence; before a middle or last piece, or ending it)."""
+    or opening the sequence; before a middle or last piece, or ending it). score_cuts=False: a tail
+    piece takes its class's start score only as a long intron's "first" piece and its end score only as
+    its "last" (every other tail piece's ends are cuts inside its run)."""
     total, prev, phase = 0.0, None, a0
     for i, (s, e, c) in enumerate(path):
         if tails is not None:
@@ -95,7 +98,10 @@ def path_score(path, a0, codes, em, codon, start, end, trans, dur, init, final, 
             total += em[s:e, gm.INTERGENIC].sum()
             phase = None
         column = {gm.INTERGENIC: 3, gm.INTRON: 4, gm.EXON: 5}[c] if tails is not None and tails[i] else c
-        total += dur[e - s - 1, column] + start[s, c] + end[e - 1, c]
+        tail = tails is not None and tails[i]
+        total += dur[e - s - 1, column]
+        total += start[s, c] if score_cuts or not tail or tail == "first" else 0.0
+        total += end[e - 1, c] if score_cuts or not tail or tail == "last" else 0.0
         prev = c
     return total + final[prev]
 
@@ -139,10 +145,11 @@ def enumerate_tail_paths(L, K, exon_tails=False, intron_ends=False):
             yield path, a0, tails
 
 
-def random_problem(seed, L, K, backend="cpu", tails=False, splice=False, exon_tails=False, intron_ends=False):
+def random_problem(seed, L, K, backend="cpu", tails=False, splice=False, exon_tails=False, intron_ends=False,
+                   score_cuts=True):
     g = torch.Generator().manual_seed(seed)
     grammar = gm.GeneGrammar(K, backend, tails=tails, splice_sites=splice, exon_tails=exon_tails,
-                             intron_ends=intron_ends).double()
+                             intron_ends=intron_ends, score_cuts=score_cuts).double()
     with torch.no_grad():
         for p in grammar.parameters():
             p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64))
@@ -388,25 +395,28 @@ def gold_tail_bits(pieces, L, tailed, intron_ends=False, intron_classes=(gm.INTR
     return tuple(out)
 
 
-@pytest.mark.parametrize("seed,L,K,splice,exon_tails,ends", [
-    (0, 6, 3, False, False, False), (1, 6, 2, False, False, False), (2, 5, 5, False, False, False),
-    (3, 6, 3, True, False, False), (4, 7, 4, True, False, False), (5, 6, 3, False, True, False),
-    (6, 6, 2, True, True, False), (7, 7, 3, True, True, False),
-    (8, 7, 2, True, False, True), (9, 7, 3, True, False, True), (10, 6, 2, False, False, True)])
-def test_tail_states_match_enumeration(seed, L, K, splice, exon_tails, ends):
+@pytest.mark.parametrize("seed,L,K,splice,exon_tails,ends,cuts", [
+    (0, 6, 3, False, False, False, True), (1, 6, 2, False, False, False, True), (2, 5, 5, False, False, False, True),
+    (3, 6, 3, True, False, False, True), (4, 7, 4, True, False, False, True), (5, 6, 3, False, True, False, True),
+    (6, 6, 2, True, True, False, True), (7, 7, 3, True, True, False, True),
+    (8, 7, 2, True, False, True, True), (9, 7, 3, True, False, True, True), (10, 6, 2, False, False, True, True),
+    (11, 6, 2, False, False, False, False), (12, 7, 3, True, False, True, False), (13, 7, 2, True, False, True, False),
+    (14, 6, 2, True, True, False, False)])
+def test_tail_states_match_enumeration(seed, L, K, splice, exon_tails, ends, cuts):
     # Z, every class labelling's likelihood, and every gold segmentation's likelihood with tail states
     # (and the splice penalties of whole introns; with intron ends, of a long intron's first and last
-    # pieces) against the enumeration of (segmentation, initial frame, plain / tail (/ first / last)
-    # choice of each intergenic and intron segment) scored by the class-level tables.
+    # pieces; without cuts scored, a tail piece's start and end scores only at a long intron's outer ends)
+    # against the enumeration of (segmentation, initial frame, plain / tail (/ first / last) choice of each
+    # intergenic and intron segment) scored by the class-level tables.
     grammar, codes, em, codon, start, end = random_problem(seed, L, K, tails=True, splice=splice,
-                                                           exon_tails=exon_tails, intron_ends=ends)
+                                                           exon_tails=exon_tails, intron_ends=ends, score_cuts=cuts)
     args = numpy_args(grammar, codes, em, codon, start, end)
     pens = tuple(grammar.splice_penalties().tolist()) if splice else None
     exon_pens = tuple(grammar.exon_splice_penalties().tolist()) if splice and exon_tails else None
     by_labels, by_gold, every = {}, {}, []
     for path, a0, tails in enumerate_tail_paths(L, K, exon_tails, ends):
         sc = path_score(path, a0, *args, tails=tails, splice=pens, exon_tails=exon_tails, exon_splice=exon_pens,
-                        intron_ends=ends)
+                        intron_ends=ends, score_cuts=cuts)
         if sc == NEG:
             continue
         every.append(sc)
@@ -641,6 +651,19 @@ def _onehot_batch(seed, lengths):
     unit = [0] * 5 + [1] * 7 + [2] * 6 + [1] * 5
     y = torch.tensor((unit * (T_ // len(unit) + 1))[:T_]).repeat(len(lengths), 1)
     return x, y, torch.tensor(lengths)
+
+
+def test_inner_cuts_reach_the_grammar_and_old_configs_keep_them_scored():
+    # ModelConfig without gene_inner_cuts (a checkpoint's config from before it) builds the scored
+    # grammar; free clears the start (end) scores of the tail pieces that are no run's first (last).
+    old = build_model("semicrf_gene", CONFIG)
+    assert old.crf.score_cuts and bool(old.crf.outer_start.all()) and bool(old.crf.outer_end.all())
+    new = build_model("semicrf_gene", dataclasses.replace(CONFIG, gene_inner_cuts="free"))
+    for state, s, e in zip(new.crf.states, new.crf.outer_start.tolist(), new.crf.outer_end.tolist()):
+        assert s == (not state.tail or state.part == "first") and e == (not state.tail or state.part == "last")
+    assert any(st.part == "first" for st in new.crf.states)  # the default layout tells the ends apart
+    with pytest.raises(ValueError, match="gene_inner_cuts"):
+        dataclasses.replace(CONFIG, gene_inner_cuts="none")
 
 
 def test_registry_builds_the_model_and_it_reads_one_hot_bases():

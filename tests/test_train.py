@@ -554,3 +554,19 @@ def test_best_epoch_is_decided_by_boundary_f1_then_validation_loss():
     assert not improves(0.1, 0.01, 0.2, 0.5)  # a lower F1 loses whatever the loss
     assert improves(0.0, 0.3, 0.0, 0.4)  # equal F1 (0 in a short run): the lower loss
     assert not improves(0.0, 0.4, 0.0, 0.4) and not improves(0.0, 0.5, 0.0, 0.4)  # else the earlier epoch
+
+
+def test_a_checkpoint_from_before_gene_inner_cuts_resumes_only_as_scored(data_dir, tmp_path, capsys):
+    # A checkpoint whose config does not name --gene-inner-cuts was trained with every tail piece's ends
+    # scored: a resume at the flag's default (free) is refused, naming it; with scored it goes on.
+    out = tmp_path / "old"
+    assert _run(data_dir, out, "--models", "softmax", "--epochs", "1") == 0
+    path = out / "checkpoints" / "softmax_last.pt"
+    ckpt = torch.load(path, weights_only=True)
+    assert ckpt["config"]["gene_inner_cuts"] == "free"
+    del ckpt["config"]["gene_inner_cuts"]
+    torch.save(ckpt, path)
+    capsys.readouterr()
+    assert _run(data_dir, out, "--models", "softmax", "--epochs", "2", "--resume") == 2
+    assert "--gene-inner-cuts: checkpoint 'scored', now 'free'" in capsys.readouterr().err
+    assert _run(data_dir, out, "--models", "softmax", "--epochs", "2", "--resume", "--gene-inner-cuts", "scored") == 0

@@ -42,7 +42,9 @@ class GeneGrammar(nn.Module):
     states of long runs (26 and 62 states; :func:`.gene_grammar.make_states`, and "Long runs" in the
     module docstring). intron_ends (needs tails): the first and last pieces of a long intron as states of
     their own (44 and 98 states), so that with ``splice_sites`` its donor and acceptor are checked too.
-    Parameters: ``transitions`` (C, C), ``durations`` (K, 3) -- by kind, intergenic / exon / intron,
+    score_cuts: every state's start and end take its class's start and end scores (True), or a tail
+    piece's only where it is a run's outer end, a long intron's first piece's start or last piece's end
+    (False: the cuts inside a long run are free of them; ``run --gene-inner-cuts free``). Parameters: ``transitions`` (C, C), ``durations`` (K, 3) -- by kind, intergenic / exon / intron,
     shared by the two strands; with tails (K, 5), the tail pieces' intergenic and intron laws after
     them -- ``initial`` and ``final`` (C,); with ``splice_sites`` (needs tails) ``splice_penalty`` (2,),
     the raw donor and acceptor penalties of whole introns, and with exon_tails as well
@@ -52,7 +54,7 @@ class GeneGrammar(nn.Module):
 
     def __init__(self, max_duration: int, backend: str = "auto", num_classes: int = NUM_CLASSES,
                  tails: bool = False, splice_sites: bool = False, exon_tails: bool = False,
-                 intron_ends: bool = False):
+                 intron_ends: bool = False, score_cuts: bool = True):
         super().__init__()
         if isinstance(max_duration, bool) or not isinstance(max_duration, int) or max_duration < 1:
             raise ValueError(f"max_duration must be a positive integer, got {max_duration!r}")
@@ -109,6 +111,15 @@ class GeneGrammar(nn.Module):
             self.splice_penalty = nn.Parameter(torch.full((2,), SPLICE_PENALTY_INIT))
         intron_start = [s.kind == "intron" and (not s.tail or s.part == "first") for s in st]
         intron_end = [s.kind == "intron" and (not s.tail or s.part == "last") for s in st]
+        # Which states' start (end) carries the class's start (end) scores: all of them with score_cuts; else
+        # every state but a tail piece, whose start is a cut inside its run unless it is a long intron's
+        # first piece (its end, unless it is the last), so that the arbitrary cuts of the gold pieces teach
+        # the site tables and the boundary head nothing (see "Long runs").
+        self.score_cuts = bool(score_cuts)
+        self.register_buffer("outer_start", torch.tensor([self.score_cuts or not s.tail or s.part == "first"
+                                                          for s in st]), persistent=False)
+        self.register_buffer("outer_end", torch.tensor([self.score_cuts or not s.tail or s.part == "last"
+                                                        for s in st]), persistent=False)
         self.register_buffer("intron_start", torch.tensor(intron_start), persistent=False)
         self.register_buffer("intron_end", torch.tensor(intron_end), persistent=False)
         # With exon tails as well, a plain exon piece is a whole exon, and its kind tells which of its
@@ -225,8 +236,8 @@ class GeneGrammar(nn.Module):
         emissions = class_scores[:, :, cls] + torch.where(self.is_exon, exon_add[:, :, col], 0.0)
 
         zeros = emissions.new_zeros(B, T, self.num_states)
-        start = zeros if start_scores is None else start_scores[:, :, cls]
-        end = zeros if end_scores is None else end_scores[:, :, cls]
+        start = zeros if start_scores is None else torch.where(self.outer_start, start_scores[:, :, cls], 0.0)
+        end = zeros if end_scores is None else torch.where(self.outer_end, end_scores[:, :, cls], 0.0)
         if self.splice_sites:
             start, end = self._splice_scores(start, end, codes, lengths)
         hard = bad[:, :, col] & self.is_exon

@@ -107,6 +107,23 @@ pieces, escape the splice checks below: on the fly's test loci the
 counts-started ``tail`` models predicted 30 to 41 introns with non-canonical
 ends in about 450, AUGUSTUS none (``docs/real_genes.md``).
 
+Where a tail piece meets the next piece of its own run, the cut is where the gold
+happens to put it (equal pieces), not a feature of the bases. With ``run
+--gene-inner-cuts free`` (the run's default) such cuts carry none of the class's
+start and end scores (the site tables and the encoder's boundary head): a tail
+piece takes its class's start score only as a long intron's ``first`` piece and
+its end score only as its ``last``; the plain states and every exon keep both.
+With ``scored`` (the models trained before 2026-12-05, and ``ModelConfig``'s
+default, so that their checkpoints load as trained) every piece's ends carry
+them, and training pulls the site tables towards whatever makes the gold's
+arbitrary cuts cheap: at the spec's size with ``tail`` (two seeds) the
+validation boundary F1 fell from the first epoch on (0.63 to 0.52 over 8)
+while the loss kept falling, and the last checkpoint with the first epoch's site
+table decoded 0.667 against its own 0.554 (``docs/results.md``, "Round 20").
+With ``free`` the junctions of a long intron are scored by its first and last
+pieces under ``tail-ends``, and by the exons beside them under ``tail`` (whose
+tail pieces then carry no start or end score at all).
+
 ``--gene-long-runs tail-exons`` gives the exon kinds a long run is made of
 (open, inner, close) tail copies too, with a third tail law (duration column 5):
 80 and 32 states. ``--gene-long-runs pieces`` is the first version (16 and 43
@@ -341,7 +358,7 @@ class GeneSemiCRFTagger(SequenceLabeler):
         self.sites = nn.Conv1d(5, 2 * C, SITE_LEFT + SITE_RIGHT + 1, bias=False)
         nn.init.zeros_(self.sites.weight)
         self.crf = GeneGrammar(config.max_duration, config.backend, C, splice_sites=config.gene_splice_sites,
-                               **long_run_states(config.gene_long_runs))
+                               score_cuts=config.gene_inner_cuts == "scored", **long_run_states(config.gene_long_runs))
         tails = (", tail states for runs longer than K" if self.crf.exon_tails else
                  ", tail states for intergenic and intron runs longer than K, a long intron's first and last "
                  "pieces apart" if self.crf.intron_ends else

@@ -21,10 +21,12 @@ model a gene finder would recognise; training moves it where the discriminative 
   ``left`` before to ``right`` after the first base of its runs (start scores) and their last base (end
   scores), as log-odds against the composition of the classes around such a site, so that they count
   what the content scores do not: donors and acceptors from the introns' side and the exons', start
-  and stop codon contexts. The model adds them to every segment of the
-  class, so a cut inside a long run, where the bases look like no site, costs the log-odds of a site
-  there (measured on the fly loci: scored at only whole introns and gene ends, the sites left the
-  junctions of long introns unscored and exon sensitivity fell from 0.644 to 0.500 and 0.515, two seeds).
+  and stop codon contexts. The model adds them at a run's ends: every segment's with ``run
+  --gene-inner-cuts scored``, so that a cut inside a long run, where the bases look like no site, costs
+  the log-odds of a site there; with ``free`` (the default) not at the cuts between a long run's tail
+  pieces, whose places the gold sets arbitrarily (``gene_model``, "Long runs"). Scoring them at only
+  whole introns and gene ends, an earlier trial, left the junctions of long introns unscored and exon
+  sensitivity on the fly loci fell from 0.644 to 0.500 and 0.515 (two seeds).
 - **Lengths** (:func:`duration_log_laws`): the law of the gold pieces' lengths per duration column of
   the grammar (:func:`semicrf.paths.run_pieces` cuts the runs longer than K as training does), lightly
   smoothed over neighbouring lengths, as log probabilities.

@@ -61,6 +61,9 @@ GENE_LONG_RUNS = ("tail-ends", "tail", "pieces", "tail-exons")
 #: Where semicrf_gene's content, site, length and transition tables start (``ModelConfig.gene_start``,
 #: ``run --gene-start``).
 GENE_STARTS = ("counts", "zeros")
+#: Whether the cut between two tail pieces of one long run carries the class's start and end scores
+#: (``ModelConfig.gene_inner_cuts``, ``run --gene-inner-cuts``).
+GENE_INNER_CUTS = ("free", "scored")
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,10 @@ class ModelConfig:
     gene_start: where semicrf_gene's content, site, length and transition tables
     start before training: ``"counts"`` (the training split's counting estimates, a gene
     finder's generative model: :mod:`.gene_priors`) or ``"zeros"``.
+    gene_inner_cuts: whether a cut inside a run longer than K (between two of its tail pieces) carries the
+    class's start and end scores, sites and boundary head: ``"free"`` (only a run's outer ends do) or
+    ``"scored"`` (every piece's ends do; the default here, so that a checkpoint saved before the setting
+    existed, whose config does not name it, loads as it was trained; ``run`` passes its flag).
     """
 
     input_dim: int
@@ -102,12 +109,15 @@ class ModelConfig:
     gene_long_runs: str = "tail-ends"
     gene_splice_sites: bool = True
     gene_start: str = "counts"
+    gene_inner_cuts: str = "scored"
 
     def __post_init__(self):
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
         if self.gene_start not in GENE_STARTS:
             raise ValueError(f"gene_start must be one of {GENE_STARTS}, got {self.gene_start!r}")
+        if self.gene_inner_cuts not in GENE_INNER_CUTS:
+            raise ValueError(f"gene_inner_cuts must be one of {GENE_INNER_CUTS}, got {self.gene_inner_cuts!r}")
         if self.gene_long_runs not in GENE_LONG_RUNS:
             raise ValueError(f"gene_long_runs must be one of {GENE_LONG_RUNS}, got {self.gene_long_runs!r}")
         if self.gene_splice_sites and self.gene_long_runs == "pieces":

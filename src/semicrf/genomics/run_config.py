@@ -22,7 +22,8 @@ from ..backends import ALIASES as _BACKEND_ALIASES
 from ..backends import NAMES as _BACKEND_NAMES
 from . import features
 from .encoders import ENCODER_KINDS, STEM_KINDS, EncoderUnavailable, build_encoder, encoder_available
-from .models import DEFAULT_MODELS, GENE_LONG_RUNS, GENE_STARTS, OBJECTIVES, available_models, parse_model_list
+from .models import (DEFAULT_MODELS, GENE_INNER_CUTS, GENE_LONG_RUNS, GENE_STARTS, OBJECTIVES, available_models,
+                     parse_model_list)
 
 # "streaming" first: it is the default and the name the benchmark documents.
 BACKEND_CHOICES = tuple(dict.fromkeys((*_BACKEND_ALIASES, *_BACKEND_NAMES)))
@@ -31,7 +32,7 @@ LR_SCHEDULES = ("constant", "cosine")
 IDENTITY_KEYS = ("data", "data_files", "encoder", "features", "max_duration", "hidden_dim", "num_layers",
                  "batch_size", "lr", "crf_lr_scale", "weight_decay", "grad_clip", "seed", "log_every", "max_train",
                  "max_val", "max_test", "precision", "warmup_steps", "lr_schedule", "min_lr_ratio", "stem",
-                 "objective", "gene_long_runs", "gene_splice_sites", "gene_start")
+                 "objective", "gene_long_runs", "gene_splice_sites", "gene_start", "gene_inner_cuts")
 
 
 class RunError(ValueError):
@@ -74,6 +75,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
                         "(on, needs a tail mode of --gene-long-runs; with tail-ends a long intron's first and last "
                         "two bases too, with tail-exons a whole exon's bases beside an intron), or splice sites "
                         "are left to the encoder (off)")
+    p.add_argument("--gene-inner-cuts", default="free", choices=GENE_INNER_CUTS,
+                   help="semicrf_gene: a run longer than --max-duration is cut into tail pieces; free (the "
+                        "default): the cuts inside it carry none of its class's start and end scores (site "
+                        "tables, the encoder's boundary head), only a run's outer ends do, so the arbitrary places "
+                        "of the gold pieces' cuts do not train them; scored: every piece's ends carry them (the "
+                        "models trained before 2026-12-05)")
     p.add_argument("--gene-start", default="counts", choices=GENE_STARTS,
                    help="semicrf_gene: where its content (Markov chains of the bases per class and reading "
                         "frame), site (weight matrices around segment ends), length and transition tables start "
@@ -264,6 +271,7 @@ class RunConfig:
     gene_long_runs: str = "tail-ends"
     gene_splice_sites: bool = True
     gene_start: str = "counts"
+    gene_inner_cuts: str = "free"
     recompute: bool = True
     warmup_steps: int = 0
     lr_schedule: str = "constant"
@@ -298,7 +306,8 @@ class RunConfig:
             precision=args.precision, device=args.device, backend=args.backend, engine_backend=backend,
             engine_backend_resolved=_resolved_backend(backend, args.device), no_triton=bool(args.no_triton),
             models=tuple(models), stem=args.stem, objective=args.objective, gene_long_runs=args.gene_long_runs,
-            gene_splice_sites=args.gene_splice_sites == "on", gene_start=args.gene_start, recompute=not args.no_recompute, warmup_steps=args.warmup_steps, lr_schedule=args.lr_schedule,
+            gene_splice_sites=args.gene_splice_sites == "on", gene_start=args.gene_start,
+            gene_inner_cuts=args.gene_inner_cuts, recompute=not args.no_recompute, warmup_steps=args.warmup_steps, lr_schedule=args.lr_schedule,
             min_lr_ratio=float(args.min_lr_ratio), step_budget=tuple(budget.items()),
             time_budget=tuple(seconds.items()), patience=args.patience,
             checkpoint_every=float(args.checkpoint_every),
@@ -328,7 +337,7 @@ class RunConfig:
                 "crf_lr_scale", "weight_decay", "grad_clip", "epochs", "seed", "log_every", "max_train", "max_val",
                 "max_test", "precision", "device", "backend", "engine_backend", "engine_backend_resolved",
                 "no_triton")
-        later = ("stem", "objective", "gene_long_runs", "gene_splice_sites", "gene_start", "recompute", "warmup_steps", "lr_schedule", "min_lr_ratio", "patience", "checkpoint_every", "time_limit")
+        later = ("stem", "objective", "gene_long_runs", "gene_splice_sites", "gene_start", "gene_inner_cuts", "recompute", "warmup_steps", "lr_schedule", "min_lr_ratio", "patience", "checkpoint_every", "time_limit")
         return {"data": self.data, "data_files": self.data_files, "data_dir": str(Path(self.data_dir).resolve()),
                 **{k: getattr(self, k) for k in keys}, "models": list(self.models), "processes": self.processes,
                 **{k: getattr(self, k) for k in later}, "step_budget": dict(self.step_budget),
