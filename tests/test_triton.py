@@ -642,3 +642,15 @@ def test_gene_model_training_penalty_keeps_the_fast_sweep():
         flags[penalty] = tb.Sweep(p, (False,), reverse=True)._flag.tolist()
     assert all(f > 0 for f in flags[gm.STOP_PENALTY])
     assert flags[gm.TRAIN_STOP_PENALTY] == [0] * (2 * B)
+
+
+@pytest.mark.parametrize("C", [33, 70])
+def test_viterbi_at_many_labels_matches_reference(C):
+    """Past 32 labels the Viterbi kernels search in smaller inner blocks (16 at 64 lanes, 8 at 128,
+    so that they compile in seconds): the same best path and score as the reference."""
+    assert [tb.viterbi_inner_block(c) for c in (3, 32, 33, 64, 70, 128, 4096)] == [32, 32, 16, 16, 8, 8, 4]
+    kw = inputs(2, 9, C, 5, seed=C)
+    vt = semicrf.viterbi(**kw, backend="triton")
+    vr = semicrf.viterbi(**kw, backend="reference")
+    assert_close(vt.score, vr.score, what="viterbi score")
+    assert torch.equal(vt.labels.cpu(), vr.labels.cpu())

@@ -504,13 +504,14 @@ def viterbi(p: Problem, config: TritonConfig = DEFAULT_CONFIG) -> ViterbiResult:
     L = p.lengths
     mid, row_len = viterbi_halves(L)
     sw = Sweep(p, reverse=True, semiring="max", lengths=row_len, config=config)
+    inner = viterbi_inner_block(C)
     block_s = 32
     nblk = triton.cdiv(K, block_s)
     val = torch.empty((B, nblk), dtype=torch.float64, device=dev)
     key = torch.empty((B, nblk), dtype=torch.int64, device=dev)
     _k.viterbi_meet_kernel[(B, nblk)](
         sw.g, sw.u, sw.cum, sw.end, p.durations.contiguous(), L.contiguous(), mid.contiguous(), val, key,
-        T, C, K, B, HAS_END=sw.has_end, BLOCK_S=block_s, BLOCK_E=32, BLOCK_C=_pow2(C), num_warps=4)
+        T, C, K, B, HAS_END=sw.has_end, BLOCK_S=block_s, BLOCK_E=inner, BLOCK_C=_pow2(C), num_warps=4)
     score, _ = val.max(dim=1)
     ok = torch.isfinite(score)
     k = torch.where(val == score[:, None], key, torch.iinfo(torch.int64).max).min(dim=1).values
@@ -524,7 +525,7 @@ def viterbi(p: Problem, config: TritonConfig = DEFAULT_CONFIG) -> ViterbiResult:
     block_e = 32
     _k.viterbi_argmax_kernel[(triton.cdiv(T // 2 + 1, block_e), 2 * B)](
         sw.g, sw.alpha, sw.best_v, p.durations.contiguous(), sw.trans, row_len, link, T, C, K, B,
-        BLOCK_E=block_e, BLOCK_D=32, BLOCK_C=_pow2(C))
+        BLOCK_E=block_e, BLOCK_D=inner, BLOCK_C=_pow2(C))
     b = torch.arange(B, device=dev)
     tr = sw.trans  # tr[1] = trans transposed: tr[1][c'', c] is c -> c''
     before = torch.argmax(sw.alpha[b, s] + tr[0][:, c].T, dim=1)
@@ -540,6 +541,15 @@ def viterbi(p: Problem, config: TritonConfig = DEFAULT_CONFIG) -> ViterbiResult:
     labels = torch.full((B, T), -1, dtype=torch.int64, device=dev)
     labels[inside] = torch.repeat_interleave(table[:, 2], table[:, 1] - table[:, 0])
     return ViterbiResult(score=score, labels=labels, segment_table=table, segment_offsets=offsets)
+
+
+def viterbi_inner_block(C: int) -> int:
+    """The Viterbi kernels' inner block (the meet kernel's ends, the argmax kernel's durations) for C
+    labels: 32, halved for each doubling of the lanes past 32, so that their (32, inner, lanes) tiles
+    stay at 32 768 elements. Any block gives the same answer (the tiles only split the search); the
+    size is what the compiler has to unroll: at 64 lanes and 32, ``viterbi_meet_kernel`` took 225 s to
+    compile for sm_90 (``benchmarks/compile_times.py``, docs/engine_gpu.md "Compile time")."""
+    return max(4, min(32, 1024 // _pow2(C)))
 
 
 def viterbi_halves(lengths: torch.Tensor):
