@@ -646,9 +646,11 @@ def test_gene_model_training_penalty_keeps_the_fast_sweep():
 
 @pytest.mark.parametrize("C", [33, 70])
 def test_viterbi_at_many_labels_matches_reference(C):
-    """Past 32 labels the Viterbi kernels search in smaller inner blocks (16 at 64 lanes, 8 at 128,
-    so that they compile in seconds): the same best path and score as the reference."""
+    """Past 32 labels the Viterbi kernels search in smaller blocks (inner 16 and ends 8 at 64 lanes, 8
+    and 2 at 128, so that they compile in about a minute, not many): the same best path and score as
+    the reference."""
     assert [tb.viterbi_inner_block(c) for c in (3, 32, 33, 64, 70, 128, 4096)] == [32, 32, 16, 16, 8, 8, 4]
+    assert [tb.viterbi_end_block(c) for c in (3, 32, 33, 64, 70, 128, 256)] == [32, 32, 8, 8, 2, 2, 1]
     kw = inputs(2, 9, C, 5, seed=C)
     vt = semicrf.viterbi(**kw, backend="triton")
     vr = semicrf.viterbi(**kw, backend="reference")
