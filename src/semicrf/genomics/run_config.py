@@ -59,33 +59,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
                         "likelihood) or segmentation (the one path whose segments are the gold runs, a run longer "
                         "than K cut into equal pieces of at most K: the path Viterbi returns). linear is the same either way; "
                         "semicrf_gene always trains by segmentation")
-    p.add_argument("--gene-long-runs", default="tail-ends", choices=GENE_LONG_RUNS,
-                   help="how semicrf_gene scores an intergenic or intron run longer than --max-duration: "
-                        "tail-ends (the default: a run of at most K bases is one segment scored by its class's "
-                        "length law, a longer one a chain of tail pieces with a length law of their own, like a "
-                        "gene finder's explicit lengths with a geometric tail, and a long intron's first and last "
-                        "pieces are states of their own, so that its splice sites are checked as a whole "
-                        "intron's are: 98 states on real genes, 44 on synthetic), tail (the same tail pieces "
-                        "without the ends told apart: 62 and 26 states), pieces (every piece scored by the "
-                        "class's law, so the pieces of long runs shape it; the first version), or tail-exons "
-                        "(tail states for exon runs as well)")
-    p.add_argument("--gene-splice-sites", default="on", choices=("on", "off"),
-                   help="semicrf_gene: a whole intron (at most K bases) whose first or last two bases are not "
-                        "GT .. AG (+ strand; CT .. AC as read on + for the - strand) loses a learned penalty "
-                        "(on, needs a tail mode of --gene-long-runs; with tail-ends a long intron's first and last "
-                        "two bases too, with tail-exons a whole exon's bases beside an intron), or splice sites "
-                        "are left to the encoder (off)")
-    p.add_argument("--gene-inner-cuts", default="free", choices=GENE_INNER_CUTS,
-                   help="semicrf_gene: a run longer than --max-duration is cut into tail pieces; free (the "
-                        "default): the cuts inside it carry none of its class's start and end scores (site "
-                        "tables, the encoder's boundary head), only a run's outer ends do, so the arbitrary places "
-                        "of the gold pieces' cuts do not train them; scored: every piece's ends carry them (the "
-                        "models trained before 2026-12-05)")
-    p.add_argument("--gene-start", default="counts", choices=GENE_STARTS,
-                   help="semicrf_gene: where its content (Markov chains of the bases per class and reading "
-                        "frame), site (weight matrices around segment ends), length and transition tables start "
-                        "before training: counts (the training split's counting estimates, a gene finder's "
-                        "generative model) or zeros")
+    add_gene_arguments(p)
     p.add_argument("--no-recompute", action="store_true",
                    help="keep the encoder's activations for the backward pass instead of recomputing them "
                         "(faster; needs memory: several GiB per layer at the spec's size)")
@@ -143,6 +117,37 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
                         "the same command plus --resume. SIGTERM/SIGINT also stop at a step boundary after "
                         "saving, with status 128 + signal number")
     return p
+
+
+def add_gene_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of semicrf_gene's grammar and start (``--gene-*``)."""
+    p.add_argument("--gene-long-runs", default="tail-ends", choices=GENE_LONG_RUNS,
+                   help="how semicrf_gene scores an intergenic or intron run longer than --max-duration: "
+                        "tail-ends (the default: a run of at most K bases is one segment scored by its class's "
+                        "length law, a longer one a chain of tail pieces with a length law of their own, like a "
+                        "gene finder's explicit lengths with a geometric tail, and a long intron's first and last "
+                        "pieces are states of their own, so that its splice sites are checked as a whole "
+                        "intron's are: 98 states on real genes, 44 on synthetic), tail (the same tail pieces "
+                        "without the ends told apart: 62 and 26 states), pieces (every piece scored by the "
+                        "class's law, so the pieces of long runs shape it; the first version), or tail-exons "
+                        "(tail states for exon runs as well)")
+    p.add_argument("--gene-splice-sites", default="on", choices=("on", "off"),
+                   help="semicrf_gene: a whole intron (at most K bases) whose first or last two bases are not "
+                        "GT .. AG (+ strand; CT .. AC as read on + for the - strand) loses a learned penalty "
+                        "(on, needs a tail mode of --gene-long-runs; with tail-ends a long intron's first and last "
+                        "two bases too, with tail-exons a whole exon's bases beside an intron), or splice sites "
+                        "are left to the encoder (off)")
+    p.add_argument("--gene-inner-cuts", default="free", choices=GENE_INNER_CUTS,
+                   help="semicrf_gene: a run longer than --max-duration is cut into tail pieces; free (the "
+                        "default): the cuts inside it carry none of its class's start and end scores (site "
+                        "tables, the encoder's boundary head), only a run's outer ends do, so the arbitrary places "
+                        "of the gold pieces' cuts do not train them; scored: every piece's ends carry them (the "
+                        "models trained before 2026-12-05)")
+    p.add_argument("--gene-start", default="counts", choices=GENE_STARTS,
+                   help="semicrf_gene: where its content (Markov chains of the bases per class and reading "
+                        "frame), site (weight matrices around segment ends), length and transition tables start "
+                        "before training: counts (the training split's counting estimates, a gene finder's "
+                        "generative model) or zeros")
 
 
 def _parse_model_budget(text: str | None, models: list[str], flag: str, unit: str, example: str, kind: str,
