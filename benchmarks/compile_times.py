@@ -34,22 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from sweep_lanes import _POINTEE  # noqa: E402  (argument types as Triton names them)
-
-
-def _arg_type(value) -> str | None:
-    """The Triton signature type of one runtime argument (None: pass it as a constant)."""
-    import torch
-
-    if value is None:
-        return None
-    if torch.is_tensor(value):
-        return "*" + _POINTEE[str(value.dtype).removeprefix("torch.")]
-    if isinstance(value, bool):
-        return "i1"
-    if isinstance(value, int):
-        return "i32" if -2 ** 31 <= value < 2 ** 31 else "i64"
-    return "fp32"
+from sweep_lanes import arg_type  # noqa: E402  (argument types as Triton names them)
 
 
 def record(args: argparse.Namespace) -> list[dict]:
@@ -77,7 +62,7 @@ def record(args: argparse.Namespace) -> list[dict]:
                 for n, v in [*zip(self.names, a), *kw.items()]:
                     if n in ("num_warps", "num_stages"):
                         continue
-                    kind = _arg_type(v)
+                    kind = arg_type(v)
                     if n in self.constexpr or kind is None:
                         consts[n] = v
                     else:

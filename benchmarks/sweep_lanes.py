@@ -90,6 +90,21 @@ _POINTEE = {"float64": "fp64", "float32": "fp32", "int64": "i64", "int32": "i32"
             "uint8": "u8", "bool": "i1"}
 
 
+def arg_type(value) -> str | None:
+    """The Triton signature type of one runtime argument of a launch (None for None: a constant)."""
+    import torch
+
+    if value is None:
+        return None
+    if torch.is_tensor(value):
+        return "*" + _POINTEE[str(value.dtype).removeprefix("torch.")]
+    if isinstance(value, bool):
+        return "i1"
+    if isinstance(value, int):
+        return "i32" if -2 ** 31 <= value < 2 ** 31 else "i64"
+    return "fp32"
+
+
 def launch_spec(size: str, chunk: int, warps: int) -> dict:
     """The chunked kernel's launch for random scores of ``size`` (run under the interpreter: set
     TRITON_INTERPRET=1 before importing Triton): its argument types, compile-time constants and warps."""
@@ -111,16 +126,7 @@ def launch_spec(size: str, chunk: int, warps: int) -> dict:
     class Recorder:
         def __getitem__(self, grid):
             def launch(*args, **kwargs):
-                sig = {}
-                for name, v in zip(names, args):
-                    if torch.is_tensor(v):
-                        sig[name] = "*" + _POINTEE[str(v.dtype).removeprefix("torch.")]
-                    elif isinstance(v, bool):
-                        sig[name] = "i1"
-                    elif isinstance(v, int):
-                        sig[name] = "i32" if -2 ** 31 <= v < 2 ** 31 else "i64"
-                    else:
-                        sig[name] = "fp32"
+                sig = {name: arg_type(v) for name, v in zip(names, args)}
                 consts = {k: v for k, v in kwargs.items() if k not in ("num_warps", "num_stages")}
                 spec.update(signature={**sig, **{k: "constexpr" for k in consts}}, constexprs=consts,
                             num_warps=kwargs.get("num_warps", 4))

@@ -1,5 +1,6 @@
 """The Triton backend's settings: :class:`TritonConfig`, the exactness guard's constants and the
-choosers of block shapes by the problem's size (:func:`chunk_config`, :func:`viterbi_inner_block`).
+choosers of block shapes by the problem's size (:func:`chunk_config`, :func:`viterbi_inner_block`,
+:func:`viterbi_end_block`).
 
 Plain Python (no Triton, no GPU): :mod:`.triton` re-exports every name, so ``backends.triton.TritonConfig``
 and the rest keep working.

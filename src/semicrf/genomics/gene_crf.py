@@ -44,7 +44,8 @@ class GeneGrammar(nn.Module):
     their own (44 and 98 states), so that with ``splice_sites`` its donor and acceptor are checked too.
     score_cuts: every state's start and end take its class's start and end scores (True), or a tail
     piece's only where it is a run's outer end, a long intron's first piece's start or last piece's end
-    (False: the cuts inside a long run are free of them; ``run --gene-inner-cuts free``). Parameters: ``transitions`` (C, C), ``durations`` (K, 3) -- by kind, intergenic / exon / intron,
+    (False: the cuts inside a long run are free of them; ``run --gene-inner-cuts free``).
+    Parameters: ``transitions`` (C, C), ``durations`` (K, 3) -- by kind, intergenic / exon / intron,
     shared by the two strands; with tails (K, 5), the tail pieces' intergenic and intron laws after
     them -- ``initial`` and ``final`` (C,); with ``splice_sites`` (needs tails) ``splice_penalty`` (2,),
     the raw donor and acceptor penalties of whole introns, and with exon_tails as well
@@ -109,17 +110,18 @@ class GeneGrammar(nn.Module):
         self.splice_sites = bool(splice_sites)
         if self.splice_sites:
             self.splice_penalty = nn.Parameter(torch.full((2,), SPLICE_PENALTY_INIT))
-        intron_start = [s.kind == "intron" and (not s.tail or s.part == "first") for s in st]
-        intron_end = [s.kind == "intron" and (not s.tail or s.part == "last") for s in st]
+        # A state whose segment starts (ends) its run: every plain state, and a long intron's first (last) piece.
+        opens_run = [not s.tail or s.part == "first" for s in st]
+        closes_run = [not s.tail or s.part == "last" for s in st]
+        intron_start = [s.kind == "intron" and o for s, o in zip(st, opens_run)]
+        intron_end = [s.kind == "intron" and c for s, c in zip(st, closes_run)]
         # Which states' start (end) carries the class's start (end) scores: all of them with score_cuts; else
         # every state but a tail piece, whose start is a cut inside its run unless it is a long intron's
         # first piece (its end, unless it is the last), so that the arbitrary cuts of the gold pieces teach
         # the site tables and the boundary head nothing (see "Long runs").
         self.score_cuts = bool(score_cuts)
-        self.register_buffer("outer_start", torch.tensor([self.score_cuts or not s.tail or s.part == "first"
-                                                          for s in st]), persistent=False)
-        self.register_buffer("outer_end", torch.tensor([self.score_cuts or not s.tail or s.part == "last"
-                                                        for s in st]), persistent=False)
+        self.register_buffer("outer_start", torch.tensor([self.score_cuts or o for o in opens_run]), persistent=False)
+        self.register_buffer("outer_end", torch.tensor([self.score_cuts or c for c in closes_run]), persistent=False)
         self.register_buffer("intron_start", torch.tensor(intron_start), persistent=False)
         self.register_buffer("intron_end", torch.tensor(intron_end), persistent=False)
         # With exon tails as well, a plain exon piece is a whole exon, and its kind tells which of its
