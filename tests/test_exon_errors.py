@@ -53,6 +53,18 @@ def test_exon_outcomes_are_the_hand_counted_ones():
     assert ee.exon_outcomes({"s": TRUE}, {})["missed"] == 6
 
 
+def test_false_exons_overlap_no_true_exon_of_their_strand():
+    # PRED's + exon 120..130 sits on the - gene's exon: no true + exon there. Every other predicted exon
+    # overlaps a true one of its strand.
+    assert ee.false_exons({"s": TRUE}, {"s": PRED}) == 1
+    assert ee.false_exons({"s": TRUE}, {"s": TRUE}) == 0
+    # A predicted exon touching a true one end to end (half-open ends: 60 == 60) overlaps nothing; an
+    # exon predicted twice (two transcripts) counts once; a sequence without truth makes all false.
+    twice = [Gene("+", ((60, 70),)), Gene("+", ((60, 70), (80, 90)))]
+    assert ee.false_exons({"s": TRUE}, {"s": twice}) == 2
+    assert ee.false_exons({}, {"s": PRED}) == 6
+
+
 def test_introns_are_checked_on_their_strand_and_split_by_length():
     got = ee.intron_splice_counts({"s": PRED}, {"s": _sequence()}, max_duration=8)
     # + introns 20..30 (GT .. AG, 10 bases) and 45..52 (AA .. AA, 7); - intron 110..125 (CT .. AC, 15).
@@ -82,10 +94,52 @@ def test_the_command_reports_each_system(tmp_path, capsys):
     assert ee.main(["--data-dir", str(data), "--gff3", f"mine={pred}", "--gff3", f"truth={gff}",
                     "--max-duration", "8", "--json", str(out)]) == 0
     table = capsys.readouterr().out
-    assert "| mine | 1 | 3 | 1 | 1 | 0 | 1 | 1 | 1 | 1 | 1 | 1 of 1 | 0 of 2 |" in table
+    assert "| mine | 1 | 3 | 1 | 1 | 1 | 0 | 1 | 1 | 1 | 1 | 1 | 1 of 1 | 0 of 2 |" in table
     rows = json.loads(out.read_text())
     assert rows[1]["exons"]["exact"] == 6 and rows[1]["system"] == "truth"
     with pytest.raises(SystemExit, match="does not exist"):
         ee.main(["--data-dir", str(data), "--gff3", f"x={tmp_path / 'none.gff3'}"])
     with pytest.raises(SystemExit):
         ee.main(["--data-dir", str(data), "--gff3", "no-label"])
+
+
+def test_the_command_reads_the_synthetic_benchmark(tmp_path, capsys):
+    """A generated data set and predictions the runner's GFF3 writer makes from labels: the truth itself, and
+    the truth with one exon turned to intron (missed) and an intron stretch turned to exon (false)."""
+    from semicrf.genomics.cli import main as cli
+    from semicrf.genomics.dataset import load_split
+    from semicrf.genomics.formats import write_gff3
+
+    data = tmp_path / "syn"
+    assert cli(["generate", "--output-dir", str(data), "--num-train", "2", "--num-val", "2", "--num-test", "3",
+                "--seq-length", "20000", "--content", "realistic", "--seed", "3"]) == 0
+    capsys.readouterr()
+    test = load_split(data, "test")
+    names = ["intergenic", "exon", "intron"]
+    edited = [l.copy() for l in test.labels]
+    lab = edited[0]
+    runs = ee.genes_by_sequence(test.names, test.labels)[test.names[0]]
+    inner = [g for g in runs if len(g.exons) >= 3][0]  # a gene whose middle exon can go
+    s, e = inner.exons[1]
+    lab[s:e] = 2  # that exon missed: its gene's two introns become one
+    # Ten bases of exon inside the first intron, away from its ends and from the missed exon.
+    left = inner.exons[0][1]
+    lab[left + 40:left + 50] = 1
+    for name, labels in (("truth", test.labels), ("edited", edited)):
+        write_gff3(tmp_path / f"{name}.gff3", test.names, labels, names)
+    out = tmp_path / "rows.json"
+    assert ee.main(["--data-dir", str(data), "--gff3", f"truth={tmp_path / 'truth.gff3'}",
+                    "--gff3", f"edited={tmp_path / 'edited.gff3'}", "--max-duration", "1000",
+                    "--json", str(out)]) == 0
+    rows = {r["system"]: r["exons"] for r in json.loads(out.read_text())}
+    total = sum(len({x for g in genes for x in g.exons}) for genes in
+                ee.genes_by_sequence(test.names, test.labels).values())
+    assert rows["truth"]["exact"] == total and rows["truth"]["false"] == 0
+    assert rows["edited"]["missed"] == 1 and rows["edited"]["false"] == 1
+    assert rows["edited"]["exact"] == total - 1
+    # A data set of other classes is refused by name.
+    meta = json.loads((data / "metadata.json").read_text())
+    meta["class_names"] = ["a", "b", "c"]
+    (data / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(SystemExit, match="synthetic benchmark"):
+        ee.main(["--data-dir", str(data), "--gff3", f"truth={tmp_path / 'truth.gff3'}"])

@@ -17,6 +17,13 @@ what the others are. Each true coding exon (the test split's labels, as ``score_
 - ``overlap``: predicted exons of its strand overlap it, none with an end in common;
 - ``missed``: none overlaps it.
 
+and every distinct predicted exon that overlaps no true exon of its strand is ``false`` (a gene finder's
+wrong exon: the exon specificity's misses that no true exon explains).
+
+The data set may also be the synthetic benchmark's (``generate``: classes intergenic, exon, intron, +
+strand only, every exon coding): its predictions GFF3 is then read as the runner writes it (gene, mRNA,
+exon and intron lines) through the benchmark's own reader, and its exons are the exon-labelled runs.
+
 And every predicted intron (the gap between two consecutive exons of a predicted gene) is checked for the
 canonical splice dinucleotides, GT .. AG on the + strand and CT .. AC as read on + for a - gene, counted
 apart for introns of at most ``--max-duration`` bases (one segment of a semi-CRF at that K) and longer
@@ -30,8 +37,10 @@ import json
 import sys
 from pathlib import Path
 
-from semicrf.genomics.dataset import load_split
-from semicrf.genomics.gene_structures import Gene, genes_by_sequence
+from semicrf.genomics.dataset import load_metadata, load_split
+from semicrf.genomics.formats import read_gff3
+from semicrf.genomics.gene_structures import STRANDED_CLASSES, Gene, genes_by_sequence
+from semicrf.genomics.synthetic import class_names
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from score_models import ScoreError, read_predictions  # noqa: E402
@@ -39,6 +48,8 @@ from score_models import ScoreError, read_predictions  # noqa: E402
 #: An intron's first and last two bases as read on the + strand, per gene strand.
 CANONICAL = {"+": ("GT", "AG"), "-": ("CT", "AC")}
 OUTCOMES = ("exact", "one end", "overlap", "missed")
+#: The synthetic benchmark's classes: ids 0, 1, 2 as those of intergenic, exon+ and intron+.
+SYNTHETIC_CLASSES = tuple(class_names(3))
 END_KINDS = ("start", "stop", "donor", "acceptor")
 _BASES = "ACGTN"
 
@@ -94,6 +105,17 @@ def exon_outcomes(true: dict, pred: dict, max_duration: int | None = None) -> di
     return out
 
 
+def false_exons(true: dict, pred: dict) -> int:
+    """How many distinct predicted exons (per sequence and strand) overlap no true exon of their strand."""
+    count = 0
+    for seq, genes in pred.items():
+        for strand in ("+", "-"):
+            truth = [x for g in true.get(seq, []) if g.strand == strand for x in g.exons]
+            predicted = {x for g in genes if g.strand == strand for x in g.exons}
+            count += sum(not any(ts < pe and te > ps for ts, te in truth) for ps, pe in predicted)
+    return count
+
+
 def intron_splice_counts(pred: dict, sequences: dict, max_duration: int) -> dict:
     """{"short" | "long": {"canonical", "non-canonical"}} over the predicted introns; short: at most
     ``max_duration`` bases. sequences: {name: base codes (0..4)}."""
@@ -110,9 +132,22 @@ def intron_splice_counts(pred: dict, sequences: dict, max_duration: int) -> dict
     return out
 
 
+def read_synthetic_predictions(truth: dict, path, class_names) -> dict:
+    """{name: [Gene]} of a synthetic run's predictions GFF3 (the runner's gene / mRNA / exon / intron lines)."""
+    labels = read_gff3(path, class_names)
+    extra = sorted(set(labels) - set(truth))
+    if extra:
+        raise ScoreError(f"{path}: predictions on sequences the test split does not have: {extra[:3]}")
+    return genes_by_sequence(list(labels), list(labels.values()))
+
+
 def report(data_dir, systems: list[tuple[str, str]], max_duration: int) -> list[dict]:
     """One row per (label, GFF3) against the test split of ``data_dir``."""
     test = load_split(data_dir, "test")
+    class_names = tuple(load_metadata(data_dir)["class_names"])
+    if class_names not in (STRANDED_CLASSES, SYNTHETIC_CLASSES):
+        raise SystemExit(f"exon_errors: {data_dir} has classes {list(class_names)}; it reads an imported gene set "
+                         f"({list(STRANDED_CLASSES)}) or the synthetic benchmark's ({list(SYNTHETIC_CLASSES)})")
     truth = genes_by_sequence(test.names, test.labels)
     sequences = dict(zip(test.names, test.sequences))
     rows = []
@@ -120,22 +155,25 @@ def report(data_dir, systems: list[tuple[str, str]], max_duration: int) -> list[
         if not Path(path).is_file():
             raise SystemExit(f"exon_errors: --gff3 {label}={path} does not exist")
         try:
-            pred = read_predictions(truth, path)
-        except ScoreError as e:
+            pred = read_predictions(truth, path) if class_names == STRANDED_CLASSES else \
+                read_synthetic_predictions(truth, path, class_names)
+        except (ScoreError, ValueError) as e:
             raise SystemExit(f"exon_errors: {e}") from None
-        rows.append({"system": label, "gff3": str(path), "exons": exon_outcomes(truth, pred, max_duration),
+        exons = {**exon_outcomes(truth, pred, max_duration), "false": false_exons(truth, pred)}
+        rows.append({"system": label, "gff3": str(path), "exons": exons,
                      "introns": intron_splice_counts(pred, sequences, max_duration)})
     return rows
 
 
 def format_table(rows: list[dict], max_duration: int) -> str:
-    head = (["system"] + list(OUTCOMES) + [f"one end: {k}" for k in END_KINDS]
+    head = (["system"] + list(OUTCOMES) + ["false"] + [f"one end: {k}" for k in END_KINDS]
             + [f"one end: {k}, true intron > {max_duration}" for k in ("donor", "acceptor")]
             + [f"introns <= {max_duration}: non-canonical", f"introns > {max_duration}: non-canonical"])
     lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
     for r in rows:
         e, i = r["exons"], r["introns"]
-        cells = [r["system"]] + [str(e[k]) for k in OUTCOMES] + [str(e["one end by kind"][k]) for k in END_KINDS]
+        cells = [r["system"]] + [str(e[k]) for k in OUTCOMES + ("false",)]
+        cells += [str(e["one end by kind"][k]) for k in END_KINDS]
         cells += [str(e["one end beside a long intron"][k]) for k in ("donor", "acceptor")]
         for size in ("short", "long"):
             n = i[size]["canonical"] + i[size]["non-canonical"]
@@ -153,7 +191,8 @@ def _system(text: str) -> tuple[str, str]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data-dir", required=True, help="the imported data set whose test split is the truth")
+    ap.add_argument("--data-dir", required=True,
+                    help="the imported (or synthetic) data set whose test split is the truth")
     ap.add_argument("--gff3", type=_system, action="append", required=True,
                     help="LABEL=PATH of a predictions GFF3 on the test loci (repeat for several systems)")
     ap.add_argument("--max-duration", type=int, default=300,
