@@ -35,7 +35,7 @@ IMPOSSIBLE = -1000.0
 
 # ----------------------------------------------------------------------------- the independent truth
 def path_score(path, a0, codes, em, codon, start, end, trans, dur, init, final, tails=None, splice=None,
-               exon_tails=False, exon_splice=None, intron_ends=False, score_cuts=True):
+               exon_tails=False, exon_splice=None, intron_ends=False, score_cuts=True, exon_junctions=True):
     """Score of one class segmentation [(s, e, c)] with initial frame a0 (None unless it opens in a gene).
 
     tails: None (no tail states), or a bool per segment, True for an intergenic or intron tail piece:
@@ -50,7 +50,9 @@ def path_score(path, a0, codes, em, codon, start, end, trans, dur, init, final, 
     "last" (before an exon; only its last two), or True (a middle piece: after a first or middle piece,
     or opening the sequence; before a middle or last piece, or ending it). score_cuts=False: a tail
     piece takes its class's start score only as a long intron's "first" piece and its end score only as
-    its "last" (every other tail piece's ends are cuts inside its run)."""
+    its "last" (every other tail piece's ends are cuts inside its run). exon_junctions=False: an exon
+    segment takes its start score only after intergenic (a gene's first exon) and never its end score
+    (the synthetic layout has no state that closes a gene)."""
     total, prev, phase = 0.0, None, a0
     for i, (s, e, c) in enumerate(path):
         if tails is not None:
@@ -100,8 +102,11 @@ def path_score(path, a0, codes, em, codon, start, end, trans, dur, init, final, 
         column = {gm.INTERGENIC: 3, gm.INTRON: 4, gm.EXON: 5}[c] if tails is not None and tails[i] else c
         tail = tails is not None and tails[i]
         total += dur[e - s - 1, column]
-        total += start[s, c] if score_cuts or not tail or tail == "first" else 0.0
-        total += end[e - 1, c] if score_cuts or not tail or tail == "last" else 0.0
+        gene_end_only = c == gm.EXON and not exon_junctions
+        if (score_cuts or not tail or tail == "first") and (not gene_end_only or prev == gm.INTERGENIC):
+            total += start[s, c]
+        if (score_cuts or not tail or tail == "last") and not gene_end_only:
+            total += end[e - 1, c]
         prev = c
     return total + final[prev]
 
@@ -146,10 +151,10 @@ def enumerate_tail_paths(L, K, exon_tails=False, intron_ends=False):
 
 
 def random_problem(seed, L, K, backend="cpu", tails=False, splice=False, exon_tails=False, intron_ends=False,
-                   score_cuts=True):
+                   score_cuts=True, exon_junctions=True):
     g = torch.Generator().manual_seed(seed)
     grammar = gm.GeneGrammar(K, backend, tails=tails, splice_sites=splice, exon_tails=exon_tails,
-                             intron_ends=intron_ends, score_cuts=score_cuts).double()
+                             intron_ends=intron_ends, score_cuts=score_cuts, exon_junctions=exon_junctions).double()
     with torch.no_grad():
         for p in grammar.parameters():
             p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64))
@@ -395,28 +400,33 @@ def gold_tail_bits(pieces, L, tailed, intron_ends=False, intron_classes=(gm.INTR
     return tuple(out)
 
 
-@pytest.mark.parametrize("seed,L,K,splice,exon_tails,ends,cuts", [
+@pytest.mark.parametrize("seed,L,K,splice,exon_tails,ends,cuts,junctions", [c + (True,) for c in [
     (0, 6, 3, False, False, False, True), (1, 6, 2, False, False, False, True), (2, 5, 5, False, False, False, True),
     (3, 6, 3, True, False, False, True), (4, 7, 4, True, False, False, True), (5, 6, 3, False, True, False, True),
     (6, 6, 2, True, True, False, True), (7, 7, 3, True, True, False, True),
     (8, 7, 2, True, False, True, True), (9, 7, 3, True, False, True, True), (10, 6, 2, False, False, True, True),
     (11, 6, 2, False, False, False, False), (12, 7, 3, True, False, True, False), (13, 7, 2, True, False, True, False),
-    (14, 6, 2, True, True, False, False)])
-def test_tail_states_match_enumeration(seed, L, K, splice, exon_tails, ends, cuts):
+    (14, 6, 2, True, True, False, False)]] + [
+    # An exon's ends scored only at a gene's ends (run --gene-exon-ends gene).
+    (15, 6, 3, False, False, False, True, False), (16, 7, 3, True, False, True, False, False),
+    (17, 7, 2, True, False, True, True, False), (18, 6, 2, True, True, False, False, False)])
+def test_tail_states_match_enumeration(seed, L, K, splice, exon_tails, ends, cuts, junctions):
     # Z, every class labelling's likelihood, and every gold segmentation's likelihood with tail states
     # (and the splice penalties of whole introns; with intron ends, of a long intron's first and last
-    # pieces; without cuts scored, a tail piece's start and end scores only at a long intron's outer ends)
+    # pieces; without cuts scored, a tail piece's start and end scores only at a long intron's outer ends;
+    # without junctions, an exon's start score only after intergenic and no end score)
     # against the enumeration of (segmentation, initial frame, plain / tail (/ first / last) choice of each
     # intergenic and intron segment) scored by the class-level tables.
     grammar, codes, em, codon, start, end = random_problem(seed, L, K, tails=True, splice=splice,
-                                                           exon_tails=exon_tails, intron_ends=ends, score_cuts=cuts)
+                                                           exon_tails=exon_tails, intron_ends=ends, score_cuts=cuts,
+                                                           exon_junctions=junctions)
     args = numpy_args(grammar, codes, em, codon, start, end)
     pens = tuple(grammar.splice_penalties().tolist()) if splice else None
     exon_pens = tuple(grammar.exon_splice_penalties().tolist()) if splice and exon_tails else None
     by_labels, by_gold, every = {}, {}, []
     for path, a0, tails in enumerate_tail_paths(L, K, exon_tails, ends):
         sc = path_score(path, a0, *args, tails=tails, splice=pens, exon_tails=exon_tails, exon_splice=exon_pens,
-                        intron_ends=ends, score_cuts=cuts)
+                        intron_ends=ends, score_cuts=cuts, exon_junctions=junctions)
         if sc == NEG:
             continue
         every.append(sc)
@@ -666,6 +676,23 @@ def test_inner_cuts_reach_the_grammar_and_old_configs_keep_them_scored():
         dataclasses.replace(CONFIG, gene_inner_cuts="none")
 
 
+def test_exon_ends_reach_the_grammar_and_old_configs_keep_every_exon_end():
+    # ModelConfig without gene_exon_ends (a checkpoint's config from before it) scores every exon end;
+    # "gene" leaves an exon state's start score to the states that open a gene and its end score to those
+    # that close one (none in the synthetic layout), and every other state as it was.
+    old = build_model("semicrf_gene", CONFIG)
+    assert old.crf.exon_junctions
+    new = build_model("semicrf_gene", dataclasses.replace(CONFIG, gene_exon_ends="gene"))
+    assert not new.crf.exon_junctions
+    for state, s0, e0, s1, e1 in zip(new.crf.states, old.crf.outer_start.tolist(), old.crf.outer_end.tolist(),
+                                     new.crf.outer_start.tolist(), new.crf.outer_end.tolist()):
+        assert s1 == (s0 and (not state.is_exon or state.kind == "open"))
+        assert e1 == (e0 and not state.is_exon)
+    assert any(st.kind == "open" for st in new.crf.states)
+    with pytest.raises(ValueError, match="gene_exon_ends"):
+        dataclasses.replace(CONFIG, gene_exon_ends="junctions")
+
+
 def test_registry_builds_the_model_and_it_reads_one_hot_bases():
     assert "semicrf_gene" in parse_model_list("semicrf_gene,softmax")
     torch.manual_seed(0)
@@ -775,7 +802,7 @@ SPLICE = {"+": ((G, T), (A, G)), "-": ((C, T), (A, C))}  # an intron's first and
 
 
 def enumerate_genes(codes, em, codon, start, end, trans, dur, init, final, tails=False, exon_tails=False,
-                    splice=None, exon_splice=None, with_tails=False, intron_ends=False):
+                    splice=None, exon_splice=None, with_tails=False, intron_ends=False, exon_junctions=True):
     """Yield (class path [(s, e, c)], score) for every valid gene structure, pruning as soon as a
     rule fails. codon: (L, 6) codon-position scores, + strand's 3 then - strand's 3.
 
@@ -789,7 +816,8 @@ def enumerate_genes(codes, em, codon, start, end, trans, dur, init, final, tails
     with_tails: yield (path, score, the tail bit of each segment) instead. intron_ends: an intron tail
     piece is also "first" (after an exon: only its first two bases checked) or "last" (before an exon:
     only its last two); True is then a middle piece (after a first or middle piece or opening the
-    sequence, before a middle or last piece or ending it)."""
+    sequence, before a middle or last piece or ending it). exon_junctions=False: an exon segment takes its
+    start score only after intergenic and its end score only before it (a gene's outer ends)."""
     L, K = len(codes), dur.shape[0]
     tailed = {0, NP_, NM} | ({XP, XM} if exon_tails else set()) if tails else set()
 
@@ -838,7 +866,11 @@ def enumerate_genes(codes, em, codon, start, end, trans, dur, init, final, tails
                 strand = STRAND_OF.get(c)
                 col = ({0: 3, NP_: 4, NM: 4, XP: 5, XM: 5}[c] if tail else KIND[c])
                 sc = score + (init[c] if prev is None else trans[prev, c]) + dur[d - 1, col]
-                sc += em[s:e, c].sum() + start[s, c] + end[e - 1, c]
+                gene_end_only = not exon_junctions and c in (XP, XM)
+                sc += em[s:e, c].sum() + (0.0 if gene_end_only and prev != 0 else start[s, c])
+                sc += 0.0 if gene_end_only else end[e - 1, c]
+                if c == 0 and prev in (XP, XM) and not exon_junctions:
+                    sc += end[s - 1, prev]  # the exon before closed its gene
                 if prev in (XP, XM) and c == 0 and not closes(s, STRAND_OF[prev], phase):
                     continue
                 if prev in (XP, XM) and c == 0 and prev_tail and len(path) > 1 and path[-2][2] == 0:
@@ -884,8 +916,9 @@ def enumerate_genes(codes, em, codon, start, end, trans, dur, init, final, tails
     yield from walk(0, [], None, 0.0)
 
 
-def brute5(codes, em, codon, start, end, trans, dur, init, final):
-    return by_labelling(enumerate_genes(codes, em, codon, start, end, trans, dur, init, final), len(codes))
+def brute5(codes, em, codon, start, end, trans, dur, init, final, exon_junctions=True):
+    return by_labelling(enumerate_genes(codes, em, codon, start, end, trans, dur, init, final,
+                                        exon_junctions=exon_junctions), len(codes))
 
 
 MOTIFS = ["ATG", "CAT", "TAA", "TGA", "TAG", "TTA", "CTA", "TCA", "A", "C", "G", "T", "GT", "AG", "CT", "AC"]
@@ -940,13 +973,16 @@ DESIGNED = ["CATGTAAC", "TTACATGC", "GTTACATC", "CATGCTAA"]  # + gene, - gene, -
 SPLICED = ["ATGTAGCT", "TTACTACA", "ATGTAGTA", "TTAGTCAT"]
 
 
-@pytest.mark.parametrize("seed,L,K,design", [(0, 8, 4, 0), (1, 8, 3, 1), (2, 8, 4, None), (3, 9, 3, None),
-                                             (4, 8, 8, 2), (5, 8, 4, 3)])
-def test_two_strand_likelihoods_match_enumeration(seed, L, K, design):
+@pytest.mark.parametrize("seed,L,K,design,junctions", [
+    (0, 8, 4, 0, True), (1, 8, 3, 1, True), (2, 8, 4, None, True), (3, 9, 3, None, True), (4, 8, 8, 2, True),
+    (5, 8, 4, 3, True), (6, 8, 4, 0, False), (7, 8, 3, 1, False), (8, 9, 3, None, False)])
+def test_two_strand_likelihoods_match_enumeration(seed, L, K, design, junctions):
+    # junctions=False: an exon's start and end scores only at a gene's outer ends (--gene-exon-ends gene).
     codes = None if design is None else torch.tensor(["ACGT".index(b) for b in DESIGNED[design]])[None]
-    grammar, codes, em, codon, start, end = random_problem5(seed, L, K, codes=codes)
+    grammar, codes, em, codon, start, end = random_problem5(seed, L, K, codes=codes, exon_junctions=junctions)
     assert grammar.num_states == 43
-    log_z, label_ll, (best_score, best_labels) = brute5(*numpy_args5(grammar, codes, em, codon, start, end))
+    log_z, label_ll, (best_score, best_labels) = brute5(*numpy_args5(grammar, codes, em, codon, start, end),
+                                                        exon_junctions=junctions)
     ys = grammatical_labellings(L)
     ll = model_ll5(grammar, codes, em, codon, start, end, ys)
     for y, value in zip(ys.tolist(), ll):

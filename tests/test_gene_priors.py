@@ -128,6 +128,33 @@ def test_site_positions_are_every_runs_ends_but_the_sequences():
     starts, ends = gp.site_positions(y)
     assert sorted(map(tuple, starts)) == [(0, 2), (0, 8), (0, 14), (1, 3), (1, 7), (2, 5), (3, 9), (3, 12), (4, 10)]
     assert sorted(map(tuple, ends)) == [(0, 2), (0, 8), (1, 1), (1, 4), (1, 7), (2, 6), (3, 9), (3, 13), (4, 11)]
+    # With the exon classes' sites at a gene's ends only: exon starts after intergenic, ends before it.
+    starts, ends = gp.site_positions(y, (1, 3))
+    assert sorted(map(tuple, starts)) == [(0, 2), (0, 8), (0, 14), (1, 3), (2, 5), (3, 9), (4, 10)]
+    assert sorted(map(tuple, ends)) == [(0, 2), (0, 8), (1, 1), (1, 7), (2, 6), (3, 13), (4, 11)]
+
+
+def test_exon_sites_at_gene_ends_only_leave_the_junctions_to_the_intron():
+    # Two genes: exon 2..4, intron 5..6, exon 7..8 | exon 11..12 | ... With exon_junctions=False the exon
+    # class's tables count only the start at 2 and 11 and the end at 8 and 12; the intron's are unchanged.
+    codes = [0, 2, 3, 1, 0, 2, 1, 3, 3, 0, 2, 1, 0, 2, 3]
+    labels = [0, 0, 1, 1, 1, 2, 2, 1, 1, 0, 0, 1, 1, 0, 0]
+    both = gp.site_log_odds(_split([(codes, labels)]), 3, left=1, right=1, pseudocount=0.5)
+    ends_only = gp.site_log_odds(_split([(codes, labels)]), 3, left=1, right=1, pseudocount=0.5,
+                                 exon_junctions=False)
+    np.testing.assert_array_equal(both[:, 2], ends_only[:, 2])
+    np.testing.assert_array_equal(both[:, 0], ends_only[:, 0])
+    # The exon's start matrix from the starts at 2 (G T C) and 11 (A C A) alone, against the same classes
+    # around them (0 before, 1 at and after): the junction start at 7 (C T T) is left out.
+    lab, cod = np.array(labels), np.array(codes)
+    comp = np.stack([np.bincount(cod[lab == c], minlength=4) + 0.5 for c in range(3)])
+    comp /= comp.sum(1, keepdims=True)
+    rows = np.full((3, 4), 0.5)
+    for at in (2, 11):
+        rows[np.arange(3), cod[at - 1:at + 2]] += 1
+    want = np.log(rows / rows.sum(1, keepdims=True)) - np.log(comp[[0, 1, 1]])
+    np.testing.assert_allclose(ends_only[0, 1], want)
+    assert not np.allclose(both[0, 1], want)  # with the junction counted it differs
 
 
 def test_site_odds_are_the_bases_around_run_ends_against_the_classes_there_counted_by_hand():

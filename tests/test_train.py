@@ -556,17 +556,22 @@ def test_best_epoch_is_decided_by_boundary_f1_then_validation_loss():
     assert not improves(0.0, 0.4, 0.0, 0.4) and not improves(0.0, 0.5, 0.0, 0.4)  # else the earlier epoch
 
 
-def test_a_checkpoint_from_before_gene_inner_cuts_resumes_only_as_scored(data_dir, tmp_path, capsys):
+@pytest.mark.parametrize("key,old,other,default", [("gene_inner_cuts", "scored", "free", "free"),
+                                                   ("gene_exon_ends", "all", "gene", "all")])
+def test_a_checkpoint_from_before_a_gene_setting_resumes_only_as_it_was_trained(data_dir, tmp_path, capsys, key, old,
+                                                                                  other, default):
     # A checkpoint whose config does not name --gene-inner-cuts was trained with every tail piece's ends
-    # scored: a resume at the flag's default (free) is refused, naming it; with scored it goes on.
+    # scored, one that does not name --gene-exon-ends with every exon end scored: a resume with the other
+    # value is refused, naming the flag; with the old value it goes on.
+    flag = "--" + key.replace("_", "-")
     out = tmp_path / "old"
     assert _run(data_dir, out, "--models", "softmax", "--epochs", "1") == 0
     path = out / "checkpoints" / "softmax_last.pt"
     ckpt = torch.load(path, weights_only=True)
-    assert ckpt["config"]["gene_inner_cuts"] == "free"
-    del ckpt["config"]["gene_inner_cuts"]
+    assert ckpt["config"][key] == default
+    del ckpt["config"][key]
     torch.save(ckpt, path)
     capsys.readouterr()
-    assert _run(data_dir, out, "--models", "softmax", "--epochs", "2", "--resume") == 2
-    assert "--gene-inner-cuts: checkpoint 'scored', now 'free'" in capsys.readouterr().err
-    assert _run(data_dir, out, "--models", "softmax", "--epochs", "2", "--resume", "--gene-inner-cuts", "scored") == 0
+    assert _run(data_dir, out, "--models", "softmax", "--epochs", "2", "--resume", flag, other) == 2
+    assert f"{flag}: checkpoint '{old}', now '{other}'" in capsys.readouterr().err
+    assert _run(data_dir, out, "--models", "softmax", "--epochs", "2", "--resume", flag, old) == 0

@@ -23,9 +23,10 @@ CHECKPOINT_FORMAT = "semicrf-benchmark-checkpoint"
 # epoch's loss sums, the RNG states and why training stopped. Version 1 still resumes.
 FORMAT_VERSION = 2
 # What an older checkpoint's config means for the settings it did not record (version 1's, and
-# gene_inner_cuts, added 2026-12-05 within version 2).
+# gene_inner_cuts and gene_exon_ends, added 2026-12-05 within version 2).
 _LEGACY_DEFAULTS = {"warmup_steps": 0, "lr_schedule": "constant", "min_lr_ratio": 0.1, "objective": "labelling",
-                    "gene_long_runs": "pieces", "gene_splice_sites": False, "gene_inner_cuts": "scored"}
+                    "gene_long_runs": "pieces", "gene_splice_sites": False, "gene_inner_cuts": "scored",
+                    "gene_exon_ends": "all"}
 # How a refusal names each identity setting (default: its flag).
 _SETTING_NAMES = {"data": "the data set's generator settings (--data-dir)",
                   "data_files": "the data files in --data-dir (regenerated or edited since)"}

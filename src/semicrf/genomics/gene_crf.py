@@ -45,6 +45,10 @@ class GeneGrammar(nn.Module):
     score_cuts: every state's start and end take its class's start and end scores (True), or a tail
     piece's only where it is a run's outer end, a long intron's first piece's start or last piece's end
     (False: the cuts inside a long run are free of them; ``run --gene-inner-cuts free``).
+    exon_junctions: an exon state's start and end take the exon class's start and end scores everywhere
+    (True), or only at a gene's outer ends (False, ``run --gene-exon-ends gene``): its start where it opens
+    a gene (open, single), its end where it closes one (close, single; the synthetic layout has no such
+    state, so there none); a splice junction is then scored by the intron's start and end scores alone.
     Parameters: ``transitions`` (C, C), ``durations`` (K, 3) -- by kind, intergenic / exon / intron,
     shared by the two strands; with tails (K, 5), the tail pieces' intergenic and intron laws after
     them -- ``initial`` and ``final`` (C,); with ``splice_sites`` (needs tails) ``splice_penalty`` (2,),
@@ -55,7 +59,7 @@ class GeneGrammar(nn.Module):
 
     def __init__(self, max_duration: int, backend: str = "auto", num_classes: int = NUM_CLASSES,
                  tails: bool = False, splice_sites: bool = False, exon_tails: bool = False,
-                 intron_ends: bool = False, score_cuts: bool = True):
+                 intron_ends: bool = False, score_cuts: bool = True, exon_junctions: bool = True):
         super().__init__()
         if isinstance(max_duration, bool) or not isinstance(max_duration, int) or max_duration < 1:
             raise ValueError(f"max_duration must be a positive integer, got {max_duration!r}")
@@ -119,9 +123,14 @@ class GeneGrammar(nn.Module):
         # every state but a tail piece, whose start is a cut inside its run unless it is a long intron's
         # first piece (its end, unless it is the last), so that the arbitrary cuts of the gold pieces teach
         # the site tables and the boundary head nothing (see "Long runs").
-        self.score_cuts = bool(score_cuts)
-        self.register_buffer("outer_start", torch.tensor([self.score_cuts or o for o in opens_run]), persistent=False)
-        self.register_buffer("outer_end", torch.tensor([self.score_cuts or c for c in closes_run]), persistent=False)
+        # Without exon_junctions an exon's start (end) carries them only where it opens (closes) a gene.
+        self.score_cuts, self.exon_junctions = bool(score_cuts), bool(exon_junctions)
+        outer_start = [(self.score_cuts or o) and (not s.is_exon or self.exon_junctions or k in ("open", "single"))
+                       for s, o, k in zip(st, opens_run, kinds)]
+        outer_end = [(self.score_cuts or c) and (not s.is_exon or self.exon_junctions or k in ("close", "single"))
+                     for s, c, k in zip(st, closes_run, kinds)]
+        self.register_buffer("outer_start", torch.tensor(outer_start), persistent=False)
+        self.register_buffer("outer_end", torch.tensor(outer_end), persistent=False)
         self.register_buffer("intron_start", torch.tensor(intron_start), persistent=False)
         self.register_buffer("intron_end", torch.tensor(intron_end), persistent=False)
         # With exon tails as well, a plain exon piece is a whole exon, and its kind tells which of its

@@ -218,7 +218,17 @@ Parameterisation (tied across the copies of a class)
   bases, per strand and codon position), and a convolution ``sites`` over the
   bases from 20 before to 20 after t (a position weight matrix per class and
   side: donors, acceptors, start and stop codon contexts) adds to the class's
-  start and end scores. With ``run --gene-start counts`` (the default) they,
+  start and end scores. With ``run --gene-exon-ends all`` (the default) every
+  exon end takes them, so each splice junction is scored by the exon's table
+  and the intron's; the counting start then counts the donor and acceptor
+  twice, and at the spec's size decoded, untrained, 0.204 boundary F1 (50 test
+  sequences; ``docs/results.md``, round 21). With ``gene`` an exon's start and
+  end take them only at a gene's outer ends: an ``open`` (``single``) state's
+  start, a ``close`` (``single``) state's end (none in the synthetic layout,
+  which has no closing state); a junction is scored once, by the intron's
+  start or end, whose 41-base window reads the exon's side too (untrained:
+  0.532). Trained, the two were a tie on the small CPU set; at the spec's size
+  and on the fly loci ``gene`` is not measured yet. With ``run --gene-start counts`` (the default) they,
   the length laws and the class transitions start at the training split's
   counting estimates, a gene finder's generative model (:mod:`.gene_priors`),
   and the emission head at zero; with ``zeros`` at zero. Either way they are
@@ -358,7 +368,8 @@ class GeneSemiCRFTagger(SequenceLabeler):
         self.sites = nn.Conv1d(5, 2 * C, SITE_LEFT + SITE_RIGHT + 1, bias=False)
         nn.init.zeros_(self.sites.weight)
         self.crf = GeneGrammar(config.max_duration, config.backend, C, splice_sites=config.gene_splice_sites,
-                               score_cuts=config.gene_inner_cuts == "scored", **long_run_states(config.gene_long_runs))
+                               score_cuts=config.gene_inner_cuts == "scored",
+                               exon_junctions=config.gene_exon_ends == "all", **long_run_states(config.gene_long_runs))
         tails = (", tail states for runs longer than K" if self.crf.exon_tails else
                  ", tail states for intergenic and intron runs longer than K, a long intron's first and last "
                  "pieces apart" if self.crf.intron_ends else
@@ -415,7 +426,9 @@ class GeneSemiCRFTagger(SequenceLabeler):
         layout = self.crf.layout
         C = layout.num_classes
         content, _ = gene_priors.content_log_odds(split, layout)
-        sites = gene_priors.site_log_odds(split, C)  # (2, C, window, 4): start / end, class, offset, base
+        # (2, C, window, 4): start / end, class, offset, base; an exon's only at a gene's ends where only those
+        # are scored
+        sites = gene_priors.site_log_odds(split, C, exon_junctions=self.crf.exon_junctions)
         durations = gene_priors.duration_log_laws(split, self.max_duration, self.crf.duration_column,
                                                   self.crf.durations.shape[1])
         transitions, initial, final = gene_priors.transition_log_probabilities(split, C, self.max_duration)

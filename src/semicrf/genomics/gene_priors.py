@@ -27,6 +27,11 @@ model a gene finder would recognise; training moves it where the discriminative 
   pieces, whose places the gold sets arbitrarily (``gene_model``, "Long runs"). Scoring them at only
   whole introns and gene ends, an earlier trial, left the junctions of long introns unscored and exon
   sensitivity on the fly loci fell from 0.644 to 0.500 and 0.515 (two seeds).
+  With ``run --gene-exon-ends gene`` an exon's own start and end sites are counted, and added, only at
+  a gene's outer ends: an intron's 41-base windows read both sides of its junctions, and with ``all``
+  (the default) an exon's windows at the same junctions count the donor and acceptor a second time (a
+  model started from such tables, untrained, put 1 983 segments where the spec's first 50 test
+  sequences have 416; docs/results.md, round 21).
 - **Lengths** (:func:`duration_log_laws`): the law of the gold pieces' lengths per duration column of
   the grammar (:func:`semicrf.paths.run_pieces` cuts the runs longer than K as training does), lightly
   smoothed over neighbouring lengths, as log probabilities.
@@ -49,7 +54,7 @@ import torch
 from torch import Tensor
 
 from ..paths import run_pieces
-from .gene_grammar import Layout
+from .gene_grammar import INTERGENIC, LAYOUTS, Layout
 from .models import position_mask
 
 #: The content chains' k-mer: the base at t and the 5 before it (order 5, the dicodon statistics
@@ -182,17 +187,23 @@ def segment_ends(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.r_[0, cuts], np.r_[cuts, labels.shape[0]] - 1
 
 
-def site_positions(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def site_positions(labels: np.ndarray, gene_end_classes=()) -> tuple[np.ndarray, np.ndarray]:
     """The (class, position) rows of every run's first base (start sites) and last base (end sites),
-    but the sequence's own first and last base (a run cut by the sequence's end has no site there)."""
+    but the sequence's own first and last base (a run cut by the sequence's end has no site there).
+    A run of a class in ``gene_end_classes`` gives a start site only after intergenic sequence and an
+    end site only before it (the exon classes, where an exon's ends are scored only at a gene's ends)."""
     labels = np.asarray(labels, np.int64)
     firsts, lasts = segment_ends(labels)
     firsts, lasts = firsts[firsts > 0], lasts[lasts < labels.shape[0] - 1]
+    if len(gene_end_classes):
+        only = np.asarray(gene_end_classes)
+        firsts = firsts[~np.isin(labels[firsts], only) | (labels[firsts - 1] == INTERGENIC)]
+        lasts = lasts[~np.isin(labels[lasts], only) | (labels[lasts + 1] == INTERGENIC)]
     return np.stack([labels[firsts], firsts], 1), np.stack([labels[lasts], lasts], 1)
 
 
 def site_log_odds(split, num_classes: int, left: int = SITE_LEFT, right: int = SITE_RIGHT,
-                  pseudocount: float = SITE_PSEUDOCOUNT) -> np.ndarray:
+                  pseudocount: float = SITE_PSEUDOCOUNT, exon_junctions: bool = True) -> np.ndarray:
     """(2, C, left + right + 1, 4) float64: for the start (0) and end (1) sites of each class's runs
     (:func:`site_positions`), ``log P(base at offset o | a site here) - log P_around(base at offset o)``
     for o = -left .. right around the site's base, where ``P_around`` is the composition that the
@@ -202,9 +213,12 @@ def site_log_odds(split, num_classes: int, left: int = SITE_LEFT, right: int = S
     plain background composition, the 41 bases of a window summed the two classes' content differences
     again: on synthetic data every stretch where the composition changed scored as a site, and a model
     started from such tables cut its introns with dozens of exons of 10 to 60 bases). 0 for a class and
-    side with no site. Bases past the ends and N are not counted."""
+    side with no site. Bases past the ends and N are not counted. Without ``exon_junctions`` an exon
+    class's sites are its runs' ends beside intergenic sequence alone (:func:`site_positions`), where
+    the model adds them (``run --gene-exon-ends gene``): a splice junction is the intron's site."""
     width = left + right + 1
     C = num_classes
+    gene_end_classes = () if exon_junctions else _exon_classes(LAYOUTS[C])
     counts = np.full((2, C, width, 4), pseudocount)
     around = np.zeros((2, C, width, C))  # the classes at each offset of each kind of site
     seen = np.zeros((2, C), bool)
@@ -214,7 +228,7 @@ def site_log_odds(split, num_classes: int, left: int = SITE_LEFT, right: int = S
         L = codes.shape[0]
         known = codes < 4
         np.add.at(composition, (labels[known], codes[known]), 1.0)
-        for side, rows in enumerate(site_positions(labels)):
+        for side, rows in enumerate(site_positions(labels, gene_end_classes)):
             cls, where = rows[:, 0], rows[:, 1]
             seen[side, cls] = True
             for o in range(-left, right + 1):

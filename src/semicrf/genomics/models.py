@@ -64,6 +64,9 @@ GENE_STARTS = ("counts", "zeros")
 #: Whether the cut between two tail pieces of one long run carries the class's start and end scores
 #: (``ModelConfig.gene_inner_cuts``, ``run --gene-inner-cuts``).
 GENE_INNER_CUTS = ("free", "scored")
+#: Where an exon's ends take the exon class's start and end scores (``ModelConfig.gene_exon_ends``,
+#: ``run --gene-exon-ends``): only where it meets intergenic sequence, or at splice junctions too.
+GENE_EXON_ENDS = ("gene", "all")
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,11 @@ class ModelConfig:
     class's start and end scores, sites and boundary head: ``"free"`` (only a run's outer ends do) or
     ``"scored"`` (every piece's ends do; the default here, so that a checkpoint saved before the setting
     existed, whose config does not name it, loads as it was trained; ``run`` passes its flag).
+    gene_exon_ends: which exon ends take the exon class's start and end scores (sites and boundary head):
+    ``"gene"`` (only a gene's outer ends: an exon entered from intergenic sequence at its start, one that
+    closes a gene at its end; a splice junction is scored once, by the intron's windows, which read the
+    exon side too) or ``"all"`` (every exon end, so that a junction is scored by both classes' tables; the
+    default, and what the checkpoints saved before the setting did).
     """
 
     input_dim: int
@@ -110,6 +118,7 @@ class ModelConfig:
     gene_splice_sites: bool = True
     gene_start: str = "counts"
     gene_inner_cuts: str = "scored"
+    gene_exon_ends: str = "all"
 
     def __post_init__(self):
         if self.objective not in OBJECTIVES:
@@ -118,6 +127,8 @@ class ModelConfig:
             raise ValueError(f"gene_start must be one of {GENE_STARTS}, got {self.gene_start!r}")
         if self.gene_inner_cuts not in GENE_INNER_CUTS:
             raise ValueError(f"gene_inner_cuts must be one of {GENE_INNER_CUTS}, got {self.gene_inner_cuts!r}")
+        if self.gene_exon_ends not in GENE_EXON_ENDS:
+            raise ValueError(f"gene_exon_ends must be one of {GENE_EXON_ENDS}, got {self.gene_exon_ends!r}")
         if self.gene_long_runs not in GENE_LONG_RUNS:
             raise ValueError(f"gene_long_runs must be one of {GENE_LONG_RUNS}, got {self.gene_long_runs!r}")
         if self.gene_splice_sites and self.gene_long_runs == "pieces":

@@ -121,7 +121,7 @@ def _model_config(config: RunConfig, meta: dict) -> ModelConfig:
         max_duration=config.max_duration, backend=config.engine_backend, mixed_precision=config.precision == "bf16",
         stem=config.stem, recompute=config.recompute, objective=config.objective,
         gene_long_runs=config.gene_long_runs, gene_splice_sites=config.gene_splice_sites,
-        gene_start=config.gene_start, gene_inner_cuts=config.gene_inner_cuts,
+        gene_start=config.gene_start, gene_inner_cuts=config.gene_inner_cuts, gene_exon_ends=config.gene_exon_ends,
     )
 
 

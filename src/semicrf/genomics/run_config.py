@@ -22,7 +22,7 @@ from ..backends import ALIASES as _BACKEND_ALIASES
 from ..backends import NAMES as _BACKEND_NAMES
 from . import features
 from .encoders import ENCODER_KINDS, STEM_KINDS, EncoderUnavailable, build_encoder, encoder_available
-from .models import (DEFAULT_MODELS, GENE_INNER_CUTS, GENE_LONG_RUNS, GENE_STARTS, OBJECTIVES, available_models,
+from .models import (DEFAULT_MODELS, GENE_EXON_ENDS, GENE_INNER_CUTS, GENE_LONG_RUNS, GENE_STARTS, OBJECTIVES, available_models,
                      parse_model_list)
 
 # "streaming" first: it is the default and the name the benchmark documents.
@@ -32,7 +32,8 @@ LR_SCHEDULES = ("constant", "cosine")
 IDENTITY_KEYS = ("data", "data_files", "encoder", "features", "max_duration", "hidden_dim", "num_layers",
                  "batch_size", "lr", "crf_lr_scale", "weight_decay", "grad_clip", "seed", "log_every", "max_train",
                  "max_val", "max_test", "precision", "warmup_steps", "lr_schedule", "min_lr_ratio", "stem",
-                 "objective", "gene_long_runs", "gene_splice_sites", "gene_start", "gene_inner_cuts")
+                 "objective", "gene_long_runs", "gene_splice_sites", "gene_start", "gene_inner_cuts",
+                 "gene_exon_ends")
 
 
 class RunError(ValueError):
@@ -143,6 +144,12 @@ def add_gene_arguments(p: argparse.ArgumentParser) -> None:
                         "tables, the encoder's boundary head), only a run's outer ends do, so the arbitrary places "
                         "of the gold pieces' cuts do not train them; scored: every piece's ends carry them (the "
                         "models trained before 2026-12-05)")
+    p.add_argument("--gene-exon-ends", default="all", choices=GENE_EXON_ENDS,
+                   help="semicrf_gene: which exon ends take the exon class's start and end scores (site tables, "
+                        "the encoder's boundary head): all (the default): every exon end, so that each splice "
+                        "junction is scored by both the exon's and the intron's tables; gene: only a gene's outer "
+                        "ends, where an exon meets intergenic sequence, so that a junction is scored once, by the "
+                        "intron's windows (which read the exon's side too)")
     p.add_argument("--gene-start", default="counts", choices=GENE_STARTS,
                    help="semicrf_gene: where its content (Markov chains of the bases per class and reading "
                         "frame), site (weight matrices around segment ends), length and transition tables start "
@@ -277,6 +284,7 @@ class RunConfig:
     gene_splice_sites: bool = True
     gene_start: str = "counts"
     gene_inner_cuts: str = "free"
+    gene_exon_ends: str = "all"
     recompute: bool = True
     warmup_steps: int = 0
     lr_schedule: str = "constant"
@@ -312,7 +320,7 @@ class RunConfig:
             engine_backend_resolved=_resolved_backend(backend, args.device), no_triton=bool(args.no_triton),
             models=tuple(models), stem=args.stem, objective=args.objective, gene_long_runs=args.gene_long_runs,
             gene_splice_sites=args.gene_splice_sites == "on", gene_start=args.gene_start,
-            gene_inner_cuts=args.gene_inner_cuts, recompute=not args.no_recompute, warmup_steps=args.warmup_steps, lr_schedule=args.lr_schedule,
+            gene_inner_cuts=args.gene_inner_cuts, gene_exon_ends=args.gene_exon_ends, recompute=not args.no_recompute, warmup_steps=args.warmup_steps, lr_schedule=args.lr_schedule,
             min_lr_ratio=float(args.min_lr_ratio), step_budget=tuple(budget.items()),
             time_budget=tuple(seconds.items()), patience=args.patience,
             checkpoint_every=float(args.checkpoint_every),
@@ -342,7 +350,7 @@ class RunConfig:
                 "crf_lr_scale", "weight_decay", "grad_clip", "epochs", "seed", "log_every", "max_train", "max_val",
                 "max_test", "precision", "device", "backend", "engine_backend", "engine_backend_resolved",
                 "no_triton")
-        later = ("stem", "objective", "gene_long_runs", "gene_splice_sites", "gene_start", "gene_inner_cuts", "recompute", "warmup_steps", "lr_schedule", "min_lr_ratio", "patience", "checkpoint_every", "time_limit")
+        later = ("stem", "objective", "gene_long_runs", "gene_splice_sites", "gene_start", "gene_inner_cuts", "gene_exon_ends", "recompute", "warmup_steps", "lr_schedule", "min_lr_ratio", "patience", "checkpoint_every", "time_limit")
         return {"data": self.data, "data_files": self.data_files, "data_dir": str(Path(self.data_dir).resolve()),
                 **{k: getattr(self, k) for k in keys}, "models": list(self.models), "processes": self.processes,
                 **{k: getattr(self, k) for k in later}, "step_budget": dict(self.step_budget),
