@@ -227,8 +227,9 @@ Parameterisation (tied across the copies of a class)
   start, a ``close`` (``single``) state's end (none in the synthetic layout,
   which has no closing state); a junction is scored once, by the intron's
   start or end, whose 41-base window reads the exon's side too (untrained:
-  0.532). Trained, the two were a tie on the small CPU set; at the spec's size
-  and on the fly loci ``gene`` is not measured yet. With ``run --gene-start counts`` (the default) they,
+  0.532). Trained, the two were a tie on the small CPU set, and on the fly
+  loci (one seed) ``gene`` lost 0.030 of exon specificity (``docs/real_genes.md``);
+  at the spec's size it is not measured yet. With ``run --gene-start counts`` (the default) they,
   the length laws and the class transitions start at the training split's
   counting estimates, a gene finder's generative model (:mod:`.gene_priors`),
   and the emission head at zero; with ``zeros`` at zero. Either way they are
