@@ -106,8 +106,10 @@ class GeneGrammar(nn.Module):
         self.register_buffer("exon_col", torch.tensor(cols), persistent=False)
         self.register_buffer("is_exon", torch.tensor([s.is_exon for s in st]), persistent=False)
         kinds = [s.kind for s in st]
-        self.register_buffer("opens", torch.tensor([k in ("open", "single") for k in kinds]), persistent=False)
-        self.register_buffer("closes", torch.tensor([k in ("close", "single") for k in kinds]), persistent=False)
+        opens_gene = [k in ("open", "single") for k in kinds]
+        closes_gene = [k in ("close", "single") for k in kinds]
+        self.register_buffer("opens", torch.tensor(opens_gene), persistent=False)
+        self.register_buffer("closes", torch.tensor(closes_gene), persistent=False)
         # Splice sites: a whole intron (a plain intron piece; with tails every intron of at most K bases)
         # loses softplus(splice_penalty) at each end that is not canonical (see "Splice sites"); with
         # intron_ends so do a long intron's first piece at its start and its last piece at its end.
@@ -125,10 +127,10 @@ class GeneGrammar(nn.Module):
         # the site tables and the boundary head nothing (see "Long runs").
         # Without exon_junctions an exon's start (end) carries them only where it opens (closes) a gene.
         self.score_cuts, self.exon_junctions = bool(score_cuts), bool(exon_junctions)
-        outer_start = [(self.score_cuts or o) and (not s.is_exon or self.exon_junctions or k in ("open", "single"))
-                       for s, o, k in zip(st, opens_run, kinds)]
-        outer_end = [(self.score_cuts or c) and (not s.is_exon or self.exon_junctions or k in ("close", "single"))
-                     for s, c, k in zip(st, closes_run, kinds)]
+        outer_start = [(self.score_cuts or o) and (not s.is_exon or self.exon_junctions or g)
+                       for s, o, g in zip(st, opens_run, opens_gene)]
+        outer_end = [(self.score_cuts or c) and (not s.is_exon or self.exon_junctions or g)
+                     for s, c, g in zip(st, closes_run, closes_gene)]
         self.register_buffer("outer_start", torch.tensor(outer_start), persistent=False)
         self.register_buffer("outer_end", torch.tensor(outer_end), persistent=False)
         self.register_buffer("intron_start", torch.tensor(intron_start), persistent=False)

@@ -22,8 +22,8 @@ from ..backends import ALIASES as _BACKEND_ALIASES
 from ..backends import NAMES as _BACKEND_NAMES
 from . import features
 from .encoders import ENCODER_KINDS, STEM_KINDS, EncoderUnavailable, build_encoder, encoder_available
-from .models import (DEFAULT_MODELS, GENE_EXON_ENDS, GENE_INNER_CUTS, GENE_LONG_RUNS, GENE_STARTS, OBJECTIVES, available_models,
-                     parse_model_list)
+from .models import (DEFAULT_MODELS, GENE_EXON_ENDS, GENE_INNER_CUTS, GENE_LONG_RUNS, GENE_STARTS, OBJECTIVES,
+                     available_models, parse_model_list)
 
 # "streaming" first: it is the default and the name the benchmark documents.
 BACKEND_CHOICES = tuple(dict.fromkeys((*_BACKEND_ALIASES, *_BACKEND_NAMES)))
