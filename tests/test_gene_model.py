@@ -35,7 +35,8 @@ IMPOSSIBLE = -1000.0
 
 # ----------------------------------------------------------------------------- the independent truth
 def path_score(path, a0, codes, em, codon, start, end, trans, dur, init, final, tails=None, splice=None,
-               exon_tails=False, exon_splice=None, intron_ends=False, score_cuts=True, exon_junctions=True):
+               exon_tails=False, exon_splice=None, intron_ends=False, score_cuts=True, exon_junctions=True,
+               grid=None):
     """Score of one class segmentation [(s, e, c)] with initial frame a0 (None unless it opens in a gene).
 
     tails: None (no tail states), or a bool per segment, True for an intergenic or intron tail piece:
@@ -52,25 +53,35 @@ def path_score(path, a0, codes, em, codon, start, end, trans, dur, init, final, 
     piece takes its class's start score only as a long intron's "first" piece and its end score only as
     its "last" (every other tail piece's ends are cuts inside its run). exon_junctions=False: an exon
     segment takes its start score only after intergenic (a gene's first exon) and never its end score
-    (the synthetic layout has no state that closes a gene)."""
+    (the synthetic layout has no state that closes a gene). grid: None, or K: intergenic runs have first
+    and last pieces as introns do, and the pieces of a long run meet only at multiples of K (a first piece
+    ends there, a middle one starts there and ends there or at the sequence's end, a last one starts there)."""
     total, prev, phase = 0.0, None, a0
+    ended = (gm.INTRON, gm.INTERGENIC) if grid else (gm.INTRON,)  # the classes whose long runs have ends
     for i, (s, e, c) in enumerate(path):
         if tails is not None:
             if tails[i] and c == gm.EXON and not exon_tails:
                 return NEG
-            if isinstance(tails[i], str) and not (intron_ends and c == gm.INTRON):
+            if isinstance(tails[i], str) and not (intron_ends and c in ended):
                 return NEG
             if i > 0 and c == prev and (c != gm.EXON or exon_tails) and not (tails[i] and tails[i - 1]):
                 return NEG
-            if intron_ends and c == gm.INTRON:
-                after = "exon" if prev == gm.EXON else "run" if prev == gm.INTRON else "start"
+            if intron_ends and c in ended:
+                after = "start" if prev is None else "run" if prev == c else "exon"
                 may = {"exon": (False, "first"), "run": (True, "last"), "start": (False, True)}[after]
                 if tails[i] not in may or (after == "run" and tails[i - 1] not in ("first", True)):
                     return NEG
                 if i + 1 == len(path) and tails[i] in ("first", "last"):
                     return NEG
-            if intron_ends and c == gm.EXON and prev == gm.INTRON and tails[i - 1] not in (False, "last"):
+            if intron_ends and c == gm.EXON and prev in ended and tails[i - 1] not in (False, "last"):
                 return NEG
+            if grid and tails[i] is not False and c in ended:
+                if tails[i] == "first" and e % grid:
+                    return NEG
+                if tails[i] in (True, "last") and s % grid:
+                    return NEG
+                if tails[i] is True and e % grid and e != len(codes):
+                    return NEG
         if i == 0:
             total += init[c]
         else:
@@ -140,21 +151,24 @@ def by_labelling(scored_paths, L):
 
 
 # ----------------------------------------------------------------------------- helpers
-def enumerate_tail_paths(L, K, exon_tails=False, intron_ends=False):
+def enumerate_tail_paths(L, K, exon_tails=False, intron_ends=False, grid=False):
     """Every (class path, initial frame, tail bits): each intergenic or intron segment (and exon segment
-    with exon_tails) plain or tail; with intron_ends an intron segment also a first or last piece."""
+    with exon_tails) plain or tail; with intron_ends an intron segment (with grid an intergenic one too)
+    also a first or last piece."""
+    ended = (gm.INTRON, gm.INTERGENIC) if grid else (gm.INTRON,)
     for path, a0 in enumerate_paths(L, K):
-        choices = [(False, True, "first", "last") if c == gm.INTRON and intron_ends else
+        choices = [(False, True, "first", "last") if c in ended and intron_ends else
                    (False, True) if c != gm.EXON or exon_tails else (False,) for _, _, c in path]
         for tails in itertools.product(*choices):
             yield path, a0, tails
 
 
 def random_problem(seed, L, K, backend="cpu", tails=False, splice=False, exon_tails=False, intron_ends=False,
-                   score_cuts=True, exon_junctions=True):
+                   score_cuts=True, exon_junctions=True, grid=False):
     g = torch.Generator().manual_seed(seed)
     grammar = gm.GeneGrammar(K, backend, tails=tails, splice_sites=splice, exon_tails=exon_tails,
-                             intron_ends=intron_ends, score_cuts=score_cuts, exon_junctions=exon_junctions).double()
+                             intron_ends=intron_ends, score_cuts=score_cuts, exon_junctions=exon_junctions,
+                             grid=grid).double()
     with torch.no_grad():
         for p in grammar.parameters():
             p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64))
@@ -260,6 +274,15 @@ def test_gold_pieces_cut_long_runs_into_equal_pieces():
     assert list(zip(s[0], e[0], c[0]))[:5] == [(0, 3, 0), (3, 5, 0), (5, 7, 0), (7, 9, 1), (9, 10, 2)]
     # The second sequence's fifth column is padding: its last segment again.
     assert list(zip(s[1], e[1], c[1])) == [(0, 3, 2), (3, 6, 2), (6, 9, 2), (9, 12, 2), (9, 12, 2)]
+
+
+def test_gold_pieces_on_the_grid_cut_long_runs_at_the_multiples_of_k():
+    # K = 3: the run of 7 at 0..6 is cut at 3 and 6 (3, 3, 1); the run of 5 at 8..12 at 9 and 12 (1, 3, 1);
+    # the runs of at most K stay whole, the one at 13..15 although it crosses 15.
+    y = np.array([[0] * 7 + [1] * 1 + [2] * 5 + [0] * 3 + [1] * 2])
+    s, e, c, n = run_pieces(y, np.array([18]), 3, grid=True)
+    assert list(zip(s[0].tolist(), e[0].tolist(), c[0].tolist())) == [
+        (0, 3, 0), (3, 6, 0), (6, 7, 0), (7, 8, 1), (8, 9, 2), (9, 12, 2), (12, 13, 2), (13, 16, 0), (16, 18, 1)]
 
 
 @pytest.mark.parametrize("seed,L,K", [(0, 6, 4), (1, 7, 3), (2, 6, 6), (3, 7, 2)])
@@ -417,16 +440,47 @@ def test_tail_states_match_enumeration(seed, L, K, splice, exon_tails, ends, cut
     # without junctions, an exon's start score only after intergenic and no end score)
     # against the enumeration of (segmentation, initial frame, plain / tail (/ first / last) choice of each
     # intergenic and intron segment) scored by the class-level tables.
+    _check_tail_enumeration(seed, L, K, splice, exon_tails, ends, cuts, junctions)
+
+
+def _several_cuttings(y, K) -> bool:
+    """May the grid layout cut a run of y more than one way: a run of at most K positions across a multiple
+    of K (also a first and a last piece), or an exon run of several positions (exons have no tail states:
+    their pieces chain anywhere, at the price of the exon -> exon transition)?"""
+    cuts = [0] + [i for i in range(1, len(y)) if y[i] != y[i - 1]] + [len(y)]
+    return any((e - s <= K and (s // K) != ((e - 1) // K)) or (y[s] == gm.EXON and e - s > 1)
+               for s, e in zip(cuts[:-1], cuts[1:]))
+
+
+@pytest.mark.parametrize("seed,L,K,splice,cuts,junctions", [
+    (40, 6, 2, True, False, True), (41, 6, 3, True, False, False), (42, 6, 2, False, True, True)])
+def test_grid_cuts_match_enumeration_and_cut_each_run_once(seed, L, K, splice, cuts, junctions):
+    # --gene-long-runs grid: intergenic runs get first / last pieces too, and the pieces of a long run meet
+    # only on the multiples of K; against the enumeration with those rules (path_score's grid). And the
+    # point of it: a labelling has one cutting, so its likelihood (summed over every state path) is its gold
+    # segmentation's, but for a run of at most K across the grid (also a first and a last piece) and an exon
+    # run of several positions (cut anywhere, each cut paying the exon -> exon transition).
+    ys, ll, path_ll = _check_tail_enumeration(seed, L, K, splice, False, True, cuts, junctions, grid=True)
+    unique = 0
+    for y, a, b in zip(ys.tolist(), ll, path_ll):
+        if a > IMPOSSIBLE and not _several_cuttings(y, K):
+            unique += 1
+            assert b == pytest.approx(a, abs=1e-9), y
+    assert unique > 10
+
+
+def _check_tail_enumeration(seed, L, K, splice, exon_tails, ends, cuts, junctions, grid=False):
+    """The body of the two tests above; returns (every labelling (n, L), log P(labelling), log P(gold))."""
     grammar, codes, em, codon, start, end = random_problem(seed, L, K, tails=True, splice=splice,
                                                            exon_tails=exon_tails, intron_ends=ends, score_cuts=cuts,
-                                                           exon_junctions=junctions)
+                                                           exon_junctions=junctions, grid=grid)
     args = numpy_args(grammar, codes, em, codon, start, end)
     pens = tuple(grammar.splice_penalties().tolist()) if splice else None
     exon_pens = tuple(grammar.exon_splice_penalties().tolist()) if splice and exon_tails else None
     by_labels, by_gold, every = {}, {}, []
-    for path, a0, tails in enumerate_tail_paths(L, K, exon_tails, ends):
+    for path, a0, tails in enumerate_tail_paths(L, K, exon_tails, ends, grid):
         sc = path_score(path, a0, *args, tails=tails, splice=pens, exon_tails=exon_tails, exon_splice=exon_pens,
-                        intron_ends=ends, score_cuts=cuts, exon_junctions=junctions)
+                        intron_ends=ends, score_cuts=cuts, exon_junctions=junctions, grid=K if grid else None)
         if sc == NEG:
             continue
         every.append(sc)
@@ -437,7 +491,7 @@ def test_tail_states_match_enumeration(seed, L, K, splice, exon_tails, ends, cut
     with torch.no_grad():
         ll = grammar.log_likelihood(*scores, ys, lengths).numpy()
         path_ll = grammar.path_log_likelihood(*scores, ys, lengths).numpy()
-    starts, piece_ends, classes, counts = run_pieces(ys.numpy(), lengths.numpy(), K)
+    starts, piece_ends, classes, counts = run_pieces(ys.numpy(), lengths.numpy(), K, grid)
     feasible = 0
     for i, y in enumerate(ys.tolist()):
         truth = by_labels.get(tuple(y))
@@ -449,7 +503,8 @@ def test_tail_states_match_enumeration(seed, L, K, splice, exon_tails, ends, cut
         n = counts[i]
         pieces = tuple(zip(starts[i, :n].tolist(), piece_ends[i, :n].tolist(), classes[i, :n].tolist()))
         tailed = {gm.INTERGENIC, gm.INTRON} | ({gm.EXON} if exon_tails else set())
-        gold = by_gold.get((pieces, gold_tail_bits(pieces, L, tailed, ends)))
+        ended = (gm.INTRON, gm.INTERGENIC) if grid else (gm.INTRON,)
+        gold = by_gold.get((pieces, gold_tail_bits(pieces, L, tailed, ends, ended)))
         if gold is None:
             assert path_ll[i] == NEG, y
         else:
@@ -464,6 +519,7 @@ def test_tail_states_match_enumeration(seed, L, K, splice, exon_tails, ends, cut
         e, s, t = grammar.state_scores(em, codon, codes, torch.tensor([L]), start, end)
         classes_, result = grammar.decode(e, s, t, torch.tensor([L]))
     assert result.score.item() == pytest.approx(max(every), abs=1e-9)
+    return ys, ll, path_ll
 
 
 def test_tail_state_gradients_match_finite_differences():

@@ -285,3 +285,42 @@ def test_transitions_are_the_gold_pieces_successions_counted_by_hand():
         np.testing.assert_allclose(trans, np.log(counts / counts.sum(1, keepdims=True)))
         np.testing.assert_allclose(initial, np.log([1 / 2, 1 / 2, 0]))
         np.testing.assert_allclose(final, np.log([1, 0, 0]))
+
+
+def test_grid_start_scores_a_long_run_by_its_length_wherever_the_grid_falls():
+    # --gene-long-runs grid: the counting start scores a run of at most K by log P(L = d) (its share of the
+    # runs times its law) and a longer one by the geometric tail lam L + beta fitted to the runs longer than
+    # K, through tail pieces of lam d + beta and continuations of -beta; counted by hand on three genes.
+    from semicrf.genomics.gene_crf import GeneGrammar, long_run_states
+
+    K = 4
+    # intergenic runs (not cut by an end): 2 (short) and 9 (long, excess 5); intron runs: 3 (short), 6 and 8
+    # (long, excesses 2 and 4); exons of 2.
+    y = [0, 0, 1, 1, 2, 2, 2, 1, 1, 0, 0, 1, 1, 2, 2, 2, 2, 2, 2, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1,
+         2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 0]
+    split = _split([([0] * len(y), y)])
+    grammar = GeneGrammar(K, "cpu", 3, **long_run_states("grid"))
+    durations, transitions, initial, final = gp.grid_start(split, K, 3, grammar.duration_column,
+                                                           grammar.durations.shape[1])
+    tails = gp.geometric_tails(split, K, grammar.duration_column, grammar.durations.shape[1])
+    half = gp.TRANSITION_PSEUDOCOUNT
+    for cls, short, excesses in ((0, 1, [5]), (2, 1, [2, 4])):
+        tail, plain = grammar.duration_column(cls, True), grammar.duration_column(cls, False)
+        share = (short + half) / (short + len(excesses) + 2 * half)
+        mean = (sum(excesses) + K) / (len(excesses) + 1)  # one pseudo-run of excess K
+        lam = np.log(1 - 1 / mean)
+        beta = np.log(1 - share) + np.log(1 / mean) - (K + 1) * lam
+        assert tails[tail] == pytest.approx((np.log(share), lam, beta))
+        np.testing.assert_allclose(durations[:, tail], lam * np.arange(1, K + 1) + beta)
+        assert transitions[cls, cls] == pytest.approx(-beta)
+        # The runs of at most K: their law (which sums to one over 1..K) times their share.
+        assert np.exp(durations[:, plain]).sum() == pytest.approx(share)
+        # A run of L > K cut on the grid anywhere: its pieces and continuations score lam L + beta.
+        for L in (K + 1, 2 * K, 3 * K + 2):
+            for offset in range(K):
+                ends = sorted({0, L} | {g - offset for g in range(K, L + offset, K) if 0 < g - offset < L})
+                pieces = np.diff(ends)
+                score = durations[pieces - 1, tail].sum() + (len(pieces) - 1) * transitions[cls, cls]
+                assert score == pytest.approx(lam * L + beta), (cls, L, offset)
+    # Transitions between classes are those of consecutive runs: intron -> exon always.
+    assert transitions[2, 1] == pytest.approx(np.log((3 + half) / (3 + 2 * half)))

@@ -656,3 +656,38 @@ def test_viterbi_at_many_labels_matches_reference(C):
     vr = semicrf.viterbi(**kw, backend="reference")
     assert_close(vt.score, vr.score, what="viterbi score")
     assert torch.equal(vt.labels.cpu(), vr.labels.cpu())
+
+
+def test_gene_grammar_grid_cuts_match_the_cpu_backend():
+    # --gene-long-runs grid puts -inf start and end scores off the grid of K on the tail pieces of 46
+    # states: the Triton log-partition, its gradient and Viterbi against the compiled CPU backend's.
+    from semicrf.genomics import gene_model as gm
+
+    g = torch.Generator().manual_seed(3)
+    B, L, K = 2, 30, 5
+    codes = torch.multinomial(torch.tensor([0.3, 0.2, 0.25, 0.25]), B * L, replacement=True, generator=g).view(B, L)
+    lengths = torch.tensor([L, L - 7])
+    scores = [torch.randn(B, L, 3, generator=g, dtype=torch.float64) for _ in range(4)]
+    out = {}
+    for backend in ("triton", "cpu"):
+        grammar = gm.GeneGrammar(K, backend, splice_sites=True, score_cuts=False,
+                                 **gm.long_run_states("grid")).double()
+        with torch.no_grad():
+            for p in grammar.parameters():
+                p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(4), dtype=torch.float64))
+        grammar = grammar.to(DEV)
+        em, st, en = grammar.state_scores(*(s.to(DEV) for s in scores[:2]), codes.to(DEV), lengths.to(DEV),
+                                          *(s.to(DEV) for s in scores[2:]), stop_penalty=gm.TRAIN_STOP_PENALTY)
+        em.requires_grad_(True)
+        log_z = semicrf.log_partition(em, lengths=lengths.to(DEV), start_scores=st, end_scores=en, backend=backend,
+                                      **grammar.state_tables())
+        grad, = torch.autograd.grad(log_z.sum(), em)
+        with torch.no_grad():
+            _, result = grammar.decode(em, st, en, lengths.to(DEV))
+        out[backend] = (log_z.detach().cpu(), grad.cpu(), result.score.cpu(), result.labels.cpu())
+    assert grammar.num_states == 46
+    for a, b, what in zip(out["triton"], out["cpu"], ("log Z", "its gradient", "viterbi score", "viterbi path")):
+        if what == "viterbi path":
+            assert torch.equal(a, b)
+        else:
+            assert_close(a, b, what=what)

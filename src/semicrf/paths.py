@@ -5,6 +5,9 @@ path: each run of one label is one segment, and a run longer than K, which no si
 cover, is cut into the fewest pieces of at most K, as equal as possible (lengths differing by at most
 one, the longer first). Equal pieces, not pieces of K and a remainder: a model trained on the latter
 learns a peak at K and then prefers runs whose lengths are multiples of K (measured: docs/engine.md).
+With ``grid=True`` a run longer than K is cut instead at the positions that are multiples of K (a grid
+fixed to the sequence, not to the run), so that a model whose long-run pieces may only meet on that grid
+has exactly one way to cut any run (the gene model's ``--gene-long-runs grid``).
 :func:`path_score` scores those
 segments with the model's tables in plain PyTorch operations (autograd gives the gradients); the
 engine's ``segmentation_log_likelihood`` subtracts ``log_partition``.
@@ -17,11 +20,13 @@ import torch
 from torch import Tensor
 
 
-def run_pieces(labels: np.ndarray, lengths: np.ndarray, max_duration: int):
+def run_pieces(labels: np.ndarray, lengths: np.ndarray, max_duration: int, grid: bool = False):
     """The gold segmentation of each sequence as padded arrays: (starts, ends (exclusive), labels)
     (B, J) int64 and the number of segments (B,) int64. Padding repeats a sequence's last segment.
 
-    labels: (B, T) integer labels (anything past each length); lengths: (B,) >= 1.
+    labels: (B, T) integer labels (anything past each length); lengths: (B,) >= 1. grid: cut a run
+    longer than K at every multiple of K inside it (pieces of 1 .. K at its two ends, K between them)
+    instead of into equal pieces; a run of at most K stays whole either way.
     """
     K = int(max_duration)
     rows = []
@@ -31,9 +36,12 @@ def run_pieces(labels: np.ndarray, lengths: np.ndarray, max_duration: int):
         run_s, run_e = np.r_[0, cuts], np.r_[cuts, n]
         pieces = []
         for s, e in zip(run_s.tolist(), run_e.tolist()):
-            m = -(-(e - s) // K)  # the fewest pieces of at most K
-            size, extra = divmod(e - s, m)
-            bounds = np.cumsum([s] + [size + (i < extra) for i in range(m)])
+            if grid and e - s > K:
+                bounds = np.array([s] + list(range((s // K + 1) * K, e, K)) + [e])
+            else:
+                m = -(-(e - s) // K)  # the fewest pieces of at most K
+                size, extra = divmod(e - s, m)
+                bounds = np.cumsum([s] + [size + (i < extra) for i in range(m)])
             pieces += [(a, b, y[s]) for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist())]
         rows.append(pieces)
     J = max(len(r) for r in rows)
@@ -44,9 +52,9 @@ def run_pieces(labels: np.ndarray, lengths: np.ndarray, max_duration: int):
     return out[0], out[1], out[2], np.array([len(r) for r in rows], np.int64)
 
 
-def piece_tensors(labels: Tensor, lengths: Tensor, max_duration: int):
+def piece_tensors(labels: Tensor, lengths: Tensor, max_duration: int, grid: bool = False):
     """:func:`run_pieces` of tensors, on their device (one host copy of the labels)."""
-    arrays = run_pieces(labels.detach().cpu().numpy(), lengths.detach().cpu().numpy(), max_duration)
+    arrays = run_pieces(labels.detach().cpu().numpy(), lengths.detach().cpu().numpy(), max_duration, grid)
     return tuple(torch.from_numpy(a).to(labels.device) for a in arrays)
 
 

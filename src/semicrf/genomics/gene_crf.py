@@ -30,9 +30,10 @@ PIECE_PLACE = {"first": 1, "": 2, "last": 3}
 
 
 def long_run_states(mode: str) -> dict:
-    """:class:`GeneGrammar`'s ``tails``, ``exon_tails`` and ``intron_ends`` for a ``--gene-long-runs`` mode
-    (``"pieces"``, ``"tail"``, ``"tail-ends"`` or ``"tail-exons"``)."""
-    return {"tails": mode != "pieces", "exon_tails": mode == "tail-exons", "intron_ends": mode == "tail-ends"}
+    """:class:`GeneGrammar`'s ``tails``, ``exon_tails``, ``intron_ends`` and ``grid`` for a ``--gene-long-runs``
+    mode (``"pieces"``, ``"tail"``, ``"tail-ends"``, ``"tail-exons"`` or ``"grid"``)."""
+    return {"tails": mode != "pieces", "exon_tails": mode == "tail-exons",
+            "intron_ends": mode in ("tail-ends", "grid"), "grid": mode == "grid"}
 
 
 class GeneGrammar(nn.Module):
@@ -45,6 +46,14 @@ class GeneGrammar(nn.Module):
     score_cuts: every state's start and end take its class's start and end scores (True), or a tail
     piece's only where it is a run's outer end, a long intron's first piece's start or last piece's end
     (False: the cuts inside a long run are free of them; ``run --gene-inner-cuts free``).
+    grid (needs intron_ends): the pieces of a run longer than K meet only at the multiples of K (a grid fixed
+    to the sequence), so that every run has one cutting into pieces and the best state path is the best
+    labelling's (up to a run of at most K that crosses the grid, which may also be a first and a last
+    piece): the intergenic tail gets first and last copies as the introns' (46 and 100 states); a first
+    piece ends, and a middle or last piece starts, only on the grid, and a middle piece ends on it or at
+    the sequence's end (so it is K long but where the sequence cuts it). Without it a run of L > K bases
+    has about 2^(L/K) cuttings into pieces, all in Z, and the single best path of the gold labelling took
+    47 nats less than the labelling's probability on the spec's sequences (``docs/results.md``, round 22).
     exon_junctions: an exon state's start and end take the exon class's start and end scores everywhere
     (True), or only at a gene's outer ends (False, ``run --gene-exon-ends gene``): its start where it opens
     a gene (open, single), its end where it closes one (close, single; the synthetic layout has no such
@@ -59,8 +68,12 @@ class GeneGrammar(nn.Module):
 
     def __init__(self, max_duration: int, backend: str = "auto", num_classes: int = NUM_CLASSES,
                  tails: bool = False, splice_sites: bool = False, exon_tails: bool = False,
-                 intron_ends: bool = False, score_cuts: bool = True, exon_junctions: bool = True):
+                 intron_ends: bool = False, score_cuts: bool = True, exon_junctions: bool = True,
+                 grid: bool = False):
         super().__init__()
+        if grid and not intron_ends:
+            raise ValueError("grid cuts a long run into a first, middle and last pieces: give intron_ends=True "
+                             "as well (run --gene-long-runs grid sets both)")
         if isinstance(max_duration, bool) or not isinstance(max_duration, int) or max_duration < 1:
             raise ValueError(f"max_duration must be a positive integer, got {max_duration!r}")
         if splice_sites and not tails:
@@ -73,7 +86,8 @@ class GeneGrammar(nn.Module):
         self.max_duration, self.backend, self.num_classes = max_duration, backend, num_classes
         self.tails, self.exon_tails, self.intron_ends = bool(tails), bool(exon_tails), bool(intron_ends)
         self.layout = LAYOUTS[num_classes]
-        self.states = make_states(self.layout, self.tails, self.exon_tails, self.intron_ends)
+        self.grid = bool(grid)
+        self.states = make_states(self.layout, self.tails, self.exon_tails, self.intron_ends, self.grid)
         C = num_classes
         self.transitions = nn.Parameter(torch.zeros(C, C))
         self.durations = nn.Parameter(torch.zeros(max_duration, 3 + 2 * self.tails + self.exon_tails))
@@ -91,10 +105,11 @@ class GeneGrammar(nn.Module):
         # The states whose class has a tail copy: a gold piece picks the plain or the tail one.
         tailed = {s.cls for s in self.states if s.tail}
         self.register_buffer("has_tail", torch.tensor([s.cls in tailed for s in self.states]), persistent=False)
-        # With intron_ends, which piece of a long intron a tail state is (PIECE_PLACE); 0 for
-        # every state that has no such place (a gold piece may take it whatever its place).
+        # With intron_ends, which piece of a long intron (with grid, of a long intergenic run too) a tail state
+        # is (PIECE_PLACE); 0 for every state that has no such place (a gold piece may take it whatever its place).
+        placed = ("intron", "intergenic") if self.grid else ("intron",)
         self.register_buffer("tail_place", torch.tensor([PIECE_PLACE[s.part] if self.intron_ends and s.tail and
-                                                         s.kind == "intron" else 0 for s in st]), persistent=False)
+                                                         s.kind in placed else 0 for s in st]), persistent=False)
         self.register_buffer("state_class", torch.tensor([s.cls for s in st]), persistent=False)
         self.register_buffer("grammar_mask", torch.from_numpy(grammar_mask(st, self.layout)), persistent=False)
         self.register_buffer("initial_mask", torch.from_numpy(initial_mask(st)), persistent=False)
@@ -163,7 +178,7 @@ class GeneGrammar(nn.Module):
     def extra_repr(self) -> str:
         return (f"classes={self.num_classes}, states={self.num_states}, max_duration={self.max_duration}, "
                 f"backend={self.backend!r}, tails={self.tails}, exon_tails={self.exon_tails}, "
-                f"splice_sites={self.splice_sites}, intron_ends={self.intron_ends}")
+                f"splice_sites={self.splice_sites}, intron_ends={self.intron_ends}, grid={self.grid}")
 
     def class_durations(self) -> Tensor:
         """(K, C) the duration table per class (the strands' columns are the same parameters); with
@@ -256,9 +271,27 @@ class GeneGrammar(nn.Module):
         hard = bad[:, :, col] & self.is_exon
         start_hard = hard | (no_open[:, :, col] & self.opens)
         end_hard = hard
+        if self.grid:
+            off_start, off_end = self._off_grid(lengths, T)
+            start_hard, end_hard = start_hard | off_start, end_hard | off_end
         if no_close is not None:
             end_hard = end_hard | (no_close[:, :, col] & self.closes)
         return emissions, start.masked_fill(start_hard, NEG_INF), end.masked_fill(end_hard, NEG_INF)
+
+    def _off_grid(self, lengths: Tensor, T: int) -> tuple[Tensor, Tensor]:
+        """(B, T, S) bool each: where a tail piece may not start (a middle or last piece off the grid) and
+        may not end (a first piece before a position off the grid; a middle piece too, unless at the
+        sequence's last position), with ``grid``."""
+        K = self.max_duration
+        t = torch.arange(T, device=lengths.device)
+        on_start = (t % K == 0)[None, :, None]  # (1, T, 1)
+        on_end = ((t + 1) % K == 0)[None, :, None] | (t[None, :] == lengths[:, None] - 1)[:, :, None]
+        place = self.tail_place
+        starts_on = (place == PIECE_PLACE[""]) | (place == PIECE_PLACE["last"])
+        first, middle = place == PIECE_PLACE["first"], place == PIECE_PLACE[""]
+        off_start = starts_on & ~on_start
+        off_end = (first & ~((t + 1) % K == 0)[None, :, None]) | (middle & ~on_end)
+        return off_start.expand(lengths.shape[0], T, -1), off_end
 
     def splice_penalties(self) -> Tensor:
         """(2,) what a whole intron loses for a non-canonical first and last two bases (softplus, > 0)."""
@@ -340,7 +373,7 @@ class GeneGrammar(nn.Module):
         states no path reaches are exact zeros (no -inf arithmetic, no NaN gradients)."""
         S = emissions.shape[2]
         dev, f64 = emissions.device, torch.float64
-        seg_s, seg_e, seg_c, nseg = piece_tensors(labels, lengths, self.max_duration)
+        seg_s, seg_e, seg_c, nseg = piece_tensors(labels, lengths, self.max_duration, self.grid)
         J = seg_s.shape[1]
         at = lambda x, idx: x.to(f64).gather(1, idx[:, :, None].expand(-1, -1, S))  # noqa: E731  (B, J, S)
         dur = tables["durations"].to(f64)[seg_e - seg_s - 1]  # (B, J, S)

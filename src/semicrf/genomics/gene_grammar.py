@@ -116,7 +116,7 @@ class GeneState:
 
 
 def make_states(layout: Layout, tails: bool = False, exon_tails: bool = False,
-                intron_ends: bool = False) -> tuple[GeneState, ...]:
+                intron_ends: bool = False, intergenic_ends: bool = False) -> tuple[GeneState, ...]:
     """The states in engine order: intergenic, then per strand its exon kinds (phase minor) and its
     introns (phase major). For the synthetic layout: intergenic, first_exon(0..2), exon(0..2),
     intron(a, r), exactly the first version's 16 states.
@@ -130,13 +130,20 @@ def make_states(layout: Layout, tails: bool = False, exon_tails: bool = False,
     one-exon gene longer than K is open .. close pieces), after the strand's exon kinds: 32 and 80
     states (see :mod:`.gene_model`, "Long runs"). intron_ends (needs tails): two more copies of each
     intron tail piece, the ``first`` and the ``last`` of a long intron, so that its two splice sites are
-    told from the cuts between its pieces: 26 + 18 = 44 and 62 + 36 = 98 states."""
+    told from the cuts between its pieces: 26 + 18 = 44 and 62 + 36 = 98 states. intergenic_ends (needs
+    intron_ends): the same two copies of the intergenic tail piece, after it: 46 and 100 states (the
+    ``grid`` layout of long runs, whose first and last pieces meet the grid differently from the middle
+    ones: :class:`.gene_crf.GeneGrammar`)."""
+    if intergenic_ends and not intron_ends:
+        raise ValueError("intergenic_ends extends intron_ends to intergenic runs: give intron_ends=True as well")
     if exon_tails and not tails:
         raise ValueError("exon_tails extends the tail states: give tails=True as well")
     if intron_ends and not tails:
         raise ValueError("intron_ends splits the introns' tail states: give tails=True as well")
     syn = not layout.codons
     states = [GeneState("intergenic")] + ([GeneState("intergenic", tail=True)] if tails else [])
+    if intergenic_ends:
+        states += [GeneState("intergenic", tail=True, part=part) for part in ("first", "last")]
     kinds = ("open", "inner", "close", "single") if layout.codons else ("open", "inner")
     for strand in layout.strands:
         ec, ic = layout.exon_class(strand), layout.intron_class(strand)
@@ -186,18 +193,27 @@ def grammar_mask(states=STATES, layout: Layout = SYNTHETIC) -> np.ndarray:
             return [plain]
         return [plain, ("intron", strand, a, r, True, ({"in": "first", "out": "last"}[side] if ends else ""))]
 
-    def copies(state) -> list[tuple]:
-        """The plain and (if its kind has one) tail copy of (kind, strand, phase, residue)."""
+    ig = ("intergenic", None, None, None)
+    ig_ends = any(s.part for s in states if s.kind == "intergenic")
+
+    def copies(state, side: str = "") -> list[tuple]:
+        """The plain and (if its kind has one) tail copy of (kind, strand, phase, residue); for intergenic
+        with its ends told apart, the tail copy a gene enters (side "in": first) or leaves (side "out": last)."""
+        if state == ig and ig_ends:
+            return [(*ig, False, "")] + ([(*ig, True, {"in": "first", "out": "last"}[side])] if side else [])
         return [(*state, t) for t in ((False, True) if state[0] in tailed else (False,))]
 
     def allow_copies(src, dst) -> None:
         """src -> dst for every copy (plain, tail) of either end."""
-        for a in copies(src):
-            for b in copies(dst):
+        for a in copies(src, "out"):
+            for b in copies(dst, "in"):
                 allow(a, b)
 
-    ig = ("intergenic", None, None, None)
-    allow((*ig, tails), (*ig, tails))  # a run continues: plain to plain, or tail to tail
+    if ig_ends:  # a long run: first, middle pieces, last (first -> last when it is two pieces)
+        for p, q in (("first", ""), ("first", "last"), ("", ""), ("", "last")):
+            allow((*ig, True, p), (*ig, True, q))
+    else:
+        allow((*ig, tails), (*ig, tails))  # a run continues: plain to plain, or tail to tail
     for strand in layout.strands:
         # Left to right on either strand: a - gene is met from its 3' end, but its pieces chain the
         # same way (an intron moves the absolute phase by its length on both strands, see the docstring).

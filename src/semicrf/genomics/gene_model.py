@@ -51,7 +51,8 @@ Real layout: 1 + 2 x (4 x 3 + 9) = 43 states. Synthetic layout: intergenic,
 ``open`` and ``inner`` of the + strand (named first_exon(a) and exon(a), as in
 the first version) and its 9 introns: 16 states; without codons at gene ends
 any exon piece may precede intergenic. With the tail states of long runs (see
-"Long runs") 62 and 26, and with a long intron's two ends told apart (the default) 98 and 44.
+"Long runs") 62 and 26, with a long intron's two ends told apart (the default) 98 and 44, and with
+the grid cuts of ``--gene-long-runs grid`` 100 and 46.
 
 Grammar (every other transition is -inf), per strand::
 
@@ -123,6 +124,26 @@ table decoded 0.667 against its own 0.554 (``docs/results.md``, "Round 20").
 With ``free`` the junctions of a long intron are scored by its first and last
 pieces under ``tail-ends``, and by the exons beside them under ``tail`` (whose
 tail pieces then carry no start or end score at all).
+
+``--gene-long-runs grid`` cuts every long run one way. With the tail modes above a run of L > K
+bases is any chain of pieces of at most K, about 2^(L/K) cuttings, all of them in Z: the probability
+of a labelling is spread over its cuttings, and Viterbi, which compares single paths, reads a long run
+by its best cutting alone, a small share of it. Measured on the first four validation sequences of the
+spec's data with the counting start (``tail-ends``): log P(gold labelling), summed over its cuttings,
+-9.8 nats per sequence (the oracle's -4.2), its best single cutting -57, the best path of all -51; so
+Viterbi returned a labelling whose one path beat the gold's best, and cutting a long intron with a
+false exon (two shorter runs, fewer cuttings) was cheap (``docs/results.md``, round 22). ``grid`` fixes
+the cuts to the multiples of K counted from the sequence's start: the intergenic tail gets first and
+last copies as the introns' (46 and 100 states), a first piece (entered from a gene) ends only before a
+grid point, a middle piece starts on one and ends before the next (or at the sequence's end), a last
+piece starts on one. A run longer than K then has exactly one cutting, so the gold segmentation's
+likelihood is the labelling's and the best path is the best labelling's, but for two leaks: a run of at
+most K across a grid point may also be a first and a last piece, and an exon run may still be cut
+anywhere (exons have no tail states), each cut paying the exon -> exon transition. Its counting start
+is a chain of runs (:func:`.gene_priors.grid_start`): a run of at most K scores ``log P(L = d)``, the
+pieces of a longer one a geometric tail ``lam * L + beta`` (a tail piece of d bases ``lam * d + beta``,
+each continuation ``-beta``, so the grid's place changes nothing), and the transitions are those of
+consecutive runs.
 
 ``--gene-long-runs tail-exons`` gives the exon kinds a long run is made of
 (open, inner, close) tail copies too, with a third tail law (duration column 5):
@@ -372,6 +393,8 @@ class GeneSemiCRFTagger(SequenceLabeler):
                                score_cuts=config.gene_inner_cuts == "scored",
                                exon_junctions=config.gene_exon_ends == "all", **long_run_states(config.gene_long_runs))
         tails = (", tail states for runs longer than K" if self.crf.exon_tails else
+                 ", tail states for intergenic and intron runs longer than K, their first and last pieces apart, "
+                 "cut on a grid of K" if self.crf.grid else
                  ", tail states for intergenic and intron runs longer than K, a long intron's first and last "
                  "pieces apart" if self.crf.intron_ends else
                  ", tail states for intergenic and intron runs longer than K" if self.crf.tails else "")
@@ -430,9 +453,13 @@ class GeneSemiCRFTagger(SequenceLabeler):
         # (2, C, window, 4): start / end, class, offset, base; an exon's only at a gene's ends where only those
         # are scored
         sites = gene_priors.site_log_odds(split, C, exon_junctions=self.crf.exon_junctions)
-        durations = gene_priors.duration_log_laws(split, self.max_duration, self.crf.duration_column,
-                                                  self.crf.durations.shape[1])
-        transitions, initial, final = gene_priors.transition_log_probabilities(split, C, self.max_duration)
+        if self.crf.grid:  # one cutting per run: the run chain's laws (gene_priors.grid_start)
+            durations, transitions, initial, final = gene_priors.grid_start(
+                split, self.max_duration, C, self.crf.duration_column, self.crf.durations.shape[1])
+        else:
+            durations = gene_priors.duration_log_laws(split, self.max_duration, self.crf.duration_column,
+                                                      self.crf.durations.shape[1])
+            transitions, initial, final = gene_priors.transition_log_probabilities(split, C, self.max_duration)
         with torch.no_grad():
             self.content.weight.copy_(torch.as_tensor(content, dtype=self.content.weight.dtype))
             weight = torch.zeros_like(self.sites.weight)  # (2C, 5, window); the N channel stays 0

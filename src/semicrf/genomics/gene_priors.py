@@ -246,15 +246,16 @@ def site_log_odds(split, num_classes: int, left: int = SITE_LEFT, right: int = S
     return np.where(seen[:, :, None, None], odds, 0.0)
 
 
-def _gold_pieces(labels: np.ndarray, max_duration: int):
-    """(starts, ends, classes) of one labelling's gold pieces (:func:`semicrf.paths.run_pieces`)."""
+def _gold_pieces(labels: np.ndarray, max_duration: int, grid: bool = False):
+    """(starts, ends, classes) of one labelling's gold pieces (:func:`semicrf.paths.run_pieces`; with grid
+    a long run cut on the multiples of K)."""
     labels = np.asarray(labels, np.int64)
-    s, e, c, n = run_pieces(labels[None], np.array([labels.shape[0]]), int(max_duration))
+    s, e, c, n = run_pieces(labels[None], np.array([labels.shape[0]]), int(max_duration), grid)
     return s[0, :n[0]], e[0, :n[0]], c[0, :n[0]]
 
 
 def transition_log_probabilities(split, num_classes: int, max_duration: int,
-                                 pseudocount: float = TRANSITION_PSEUDOCOUNT):
+                                 pseudocount: float = TRANSITION_PSEUDOCOUNT, grid: bool = False):
     """(transitions (C, C), initial (C,), final (C,)) float64: ``log P(next piece's class | this piece's
     class)`` over consecutive gold pieces (a run longer than K is several pieces of its class, so the
     diagonal is how often such a run goes on), and the log frequencies of the first and last pieces'
@@ -263,7 +264,7 @@ def transition_log_probabilities(split, num_classes: int, max_duration: int,
     C = num_classes
     pairs, first, last = np.full((C, C), pseudocount), np.full(C, pseudocount), np.full(C, pseudocount)
     for labels in split.labels:
-        _, _, c = _gold_pieces(labels, max_duration)
+        _, _, c = _gold_pieces(labels, max_duration, grid)
         np.add.at(pairs, (c[:-1], c[1:]), 1.0)
         first[c[0]] += 1.0
         last[c[-1]] += 1.0
@@ -273,7 +274,7 @@ def transition_log_probabilities(split, num_classes: int, max_duration: int,
 
 
 def duration_log_laws(split, max_duration: int, duration_col_of_piece, columns: int,
-                      pseudocount: float = DURATION_PSEUDOCOUNT) -> np.ndarray:
+                      pseudocount: float = DURATION_PSEUDOCOUNT, grid: bool = False) -> np.ndarray:
     """(K, columns) float64: per duration column, the log of the smoothed law of the gold pieces'
     lengths (each column sums to 1 in probability).
 
@@ -283,7 +284,7 @@ def duration_log_laws(split, max_duration: int, duration_col_of_piece, columns: 
     K = int(max_duration)
     counts = np.zeros((K, columns))
     for labels in split.labels:
-        s, e, c = _gold_pieces(labels, K)
+        s, e, c = _gold_pieces(labels, K, grid)
         same = c[1:] == c[:-1]
         long_run = np.r_[False, same] | np.r_[same, False]
         for d, cls, lr in zip((e - s).tolist(), c.tolist(), long_run.tolist()):
@@ -294,3 +295,75 @@ def duration_log_laws(split, max_duration: int, duration_col_of_piece, columns: 
     smooth = np.stack([np.convolve(padded[:, j], kernel, mode="valid") for j in range(columns)], axis=1)
     with np.errstate(divide="ignore"):  # a length never seen, without a pseudocount: -inf
         return np.log(smooth / smooth.sum(axis=0, keepdims=True))
+
+
+def geometric_tails(split, max_duration: int, duration_col_of_piece, columns: int) -> dict[int, tuple]:
+    """For each tail column of the grammar (a class's law of the pieces of runs longer than K): (log P(a run
+    is at most K bases), lam, beta) counted on the runs of the classes it scores that neither sequence end
+    cuts, with ``lam * L + beta`` the log of a geometric law fitted to the runs longer than K,
+    ``P(L) = P(L > K) (1 - p) p^(L - K - 1)``, ``lam = log p``, p from their mean length beyond K.
+
+    The start of the ``grid`` layout (:func:`grid_start`): there every run longer than K is cut one way, so a
+    tail law linear in the piece's length, with each continuation refunding its offset, scores the whole run
+    ``lam * L + beta`` wherever the grid falls."""
+    K = int(max_duration)
+    short, long_excess = {}, {}
+    for labels in split.labels:
+        labels = np.asarray(labels, np.int64)
+        firsts, lasts = segment_ends(labels)
+        for s, e in zip(firsts.tolist(), lasts.tolist()):
+            if s == 0 or e == labels.shape[0] - 1:
+                continue  # cut by a sequence end: its length is not a run's
+            col = duration_col_of_piece(int(labels[s]), True)
+            if col == duration_col_of_piece(int(labels[s]), False):
+                continue  # a class without tail states
+            n = e - s + 1
+            short[col] = short.get(col, 0) + (n <= K)
+            long_excess.setdefault(col, [])
+            if n > K:
+                long_excess[col].append(n - K)
+    out = {}
+    for col in range(columns):
+        if col not in short:
+            continue
+        runs = short[col] + len(long_excess[col])
+        share = (short[col] + TRANSITION_PSEUDOCOUNT) / (runs + 2 * TRANSITION_PSEUDOCOUNT)
+        mean_excess = (sum(long_excess[col]) + K) / (len(long_excess[col]) + 1)  # one pseudo-run of 2K
+        p = 1.0 - 1.0 / max(mean_excess, 1.0 + 1e-9)
+        lam = float(np.log(p))
+        beta = float(np.log1p(-share) + np.log1p(-p) - (K + 1) * lam)
+        out[col] = (float(np.log(share)), lam, beta)
+    return out
+
+
+def grid_start(split, max_duration: int, num_classes: int, duration_col_of_piece, columns: int):
+    """(durations (K, columns), transitions (C, C), initial (C,), final (C,)) float64: the counting start of the
+    ``grid`` layout, a semi-Markov chain of runs. A run of at most K bases scores ``log P(L = d)`` (its class's
+    law of the runs of at most K, times their share, :func:`geometric_tails`), a longer one ``lam * L + beta``:
+    each tail piece of d bases scores ``lam * d + beta`` and each continuation between two pieces ``-beta``. The
+    transitions between classes are those of consecutive runs (not pieces), which is what the run chain is."""
+    K = int(max_duration)
+    durations = duration_log_laws(split, K, duration_col_of_piece, columns, grid=True)
+    transitions, initial, final = transition_log_probabilities(split, num_classes, K, grid=True)
+    run_pairs = np.full((num_classes, num_classes), TRANSITION_PSEUDOCOUNT)
+    for labels in split.labels:
+        labels = np.asarray(labels, np.int64)
+        firsts, _ = segment_ends(labels)
+        c = labels[firsts]
+        np.add.at(run_pairs, (c[:-1], c[1:]), 1.0)
+    d = np.arange(1, K + 1, dtype=np.float64)
+    tails = geometric_tails(split, K, duration_col_of_piece, columns)
+    laws = durations.copy()
+    for cls in range(num_classes):
+        tail, plain = duration_col_of_piece(cls, True), duration_col_of_piece(cls, False)
+        if tail == plain or tail not in tails:
+            continue
+        log_short, lam, beta = tails[tail]
+        durations[:, plain] = laws[:, plain] + log_short
+        durations[:, tail] = lam * d + beta
+        row = run_pairs[cls].copy()
+        row[cls] = 0.0
+        with np.errstate(divide="ignore"):
+            transitions[cls] = np.log(row / row.sum())
+        transitions[cls, cls] = -beta
+    return durations, transitions, initial, final

@@ -57,7 +57,7 @@ DEFAULT_MODELS = MODEL_NAMES + ("oracle",)
 #: What the semi-CRF models may be trained to make probable (``ModelConfig.objective``, ``run --objective``).
 OBJECTIVES = ("labelling", "segmentation")
 #: How semicrf_gene scores the runs longer than K (``ModelConfig.gene_long_runs``, ``run --gene-long-runs``).
-GENE_LONG_RUNS = ("tail-ends", "tail", "pieces", "tail-exons")
+GENE_LONG_RUNS = ("tail-ends", "tail", "pieces", "tail-exons", "grid")
 #: Where semicrf_gene's content, site, length and transition tables start (``ModelConfig.gene_start``,
 #: ``run --gene-start``).
 GENE_STARTS = ("counts", "zeros")
@@ -84,8 +84,10 @@ class ModelConfig:
     gene_long_runs: how semicrf_gene scores an intergenic or intron run
     longer than K, ``"tail-ends"`` (tail states with their own length law, the
     first and last pieces of a long intron told apart; the default), ``"tail"``
-    (tail states alone), ``"tail-exons"`` (exon runs too) or ``"pieces"`` (its
-    pieces scored by the class's law; the first version).
+    (tail states alone), ``"tail-exons"`` (exon runs too), ``"pieces"`` (its
+    pieces scored by the class's law; the first version) or ``"grid"``
+    (``"tail-ends"`` with intergenic ends too, the pieces meeting only at the
+    multiples of K: one cutting per run).
     gene_splice_sites: semicrf_gene scores a whole intron's ends against the
     canonical GT .. AG (needs a tail mode; with ``"tail-ends"`` a long
     intron's two ends too, with ``"tail-exons"`` a whole exon's intron sides).

@@ -130,8 +130,10 @@ def add_gene_arguments(p: argparse.ArgumentParser) -> None:
                         "pieces are states of their own, so that its splice sites are checked as a whole "
                         "intron's are: 98 states on real genes, 44 on synthetic), tail (the same tail pieces "
                         "without the ends told apart: 62 and 26 states), pieces (every piece scored by the "
-                        "class's law, so the pieces of long runs shape it; the first version), or tail-exons "
-                        "(tail states for exon runs as well)")
+                        "class's law, so the pieces of long runs shape it; the first version), tail-exons "
+                        "(tail states for exon runs as well), or grid (tail-ends with the intergenic run's ends "
+                        "apart too, and the pieces of a long run meeting only at the multiples of K, so that "
+                        "each run has one cutting and the best path is the best labelling's: 100 and 46 states)")
     p.add_argument("--gene-splice-sites", default="on", choices=("on", "off"),
                    help="semicrf_gene: a whole intron (at most K bases) whose first or last two bases are not "
                         "GT .. AG (+ strand; CT .. AC as read on + for the - strand) loses a learned penalty "
