@@ -1024,6 +1024,38 @@ def grammatical_labellings(L):
     return torch.tensor(out, dtype=torch.int64)
 
 
+def test_two_strand_grid_cuts_each_run_once():
+    # --gene-long-runs grid on real data (both strands, 100 states): a labelling's likelihood, summed over
+    # every state path, is its gold segmentation's (cut on the multiples of K), but where a run of at most K
+    # crosses the grid or an exon run is longer than K (exons chain pieces anywhere; the exon -> exon
+    # transitions are set to -200 here so that splitting a short exon costs e^-200). Against each other:
+    # the engine's constrained sweep and the forward over the gold pieces.
+    L, K = 9, 3
+    grammar, codes, em, codon, start, end = random_problem5(31, L, K, splice_sites=True, score_cuts=False,
+                                                            **gm.long_run_states("grid"))
+    assert grammar.num_states == 100
+    with torch.no_grad():
+        grammar.transitions[XP, XP] = grammar.transitions[XM, XM] = -200.0
+    ys = grammatical_labellings(L)
+    n = ys.shape[0]
+    lengths = torch.full((n,), L)
+    with torch.no_grad():
+        e, s_, t = grammar.state_scores(em.expand(n, -1, -1), codon.expand(n, -1, -1), codes.expand(n, -1), lengths,
+                                        start.expand(n, -1, -1), end.expand(n, -1, -1))
+        ll = grammar.log_likelihood(e, s_, t, ys, lengths).numpy()
+        path_ll = grammar.path_log_likelihood(e, s_, t, ys, lengths).numpy()
+    checked = 0
+    for y, a, b in zip(ys.tolist(), ll, path_ll):
+        cuts = [0] + [i for i in range(1, L) if y[i] != y[i - 1]] + [L]
+        runs = list(zip(cuts[:-1], cuts[1:]))
+        leak = any((y[s] in (0, NP_, NM) and e_ - s <= K and s // K != (e_ - 1) // K) or
+                   (y[s] in (XP, XM) and e_ - s > K) for s, e_ in runs)
+        if a > IMPOSSIBLE and not leak:
+            checked += 1
+            assert b == pytest.approx(a, abs=1e-9), y
+    assert checked > 20, checked
+
+
 DESIGNED = ["CATGTAAC", "TTACATGC", "GTTACATC", "CATGCTAA"]  # + gene, - gene, - gene, + gene / - stop
 # Genes with splice dinucleotides in reach: + ATG GT.AG, - CT.AC around short introns, and mixed.
 SPLICED = ["ATGTAGCT", "TTACTACA", "ATGTAGTA", "TTAGTCAT"]
