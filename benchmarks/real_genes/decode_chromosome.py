@@ -230,7 +230,8 @@ def gene_state_blocks(model, s: dict, base: torch.Tensor, block: int = DEFAULT_S
     """semicrf_gene's engine inputs over its states, (emissions, start, end) each (W, S), for consecutive
     blocks of ``block`` positions (a multiple of 3): each built from the class-level scores and the bases of
     the block and :func:`state_context` bases either side, then cropped, which is exactly the block of the
-    whole sequence's states (the frame is the position mod 3)."""
+    whole sequence's states (the frame is the position mod 3; the grid of ``--gene-long-runs grid`` is told
+    where the block lies)."""
     _check_state_block(block)
     L = s["emissions"].shape[1]
     context = state_context(model)
@@ -238,7 +239,8 @@ def gene_state_blocks(model, s: dict, base: torch.Tensor, block: int = DEFAULT_S
         hi = min(L, lo + block)
         a, b = max(0, lo - context), min(L, hi + context)
         em, start, end = model.states_from_heads(s["emissions"][:, a:b], s["start"][:, a:b], s["end"][:, a:b],
-                                                 base[:, a:b], torch.tensor([b - a], device=base.device))
+                                                 base[:, a:b], torch.tensor([b - a], device=base.device),
+                                                 first_position=a, at_end=b == L)
         yield em[0, lo - a:hi - a], start[0, lo - a:hi - a], end[0, lo - a:hi - a]
 
 

@@ -239,14 +239,17 @@ class GeneGrammar(nn.Module):
 
     def state_scores(self, class_scores: Tensor, codon_scores: Tensor, codes: Tensor, lengths: Tensor,
                      start_scores: Tensor | None = None, end_scores: Tensor | None = None,
-                     stop_penalty: float = STOP_PENALTY):
+                     stop_penalty: float = STOP_PENALTY, first_position: int = 0, at_end: bool = True):
         """Per-position engine inputs over the states: emissions, start_scores, end_scores, each (B, T, S).
 
         class_scores: (B, T, C) ``e_c(t)``. codon_scores: (B, T, 3 * strands) ``q_j(t)``, the score of
         codon position j at t, per strand (+ then -; used by exon states only). codes: (B, T) base
         codes (for start and stop codons). lengths: (B,). start_scores, end_scores: (B, T, C) per
         class, or None (zero). stop_penalty: what an exon state loses on the marked base of an in-frame
-        stop codon (default the hard 1e4; training uses :data:`TRAIN_STOP_PENALTY`).
+        stop codon (default the hard 1e4; training uses :data:`TRAIN_STOP_PENALTY`). first_position, at_end:
+        with ``grid``, where in the whole sequence column 0 lies (the grid is counted from the whole
+        sequence's start; a multiple of 3 keeps the frames too) and whether the columns reach its end (a
+        middle piece may end at the last position only then); a block of a long sequence passes its own.
         """
         B, T, C = class_scores.shape
         n3 = 3 * len(self.layout.strands)
@@ -272,25 +275,27 @@ class GeneGrammar(nn.Module):
         start_hard = hard | (no_open[:, :, col] & self.opens)
         end_hard = hard
         if self.grid:
-            off_start, off_end = self._off_grid(lengths, T)
+            off_start, off_end = self._off_grid(lengths, T, first_position, at_end)
             start_hard, end_hard = start_hard | off_start, end_hard | off_end
         if no_close is not None:
             end_hard = end_hard | (no_close[:, :, col] & self.closes)
         return emissions, start.masked_fill(start_hard, NEG_INF), end.masked_fill(end_hard, NEG_INF)
 
-    def _off_grid(self, lengths: Tensor, T: int) -> tuple[Tensor, Tensor]:
+    def _off_grid(self, lengths: Tensor, T: int, first_position: int = 0,
+                  at_end: bool = True) -> tuple[Tensor, Tensor]:
         """(B, T, S) bool each: where a tail piece may not start (a middle or last piece off the grid) and
         may not end (a first piece before a position off the grid; a middle piece too, unless at the
-        sequence's last position), with ``grid``."""
+        sequence's last position), with ``grid``; column t is position first_position + t."""
         K = self.max_duration
         t = torch.arange(T, device=lengths.device)
-        on_start = (t % K == 0)[None, :, None]  # (1, T, 1)
-        on_end = ((t + 1) % K == 0)[None, :, None] | (t[None, :] == lengths[:, None] - 1)[:, :, None]
+        on_start = ((t + first_position) % K == 0)[None, :, None]  # (1, T, 1)
+        before_grid = ((t + first_position + 1) % K == 0)[None, :, None]
+        last = (t[None, :] == lengths[:, None] - 1)[:, :, None] & at_end
         place = self.tail_place
         starts_on = (place == PIECE_PLACE[""]) | (place == PIECE_PLACE["last"])
         first, middle = place == PIECE_PLACE["first"], place == PIECE_PLACE[""]
         off_start = starts_on & ~on_start
-        off_end = (first & ~((t + 1) % K == 0)[None, :, None]) | (middle & ~on_end)
+        off_end = (first & ~before_grid) | (middle & ~(before_grid | last))
         return off_start.expand(lengths.shape[0], T, -1), off_end
 
     def splice_penalties(self) -> Tensor:

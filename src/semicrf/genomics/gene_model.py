@@ -425,14 +425,15 @@ class GeneSemiCRFTagger(SequenceLabeler):
     state_context = max(3, CONTENT_KMER - 1, SITE_LEFT, SITE_RIGHT)
 
     def states_from_heads(self, emission: Tensor, start: Tensor, end: Tensor, codes: Tensor, lengths: Tensor,
-                          stop_penalty: float = STOP_PENALTY):
+                          stop_penalty: float = STOP_PENALTY, first_position: int = 0, at_end: bool = True):
         """The engine's inputs over the states (:meth:`GeneGrammar.state_scores`) from :meth:`heads` and the
-        base codes (B, T), with the content and site scores of the bases added."""
+        base codes (B, T), with the content and site scores of the bases added. first_position, at_end: where
+        these columns lie in a longer sequence (:meth:`GeneGrammar.state_scores`)."""
         emission = emission + self.content(kmer_index(codes, lengths, CONTENT_KMER))
         site_start, site_end = self.site_scores(codes, lengths)
         class_scores, codon_scores = emission.split([self.config.num_classes, self.num_codon_scores], dim=-1)
         return self.crf.state_scores(class_scores, codon_scores, codes, lengths, start + site_start,
-                                     end + site_end, stop_penalty)
+                                     end + site_end, stop_penalty, first_position, at_end)
 
     def site_scores(self, codes: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         """(start, end) per class, each (B, T, C): the site tables over the bases from SITE_LEFT before to
