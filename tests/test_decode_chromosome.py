@@ -54,8 +54,11 @@ def test_streamed_scores_equal_one_call(stem, layers, feats):
     with torch.no_grad():
         want = model._scores(model.encode(x, torch.tensor([301])))
     got = dc.scores(model, codes, feats, chunk=37, halo=dc.DEFAULT_HALO)
+    # float32 scores up to about 5 from pieces of other shapes than the one call's: their last bits differ
+    # (up to 3.7e-5 on an AMD EPYC machine, 2026-12-08, on k-mer features); without the halo they are off by
+    # about 5 (the next test).
     for key, w in zip(("emissions", "start", "end"), want):
-        torch.testing.assert_close(got[key], w, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(got[key], w, atol=2e-4, rtol=1e-5)
 
 
 def test_too_small_halo_changes_conv_scores():
