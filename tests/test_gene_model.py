@@ -1340,7 +1340,7 @@ def test_a_broken_fly_gene_is_rejected(fly):
     assert scores[0] == 0.0 and np.all(scores[1:] < IMPOSSIBLE), scores
 
 
-@pytest.mark.parametrize("long_runs,states", [("tail", 62), ("tail-exons", 80), ("tail-ends", 98)])
+@pytest.mark.parametrize("long_runs,states", [("tail", 62), ("tail-exons", 80), ("tail-ends", 98), ("grid", 100)])
 def test_the_model_trains_on_a_fly_locus(fly, long_runs, states):
     meta, train, _ = fly
     i = next(k for k, y in enumerate(train.labels) if len(y) < 3000 and (y == XM).any() and (y == NM).any())
